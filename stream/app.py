@@ -1,0 +1,177 @@
+"""Composition root: build the faust application (and everything it runs) from settings.
+
+Nothing in the package imports a global app; this module wires settings into the decoder, the
+metric folds, the batch engine, the HTTP API and the exporter, and hands back one object.
+faust provides the shell — worker lifecycle and signals, the producer (dead letters), the web
+server (API, ``/metrics``, health) — while the hot path is the batched
+:class:`~stream.engine.consumer.BatchEngine` service.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import faust
+
+from stream.contract.decode import Decoder
+from stream.contract.types import Family
+from stream.engine import store
+from stream.engine.consumer import BatchEngine, EngineConfig
+from stream.engine.deltas import Layout
+from stream.engine.fold import FoldContext, Handler
+from stream.engine.keys import Keys
+from stream.engine.windows import Windows
+from stream.exporter import BusinessExporter
+from stream.metrics.catalog import QueryError
+from stream.metrics.clickstream import ClickstreamFold
+from stream.metrics.reader import Reader
+from stream.observability import WorkerMetrics
+from stream.query import UnknownMetric, list_metrics, run_query
+from stream.settings import Settings
+from stream.topics import ensure_topics
+
+log = logging.getLogger(__name__)
+
+
+def topic_families(settings: Settings) -> dict[str, str]:
+    t = settings.topics
+    return {
+        t.clickstream: Family.CLICKSTREAM.value,
+        t.social: Family.SOCIAL.value,
+        t.support: Family.SUPPORT.value,
+        t.feedback: Family.FEEDBACK.value,
+        t.account: Family.ACCOUNT.value,
+    }
+
+
+def build_decoder(settings: Settings) -> Decoder:
+    return Decoder(
+        max_message_bytes=settings.max_message_bytes,
+        max_future_skew_ms=int(settings.max_future_skew_seconds * 1000),
+        segment_event_map=settings.segment_event_map,
+    )
+
+
+def build_handlers(settings: Settings, windows: Windows) -> dict[str, Handler]:
+    handlers: dict[str, Handler] = {}
+    handlers.update(ClickstreamFold(windows, frozenset(settings.tracked_pages)).handlers())
+    return handlers
+
+
+def build_fold_context(settings: Settings, windows: Windows) -> FoldContext:
+    return FoldContext(
+        decoder=build_decoder(settings),
+        handlers=build_handlers(settings, windows),
+        passive_events=frozenset(settings.passive_events),
+        lateness_ms=int(settings.allowed_lateness_seconds * 1000),
+    )
+
+
+def build_layout(settings: Settings, windows: Windows) -> Layout:
+    return Layout(
+        Keys(settings.key_prefix), windows, tuple(settings.granularities), settings.retention
+    )
+
+
+@dataclass
+class Application:
+    app: faust.App
+    engine: BatchEngine
+    metrics: WorkerMetrics
+    settings: Settings
+
+
+def build_app(settings: Settings) -> Application:
+    if not settings.kafka_bootstrap_servers or not settings.redis_url:
+        raise ValueError("build_app needs kafka_bootstrap_servers and redis_url (see localstack)")
+    windows = Windows(settings.zone)
+    keys = Keys(settings.key_prefix)
+    metrics = WorkerMetrics()
+    app = faust.App(
+        f"{settings.consumer_group}-shell",
+        broker=[f"kafka://{h}" for h in settings.kafka_bootstrap_servers.split(",")],
+        store="memory://",
+        web_enabled=True,
+        web_bind=settings.web_host,
+        web_host=settings.web_host,
+        web_port=settings.web_port,
+        topic_partitions=settings.topic_partitions,
+        # Tansu (and a cold KRaft broker) otherwise holds the first group join ~30 s.
+        broker_session_timeout=6.0,
+        broker_heartbeat_interval=1.0,
+        broker_rebalance_timeout=6.0,
+        producer_acks=-1,
+    )
+
+    async def send(topic: str, key: bytes | None, value: bytes) -> Any:
+        return await app.producer.send(topic, key, value, None, None, None)
+
+    engine = BatchEngine(
+        EngineConfig(
+            bootstrap_servers=settings.kafka_bootstrap_servers,
+            group_id=settings.consumer_group,
+            topic_family=topic_families(settings),
+            dlq_topic=settings.topics.dlq,
+            batch_max_records=settings.batch_max_records,
+            batch_timeout_ms=settings.batch_timeout_ms,
+        ),
+        settings.redis_url,
+        keys,
+        build_layout(settings, windows),
+        build_fold_context(settings, windows),
+        metrics,
+        send,
+    )
+    reader_client = store.connect(settings.redis_url)
+    reader = Reader(reader_client, keys)
+    exporter = BusinessExporter(reader, windows, settings.granularities, settings.max_label_values)
+    tracked = frozenset(settings.tracked_pages)
+
+    @app.task  # type: ignore[untyped-decorator]
+    async def start_engine() -> None:
+        await ensure_topics(settings)
+        await app.add_runtime_dependency(engine)
+
+    @app.page("/api/v1/metrics")
+    async def metrics_index(view: faust.web.View, request: faust.web.Request) -> Any:
+        return view.json({"metrics": list_metrics()})
+
+    @app.page("/api/v1/metrics/{name}")
+    async def metric_series(view: faust.web.View, request: faust.web.Request, name: str) -> Any:
+        try:
+            body = await run_query(name, dict(request.query), reader, windows, tracked)
+        except UnknownMetric:
+            return view.json({"error": f"unknown metric {name!r}"}, status=404)
+        except QueryError as exc:
+            return view.json({"error": str(exc)}, status=400)
+        return view.json(body)
+
+    @app.page("/metrics")
+    async def prometheus(view: faust.web.View, request: faust.web.Request) -> Any:
+        try:
+            payload = await exporter.render(metrics.registry)
+        except Exception as exc:  # Redis down: still expose operational series
+            log.warning("business gauges unavailable: %s", type(exc).__name__)
+            from prometheus_client import generate_latest
+
+            payload = generate_latest(metrics.registry)
+        return view.bytes(payload, content_type="text/plain; version=0.0.4; charset=utf-8")
+
+    @app.page("/healthz")
+    async def healthz(view: faust.web.View, request: faust.web.Request) -> Any:
+        return view.json({"status": "ok", "time": time.time()})
+
+    @app.page("/readyz")
+    async def readyz(view: faust.web.View, request: faust.web.Request) -> Any:
+        try:
+            await reader_client.ping()
+        except Exception:
+            return view.json({"ready": False, "reason": "redis unreachable"}, status=503)
+        if not engine.ready.is_set():
+            return view.json({"ready": False, "reason": "no partition assignment yet"}, status=503)
+        return view.json({"ready": True, "partitions": len(engine.partitions)})
+
+    return Application(app, engine, metrics, settings)

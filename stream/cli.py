@@ -1,0 +1,345 @@
+"""The ``stream`` command: worker, demo, simulate, replay, check, query, bench.
+
+Each command is a thin shell over a module that does the work; configuration always comes from
+:class:`~stream.settings.Settings` (environment / ``STREAM_CONFIG_FILE``), never from globals.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import click
+import orjson
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from stream.settings import Settings
+
+console = Console(stderr=True)
+
+
+def _settings() -> Settings:
+    try:
+        return Settings()
+    except Exception as exc:  # pydantic ValidationError, missing config file, …
+        raise click.ClickException(f"invalid configuration: {exc}") from exc
+
+
+@click.group()
+@click.option(
+    "--log-level",
+    default="warning",
+    show_default=True,
+    type=click.Choice(["debug", "info", "warning", "error"]),
+)
+def cli(log_level: str) -> None:
+    """Real-time customer-engagement metrics: Kafka in, Redis windows, Prometheus out."""
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+
+@cli.command()
+@click.option("--web-port", type=int, default=None, help="HTTP port (API, /metrics, health).")
+def worker(web_port: int | None) -> None:
+    """Run one worker (joins the consumer group; scale by starting more)."""
+    from faust.worker import Worker
+
+    from stream.app import build_app
+    from stream.runtime import with_infrastructure
+
+    settings, stack = with_infrastructure(_settings())
+    if web_port is not None:
+        settings = settings.with_overrides(web_port=web_port)
+    application = build_app(settings)
+    level = logging.getLevelName(logging.getLogger().level).lower()
+    try:
+        Worker(application.app, loglevel=level, quiet=True).execute_from_commandline()
+    finally:
+        if stack is not None:
+            stack.stop()
+
+
+@cli.command()
+@click.option("--users", default=3000, show_default=True)
+@click.option(
+    "--activity",
+    default=60.0,
+    show_default=True,
+    help="Simulated users are this many times more active than real ones.",
+)
+@click.option("--seed", default=7, show_default=True)
+@click.option("--web-port", default=6066, show_default=True)
+def demo(users: int, activity: float, seed: int, web_port: int) -> None:
+    """Local broker + Redis + a worker + live simulated traffic, with a live table."""
+    from stream.demo import run_demo
+
+    run_demo(_settings(), users=users, activity=activity, seed=seed, web_port=web_port)
+
+
+@cli.command()
+@click.option("--seed", default=42, show_default=True)
+@click.option("--users", default=2000, show_default=True)
+@click.option("--count", type=int, default=None, help="Stop after N events.")
+@click.option("--rate", type=float, default=None, help="Max events/s (batch mode).")
+@click.option("--live", is_flag=True, help="Stamp events with the wall clock, paced in real time.")
+@click.option("--activity", default=1.0, show_default=True)
+@click.option(
+    "--start",
+    "start_ms",
+    type=int,
+    default=None,
+    help="Simulated clock start, epoch ms (batch mode default: 24 h ago).",
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Write JSONL here instead of publishing to Kafka.",
+)
+def simulate(
+    seed: int,
+    users: int,
+    count: int | None,
+    rate: float | None,
+    live: bool,
+    activity: float,
+    start_ms: int | None,
+    out: Path | None,
+) -> None:
+    """Generate realistic engagement traffic (deterministic with --seed)."""
+    from stream.tools.emit import EmitPlan, write_jsonl
+    from stream.tools.simulate import SimulationConfig, Simulator
+
+    now_ms = int(time.time() * 1000)
+    if start_ms is None:
+        start_ms = now_ms if live else now_ms - 86_400_000
+    sim = Simulator(SimulationConfig(seed=seed, users=users, start_ms=start_ms, activity=activity))
+    plan = EmitPlan(count=count, rate=rate, live=live, stop_at_ms=None if live else now_ms)
+    if out is not None:
+        n = write_jsonl(sim.events(), plan, out)
+        console.print(f"wrote {n} events to {out}")
+        return
+    if count is None and not live:
+        plan.stop_at_ms = now_ms
+    asyncio.run(_publish_simulation(sim, plan))
+
+
+async def _publish_simulation(sim: Any, plan: Any) -> None:
+    from stream.runtime import with_infrastructure
+    from stream.tools.emit import publish
+    from stream.tools.publish import BatchPublisher
+    from stream.topics import ensure_topics
+
+    settings, stack = with_infrastructure(_settings())
+    try:
+        await ensure_topics(settings)
+        async with BatchPublisher(settings.kafka_bootstrap_servers) as publisher:
+            n = await publish(sim.events(), plan, publisher, _family_topics(settings))
+        console.print(f"published {n} events")
+    finally:
+        if stack is not None:
+            stack.stop()
+
+
+def _family_topics(settings: Settings) -> dict[Any, str]:
+    from stream.contract.types import Family
+
+    t = settings.topics
+    return {
+        Family.CLICKSTREAM: t.clickstream,
+        Family.SOCIAL: t.social,
+        Family.SUPPORT: t.support,
+        Family.FEEDBACK: t.feedback,
+        Family.ACCOUNT: t.account,
+    }
+
+
+@cli.command()
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--map",
+    "mapping",
+    default=None,
+    help="CSV only: field=column pairs, e.g. event_id=id,type=kind,ts=time,"
+    "user_id=uid,properties.page=url",
+)
+def replay(path: Path, mapping: str | None) -> None:
+    """Publish a JSONL/CSV event file in file order, keeping each event's timestamp."""
+    from stream.tools.files import parse_mapping
+
+    csv_mapping = parse_mapping(mapping) if mapping else None
+    started = time.perf_counter()
+    n = asyncio.run(_replay(path, csv_mapping))
+    elapsed = time.perf_counter() - started
+    console.print(f"replayed {n} events in {elapsed:.2f}s ({n / max(elapsed, 1e-9):,.0f} events/s)")
+
+
+async def _replay(path: Path, csv_mapping: dict[str, str] | None) -> int:
+    from stream.runtime import with_infrastructure
+    from stream.tools.files import count_lines, iter_messages
+    from stream.tools.publish import BatchPublisher
+    from stream.tools.routing import Router
+    from stream.topics import ensure_topics
+
+    settings, stack = with_infrastructure(_settings())
+    try:
+        await ensure_topics(settings)
+        router = Router(
+            _family_topics(settings), settings.topics.clickstream, settings.segment_event_map
+        )
+        total = count_lines(path)
+        progress = Progress(
+            TextColumn("replay"),
+            BarColumn(),
+            TextColumn("{task.completed:,}/{task.total:,}"),
+            TimeElapsedColumn(),
+            console=console,
+            disable=not console.is_terminal,
+        )
+        with progress:
+            task = progress.add_task("replay", total=total)
+            async with BatchPublisher(settings.kafka_bootstrap_servers) as publisher:
+                for n, message in enumerate(iter_messages(path, csv_mapping), 1):
+                    topic, key = router.route(message)
+                    await publisher.send(topic, key, message)
+                    if n % 10_000 == 0:
+                        progress.update(task, completed=n)
+                await publisher.flush()
+                progress.update(task, completed=publisher.sent)
+                return publisher.sent
+    finally:
+        if stack is not None:
+            stack.stop()
+
+
+@cli.command()
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--map", "mapping", default=None, help="CSV only: field=column pairs.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def check(path: Path, mapping: str | None, as_json: bool) -> None:
+    """Validate an event file against the contract: counts per type and rejection reason."""
+    from stream.app import build_decoder
+    from stream.contract.decode import Rejection
+    from stream.tools.files import iter_messages, parse_mapping
+
+    decoder = build_decoder(_settings())
+    csv_mapping = parse_mapping(mapping) if mapping else None
+    now_ms = int(time.time() * 1000)
+    types: Counter[str] = Counter()
+    reasons: Counter[str] = Counter()
+    for message in iter_messages(path, csv_mapping):
+        outcome = decoder.decode(message, now_ms)
+        if isinstance(outcome, Rejection):
+            reasons[outcome.reason.value] += 1
+        else:
+            types[outcome.type] += 1
+    if as_json:
+        click.echo(orjson.dumps({"valid": dict(types), "rejected": dict(reasons)}).decode())
+    else:
+        table = Table("event type", "valid", title=f"{path.name}")
+        for name, n in sorted(types.items()):
+            table.add_row(name, f"{n:,}")
+        table.add_row("[b]total valid[/b]", f"{sum(types.values()):,}")
+        Console().print(table)
+        if reasons:
+            rej = Table("rejection reason", "messages")
+            for name, n in sorted(reasons.items()):
+                rej.add_row(name, f"{n:,}")
+            Console().print(rej)
+        click.echo("(late events depend on partition order and are decided by the worker)")
+    if reasons:
+        sys.exit(1)
+
+
+@cli.command()
+@click.argument("metric", required=False)
+@click.option("--start", default=None, help="RFC 3339, YYYY-MM-DD or epoch seconds.")
+@click.option("--end", default=None)
+@click.option("--granularity", type=click.Choice(["minute", "hour", "day"]), default=None)
+@click.option("--filter", "filters", multiple=True, help="dimension=value, repeatable.")
+@click.option("--json", "as_json", is_flag=True)
+def query(
+    metric: str | None,
+    start: str | None,
+    end: str | None,
+    granularity: str | None,
+    filters: tuple[str, ...],
+    as_json: bool,
+) -> None:
+    """Print a metric's series (or, without METRIC, the list of metrics)."""
+    from stream.query import list_metrics
+
+    if metric is None:
+        table = Table("metric", "unit", "granularities", "dimensions", "description")
+        for m in list_metrics():
+            table.add_row(
+                m["name"],
+                m["unit"],
+                ",".join(m["granularities"]),
+                ",".join(m["dimensions"]),
+                m["description"],
+            )
+        Console().print(table)
+        return
+    params = {k: v for k, v in (("start", start), ("end", end), ("granularity", granularity)) if v}
+    for item in filters:
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise click.BadParameter(f"{item!r}: expected dimension=value", param_hint="--filter")
+        params[name] = value
+    body = asyncio.run(_query(metric, params))
+    if as_json:
+        click.echo(orjson.dumps(body).decode())
+        return
+    table = Table(
+        "start",
+        body["metric"],
+        title=f"{body['metric']} per {body['granularity']} ({body['unit']})",
+    )
+    for point in body["points"]:
+        value = point["value"]
+        table.add_row(point["start"], "—" if value is None else f"{value:,.4g}")
+    Console().print(table)
+
+
+async def _query(metric: str, params: dict[str, str]) -> dict[str, Any]:
+    from stream.engine import store
+    from stream.engine.keys import Keys
+    from stream.engine.windows import Windows
+    from stream.metrics.catalog import QueryError
+    from stream.metrics.reader import Reader
+    from stream.query import UnknownMetric, run_query
+
+    settings = _settings()
+    if not settings.redis_url:
+        raise click.ClickException("set REDIS_URL to the Redis the workers write to")
+    client = store.connect(settings.redis_url)
+    try:
+        reader = Reader(client, Keys(settings.key_prefix))
+        return await run_query(
+            metric, params, reader, Windows(settings.zone), frozenset(settings.tracked_pages)
+        )
+    except UnknownMetric:
+        raise click.ClickException(
+            f"unknown metric {metric!r}; `stream query` lists them"
+        ) from None
+    except QueryError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        await client.aclose()
+
+
+def main() -> None:
+    cli(prog_name="stream")
+
+
+if __name__ == "__main__":
+    main()

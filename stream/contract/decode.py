@@ -1,0 +1,224 @@
+"""Bytes -> validated :class:`Event`, or a :class:`Rejection` with a reason code.
+
+This is the hot path's first step, so it is one msgspec decode into a permissive struct that
+covers both our native envelope and Segment/RudderStack spec messages, followed by a few cheap
+checks. It never raises on bad input: every failure becomes a Rejection, because a worker must
+never crash on (or silently drop) a message.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Annotated
+
+import msgspec
+
+from stream.contract.types import REPLY_AUTHORS, SCORE_RANGE, EventType, Reason
+
+#: Bounds on identifiers: they end up in Redis keys and hash fields, so keep them sane.
+MAX_ID_CHARS = 256
+MAX_NAME_CHARS = 200
+
+Id = Annotated[str, msgspec.Meta(max_length=MAX_ID_CHARS)]
+Name = Annotated[str, msgspec.Meta(max_length=MAX_NAME_CHARS)]
+Timestamp = int | float | datetime
+
+
+class Properties(msgspec.Struct, gc=False):
+    """The event properties this product reads. Unknown keys are accepted and ignored."""
+
+    # clickstream
+    page: Name | None = None
+    path: Name | None = None  # Segment page calls carry the path here
+    platform: Name | None = None
+    channel: Name | None = None  # acquisition channel (utm_medium-like)
+    campaign: Name | None = None
+    placement: Name | None = None
+    feature: Name | None = None
+    # social
+    post_id: Id | None = None
+    # support
+    ticket_id: Id | None = None
+    author: Name | None = None  # agent | requester | bot (ticket_replied)
+    public: bool | None = None
+    priority: Name | None = None
+    # feedback
+    score: int | None = None
+    touchpoint: Name | None = None
+    # account
+    plan: Name | None = None
+    amount: float | None = None
+    currency: Name | None = None
+
+
+class RawMessage(msgspec.Struct, gc=False):
+    """Union of our envelope and the Segment spec; normalised by :func:`_normalise`."""
+
+    type: Name | None = None
+    event_id: Id | None = None
+    ts: Timestamp | None = None
+    user_id: Id | None = None
+    session_id: Id | None = None
+    account_id: Id | None = None
+    properties: Properties | None = None
+    # Segment / RudderStack spec fields
+    messageId: Id | None = None
+    userId: Id | None = None
+    anonymousId: Id | None = None
+    timestamp: Timestamp | None = None
+    event: Name | None = None
+    name: Name | None = None
+
+
+class Event(msgspec.Struct, gc=False):
+    """A validated event in the product's own shape; ``ts_ms`` is epoch milliseconds (UTC)."""
+
+    event_id: str
+    type: str
+    ts_ms: int
+    user_id: str
+    session_id: str | None
+    account_id: str | None
+    props: Properties
+
+
+class Rejection(msgspec.Struct, gc=False):
+    reason: Reason
+    detail: str
+
+
+_EMPTY_PROPS = Properties()
+_NATIVE_TYPES: frozenset[str] = frozenset(t.value for t in EventType if t != EventType.IDENTIFY)
+_SEGMENT_CALLS: frozenset[str] = frozenset({"page", "screen", "track", "identify"})
+_decoder = msgspec.json.Decoder(RawMessage)
+# The field a validation error points at decides the reason code.
+_PATH_REASON: tuple[tuple[str, Reason], ...] = (
+    ("`$.ts`", Reason.BAD_TIMESTAMP),
+    ("`$.timestamp`", Reason.BAD_TIMESTAMP),
+    ("Number out of range", Reason.OUT_OF_RANGE),
+)
+
+
+class Decoder:
+    """Validates messages against contract v1 (plus the Segment spec) for one deployment."""
+
+    def __init__(
+        self,
+        *,
+        max_message_bytes: int,
+        max_future_skew_ms: int,
+        segment_event_map: Mapping[str, str],
+    ) -> None:
+        self.max_message_bytes = max_message_bytes
+        self.max_future_skew_ms = max_future_skew_ms
+        self.segment_event_map = dict(segment_event_map)
+
+    def decode(self, data: bytes, now_ms: int) -> Event | Rejection:
+        if len(data) > self.max_message_bytes:
+            return Rejection(Reason.OVERSIZED, f"{len(data)} bytes > {self.max_message_bytes}")
+        try:
+            raw = _decoder.decode(data)
+        except msgspec.ValidationError as exc:
+            text = str(exc)
+            for needle, reason in _PATH_REASON:
+                if needle in text:
+                    return Rejection(reason, text)
+            return Rejection(Reason.SCHEMA, text)
+        except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+            return Rejection(Reason.NOT_JSON, str(exc))
+        return self._normalise(raw, now_ms)
+
+    def _normalise(self, raw: RawMessage, now_ms: int) -> Event | Rejection:
+        kind = raw.type
+        if kind in _NATIVE_TYPES:
+            event_type: str = kind
+            event_id = raw.event_id
+            user_id = raw.user_id
+            ts = raw.ts
+        elif kind in _SEGMENT_CALLS:
+            mapped = self._segment_type(kind, raw.event)
+            if mapped is None:
+                return Rejection(Reason.UNKNOWN_TYPE, f"unmapped track event {raw.event!r}")
+            event_type = mapped
+            event_id = raw.messageId or raw.event_id
+            user_id = raw.userId or raw.anonymousId or raw.user_id
+            ts = raw.timestamp if raw.timestamp is not None else raw.ts
+        elif kind is None:
+            return Rejection(Reason.SCHEMA, "missing `type`")
+        else:
+            return Rejection(Reason.UNKNOWN_TYPE, f"unknown type {kind[:64]!r}")
+
+        if not event_id:
+            return Rejection(Reason.MISSING_EVENT_ID, "missing event_id / messageId")
+        if not user_id:
+            return Rejection(Reason.MISSING_USER_ID, "missing user_id / userId / anonymousId")
+        ts_ms = _epoch_ms(ts)
+        if ts_ms is None:
+            return Rejection(Reason.BAD_TIMESTAMP, "missing, naive or out-of-range timestamp")
+        if ts_ms > now_ms + self.max_future_skew_ms:
+            return Rejection(Reason.FUTURE_TIMESTAMP, f"ts {ts_ms} is ahead of now {now_ms}")
+
+        props = raw.properties or _EMPTY_PROPS
+        problem = _check_properties(event_type, props)
+        if problem is not None:
+            return problem
+        if kind == "page" and props.page is None and (props.path or raw.name):
+            props = msgspec.structs.replace(props, page=props.path or raw.name)
+        elif kind == "screen" and props.page is None and raw.name:
+            props = msgspec.structs.replace(props, page=raw.name)
+        return Event(event_id, event_type, ts_ms, user_id, raw.session_id, raw.account_id, props)
+
+    def _segment_type(self, call: str, event_name: str | None) -> str | None:
+        if call == "page":
+            return EventType.PAGE_VIEW.value
+        if call == "screen":
+            return EventType.SCREEN_VIEW.value
+        if call == "identify":
+            return EventType.IDENTIFY.value
+        if event_name is None:
+            return None
+        return self.segment_event_map.get(event_name)
+
+
+# Timestamps before 2000 or after 2200 are not events, they are bugs (seconds sent as ms, …).
+_MIN_TS_MS = 946_684_800_000
+_MAX_TS_MS = 7_258_118_400_000
+
+
+def _epoch_ms(ts: Timestamp | None) -> int | None:
+    if ts is None:
+        return None
+    if isinstance(ts, datetime):
+        if ts.tzinfo is None:
+            return None
+        value = int(ts.timestamp() * 1000)
+    elif isinstance(ts, float):
+        if not math.isfinite(ts):
+            return None
+        value = int(ts)
+    else:
+        value = ts
+    if not _MIN_TS_MS <= value <= _MAX_TS_MS:
+        return None
+    return value
+
+
+def _check_properties(event_type: str, props: Properties) -> Rejection | None:
+    score_range = SCORE_RANGE.get(event_type)  # type: ignore[call-overload]
+    if score_range is not None:
+        low, high = score_range
+        if props.score is None:
+            return Rejection(Reason.SCHEMA, f"{event_type} needs properties.score")
+        if not low <= props.score <= high:
+            return Rejection(Reason.OUT_OF_RANGE, f"score {props.score} not in {low}..{high}")
+    if props.amount is not None and (not math.isfinite(props.amount) or props.amount < 0):
+        return Rejection(Reason.OUT_OF_RANGE, "amount must be a finite number >= 0")
+    if event_type == EventType.TICKET_REPLIED and props.author not in REPLY_AUTHORS:
+        return Rejection(
+            Reason.SCHEMA, "ticket_replied needs properties.author agent|requester|bot"
+        )
+    if event_type.startswith("ticket_") and not props.ticket_id:
+        return Rejection(Reason.SCHEMA, f"{event_type} needs properties.ticket_id")
+    return None

@@ -1,0 +1,198 @@
+"""``stream demo``: the whole product on one machine, with a live terminal table.
+
+Starts the embedded stack (Tansu + redis-server), one worker process and the simulator in live
+mode as child processes (they die with us, even on SIGKILL), then polls the worker's own
+``/metrics`` — exactly what Prometheus would scrape — and renders the figures. Ctrl-C stops the
+children first, then the stack.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from prometheus_client.parser import text_string_to_metric_families
+from rich.console import Console, Group
+from rich.live import Live
+from rich.panel import Panel
+from rich.table import Table
+
+from stream.localstack import die_with_parent, free_port
+from stream.runtime import child_environment, with_infrastructure
+from stream.settings import Settings
+
+Samples = dict[str, list[tuple[dict[str, str], float]]]
+
+
+def spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "stream.cli", *args],
+            env={**os.environ, **env},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            preexec_fn=die_with_parent,
+        )
+
+
+def scrape(url: str, timeout: float = 2.0) -> Samples:
+    with urllib.request.urlopen(url, timeout=timeout) as response:
+        text = response.read().decode()
+    samples: Samples = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            samples.setdefault(s.name, []).append((s.labels, s.value))
+    return samples
+
+
+def total(samples: Samples, name: str, **labels: str) -> float:
+    return sum(
+        v for lab, v in samples.get(name, []) if all(lab.get(k) == x for k, x in labels.items())
+    )
+
+
+@dataclass
+class RateTracker:
+    window: float = 5.0
+    points: list[tuple[float, float]] = field(default_factory=list)
+
+    def rate(self, now: float, value: float) -> float:
+        self.points.append((now, value))
+        self.points = [p for p in self.points if now - p[0] <= self.window] or self.points[-1:]
+        (t0, v0), (t1, v1) = self.points[0], self.points[-1]
+        return (v1 - v0) / (t1 - t0) if t1 > t0 else 0.0
+
+
+def _fmt(value: float | None, pattern: str = "{:,.0f}") -> str:
+    return "—" if value is None else pattern.format(value)
+
+
+def render(samples: Samples, events_per_s: float, urls: Iterable[str]) -> Group:
+    day = {"window": "day"}
+    dau = total(samples, "engagement_dau")
+    mau = total(samples, "engagement_mau")
+    imps = total(samples, "engagement_impressions", **day)
+    clicks = total(samples, "engagement_clicks", **day)
+    headline = Table(title="engagement-stream — live (current day, event time)", expand=True)
+    for column in (
+        "events/s",
+        "applied",
+        "rejected",
+        "DAU",
+        "WAU",
+        "MAU",
+        "stickiness",
+        "page views",
+        "CTR",
+        "conversions",
+    ):
+        headline.add_column(column, justify="right")
+    headline.add_row(
+        _fmt(events_per_s),
+        _fmt(total(samples, "stream_events_applied_total")),
+        _fmt(total(samples, "stream_events_rejected_total")),
+        _fmt(dau),
+        _fmt(total(samples, "engagement_wau")),
+        _fmt(mau),
+        _fmt(dau / mau * 100 if mau else None, "{:.1f} %"),
+        _fmt(total(samples, "engagement_page_views", **day)),
+        _fmt(clicks / imps * 100 if imps else None, "{:.2f} %"),
+        _fmt(total(samples, "engagement_conversions", **day)),
+    )
+    by_type = Table("event type", "today", title="events by type", expand=True)
+    for labels, value in sorted(samples.get("engagement_events", []), key=lambda lv: -lv[1]):
+        if labels.get("window") == "day":
+            by_type.add_row(labels["type"], _fmt(value))
+    features = Table("feature", "users today", "adoption", title="feature adoption", expand=True)
+    adoption = {
+        lab["feature"]: v for lab, v in samples.get("engagement_feature_adoption_ratio", [])
+    }
+    for labels, value in sorted(samples.get("engagement_feature_users", []), key=lambda lv: -lv[1]):
+        share = adoption.get(labels["feature"])
+        features.add_row(
+            labels["feature"], _fmt(value), _fmt(None if share is None else share * 100, "{:.1f} %")
+        )
+    side = Table.grid(expand=True)
+    side.add_row(by_type, features)
+    return Group(
+        headline, side, Panel("\n".join(urls), title="endpoints (Ctrl-C stops everything)")
+    )
+
+
+def run_demo(settings: Settings, *, users: int, activity: float, seed: int, web_port: int) -> None:
+    console = Console()
+    settings, stack = with_infrastructure(settings)
+    assert stack is not None or settings.redis_url
+    workdir = Path(stack.workdir if stack is not None and stack.workdir else "/tmp")
+    port = web_port if web_port else free_port()
+    env = {**child_environment(settings), "STREAM_WEB_PORT": str(port)}
+    children = [
+        spawn(["--log-level", "info", "worker"], env, workdir / "worker.log"),
+        spawn(
+            [
+                "simulate",
+                "--live",
+                "--users",
+                str(users),
+                "--activity",
+                str(activity),
+                "--seed",
+                str(seed),
+            ],
+            env,
+            workdir / "simulator.log",
+        ),
+    ]
+    base = f"http://{settings.web_host}:{port}"
+    urls = [
+        f"metrics     {base}/metrics",
+        f"HTTP API    {base}/api/v1/metrics   e.g. {base}/api/v1/metrics/dau?granularity=day",
+        f"health      {base}/healthz  {base}/readyz",
+        f"kafka       {settings.kafka_bootstrap_servers}    redis {settings.redis_url}",
+        f"logs        {workdir}/worker.log, {workdir}/simulator.log",
+    ]
+    rates = RateTracker()
+    stop = False
+
+    def _stop(*_: object) -> None:
+        nonlocal stop
+        stop = True
+
+    signal.signal(signal.SIGTERM, _stop)
+    try:
+        with Live(Panel("starting worker…"), console=console, refresh_per_second=2) as live:
+            while not stop:
+                for child in children:
+                    if child.poll() is not None:
+                        raise SystemExit(f"a child process exited ({child.args!r}); see {workdir}")
+                try:
+                    samples = scrape(f"{base}/metrics")
+                except OSError:
+                    live.update(Panel("waiting for the worker's HTTP server…\n" + "\n".join(urls)))
+                else:
+                    applied = total(samples, "stream_events_applied_total")
+                    live.update(render(samples, rates.rate(time.monotonic(), applied), urls))
+                time.sleep(1.0)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        console.print("stopping…")
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+        for child in children:
+            try:
+                child.wait(20)
+            except subprocess.TimeoutExpired:
+                child.kill()
+        if stack is not None:
+            stack.stop()
+        console.print("stopped.")

@@ -1,0 +1,309 @@
+"""The hot path: a batched Kafka consumer that folds batches and applies them exactly once.
+
+A :class:`mode.Service` started by the faust app (faust owns lifecycle, web, producer, CLI), but
+consuming with aiokafka's ``getmany`` directly: faust's per-event agent iteration costs ~150 µs
+per event here, a batch loop a few µs. Per batch: fold each partition's records (pure), publish
+rejects to the DLQ and wait for the acks, then apply every partition's deltas + offset in one
+Redis round trip. Partition progress lives in Redis; on assignment the consumer seeks to it, so
+a partition that moves between workers needs no state restore, and Kafka's committed offsets only
+follow (for lag tooling).
+
+Must never: crash on a bad message, apply a batch without its offset guard, or let an exception
+escape the loop (a Redis or Kafka outage is retried with backoff until the service stops).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import mode
+import redis.exceptions
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import KafkaError
+
+from stream.engine import store
+from stream.engine.deltas import Layout, build_call
+from stream.engine.dlq import SendFn, publish_rejects
+from stream.engine.fold import FoldContext, FoldResult, fold_records
+from stream.engine.keys import Keys
+from stream.observability import WorkerMetrics
+
+log = logging.getLogger(__name__)
+
+REDIS_RETRYABLE = (
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    redis.exceptions.BusyLoadingError,
+    OSError,
+)
+
+
+@dataclass
+class PartitionState:
+    shard: str
+    offset: int  # last applied offset (-1: none)
+    max_ts: int
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    bootstrap_servers: str
+    group_id: str
+    topic_family: dict[str, str]  # input topic -> family name (shard prefix)
+    dlq_topic: str
+    batch_max_records: int
+    batch_timeout_ms: int
+    commit_interval_s: float = 1.0
+    session_timeout_ms: int = 10_000
+    heartbeat_interval_ms: int = 1_000
+    rebalance_timeout_ms: int = 5_000
+    client_kwargs: dict[str, Any] | None = None  # TLS / SASL settings passed to aiokafka
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, engine: BatchEngine) -> None:
+        self.engine = engine
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        await self.engine.on_revoked(revoked)
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        await self.engine.on_assigned(assigned)
+
+
+class BatchEngine(mode.Service):
+    def __init__(
+        self,
+        config: EngineConfig,
+        redis_url: str,
+        keys: Keys,
+        layout: Layout,
+        fold_ctx: FoldContext,
+        metrics: WorkerMetrics,
+        send: SendFn,
+        clock: Callable[[], float] = time.time,
+        **kwargs: Any,
+    ) -> None:
+        self.config = config
+        self.redis_url = redis_url
+        self.keys = keys
+        self.layout = layout
+        self.fold_ctx = fold_ctx
+        self.metrics = metrics
+        self.send = send
+        self.clock = clock
+        self.partitions: dict[TopicPartition, PartitionState] = {}
+        self._lock = asyncio.Lock()  # held while a batch is in flight; revocation waits for it
+        self._to_commit: dict[TopicPartition, int] = {}
+        self._last_commit = 0.0
+        self._lag_seen: set[tuple[str, str]] = set()
+        self.batches_applied = 0
+        self.ready = asyncio.Event()
+        self._consumer: AIOKafkaConsumer | None = None
+        super().__init__(**kwargs)
+
+    # ---- lifecycle -------------------------------------------------------------------------
+    async def on_start(self) -> None:
+        self.redis = store.connect(self.redis_url)
+        await self._redis_retry(lambda: store.load_function(self.redis))
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.config.bootstrap_servers,
+            group_id=self.config.group_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            session_timeout_ms=self.config.session_timeout_ms,
+            heartbeat_interval_ms=self.config.heartbeat_interval_ms,
+            rebalance_timeout_ms=self.config.rebalance_timeout_ms,
+            max_partition_fetch_bytes=4 * 1024 * 1024,
+            fetch_max_bytes=32 * 1024 * 1024,
+            **(self.config.client_kwargs or {}),
+        )
+        self._consumer.subscribe(list(self.config.topic_family), listener=_Rebalance(self))
+        await self._consumer.start()
+
+    async def on_stop(self) -> None:
+        if self._consumer is not None:
+            async with self._lock:
+                await self._commit(force=True)
+            await self._consumer.stop()
+        await self.redis.aclose()
+
+    @mode.Service.task
+    async def _consume(self) -> None:
+        assert self._consumer is not None
+        consumer = self._consumer
+        while not self.should_stop:
+            try:
+                batch = await consumer.getmany(
+                    timeout_ms=self.config.batch_timeout_ms,
+                    max_records=self.config.batch_max_records,
+                )
+            except KafkaError as exc:
+                log.warning("fetch failed (%s); retrying", type(exc).__name__)
+                await self.sleep(1.0)
+                continue
+            if batch:
+                async with self._lock:
+                    await self._process(batch)
+            await self._commit()
+
+    # ---- rebalance -------------------------------------------------------------------------
+    async def on_revoked(self, revoked: set[TopicPartition]) -> None:
+        async with self._lock:  # let the in-flight batch finish before giving partitions up
+            await self._commit(force=True)
+            for tp in revoked:
+                self.partitions.pop(tp, None)
+                self._to_commit.pop(tp, None)
+                labels = (tp.topic, str(tp.partition))
+                if labels in self._lag_seen:  # a departed partition's lag is not ours to report
+                    self._lag_seen.discard(labels)
+                    self.metrics.consumer_lag.remove(*labels)
+            self.metrics.assigned_partitions.set(len(self.partitions))
+
+    async def on_assigned(self, assigned: set[TopicPartition]) -> None:
+        assert self._consumer is not None
+        shards = []
+        for tp in sorted(assigned):
+            shard = self.keys.shard(self.config.topic_family[tp.topic], tp.partition)
+            shards.append(shard)
+            progress = await self._redis_retry(
+                lambda s=shard: store.read_progress(self.redis, self.keys, s)  # type: ignore[misc]
+            )
+            await self._seek_to(tp, shard, progress)
+        await self._redis_retry(lambda: store.register_shards(self.redis, self.keys, shards))
+        self.metrics.assigned_partitions.set(len(self.partitions))
+        log.info("assigned %d partitions", len(assigned))
+        self.ready.set()
+
+    async def _seek_to(
+        self, tp: TopicPartition, shard: str, progress: store.PartitionProgress
+    ) -> None:
+        assert self._consumer is not None
+        self.partitions[tp] = PartitionState(shard, progress.offset, progress.max_ts)
+        if progress.offset >= 0:
+            self._consumer.seek(tp, progress.offset + 1)
+        else:
+            await self._consumer.seek_to_beginning(tp)
+
+    # ---- the batch -------------------------------------------------------------------------
+    async def _process(self, batch: dict[TopicPartition, list[Any]]) -> None:
+        started = time.perf_counter()
+        now_ms = int(self.clock() * 1000)
+        folds: list[tuple[TopicPartition, PartitionState, FoldResult]] = []
+        calls: list[store.PendingCall] = []
+        total = 0
+        for tp, records in batch.items():
+            state = self.partitions.get(tp)
+            if state is None or not records:
+                continue  # revoked while fetched
+            total += len(records)
+            result = fold_records(records, self.fold_ctx, state.max_ts, now_ms)
+            keys, argv = build_call(
+                result.deltas,
+                self.layout,
+                state.shard,
+                state.offset,
+                result.last_offset,
+                result.max_ts,
+                now_ms // 1000,
+            )
+            folds.append((tp, state, result))
+            calls.append(store.PendingCall(state.shard, keys, argv))
+        if not calls:
+            return
+        for tp, _, result in folds:
+            if result.rejected:
+                await self._dlq_retry(tp, result)
+        rtt_start = time.perf_counter()
+        outcomes = await self._redis_retry(lambda: store.apply_calls(self.redis, calls))
+        self.metrics.redis_rtt.observe(time.perf_counter() - rtt_start)
+        applied_at = self.clock()
+        for (tp, state, result), outcome in zip(folds, outcomes, strict=True):
+            topic = tp.topic
+            if not outcome.applied:
+                assert outcome.stored is not None
+                self.metrics.batches_refused.labels(topic).inc()
+                log.warning(
+                    "batch on %s refused (stored offset %d, ours %d): re-seeking",
+                    state.shard,
+                    outcome.stored.offset,
+                    state.offset,
+                )
+                await self._seek_to(tp, state.shard, outcome.stored)
+                continue
+            state.offset = result.last_offset
+            state.max_ts = result.max_ts
+            self._to_commit[tp] = result.last_offset + 1
+            self._observe(tp, result, applied_at)
+        self.batches_applied += 1
+        self.metrics.batch_size.observe(total)
+        self.metrics.apply_seconds.observe(time.perf_counter() - started)
+        self.metrics.last_batch_time.set(applied_at)
+
+    def _observe(self, tp: TopicPartition, result: FoldResult, applied_at: float) -> None:
+        topic = tp.topic
+        count = result.last_offset - result.first_offset + 1
+        self.metrics.consumed.labels(topic).inc(count)
+        self.metrics.applied.labels(topic).inc(result.accepted)
+        for rejected in result.rejected:
+            self.metrics.rejected.labels(topic, rejected.reason.value).inc()
+            if rejected.reason == "late":
+                self.metrics.late.labels(topic).inc()
+        for ts in result.lag_sample_ts:
+            self.metrics.event_lag.observe(max(0.0, applied_at - ts / 1000))
+        assert self._consumer is not None
+        highwater = self._consumer.highwater(tp)
+        if highwater is not None:
+            self._lag_seen.add((topic, str(tp.partition)))
+            self.metrics.consumer_lag.labels(topic, str(tp.partition)).set(
+                max(0, highwater - result.last_offset - 1)
+            )
+
+    async def _commit(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not self._to_commit or (
+            not force and now - self._last_commit < self.config.commit_interval_s
+        ):
+            return
+        offsets, self._to_commit = self._to_commit, {}
+        self._last_commit = now
+        assert self._consumer is not None
+        try:
+            await self._consumer.commit(offsets)
+        except KafkaError as exc:  # informational only: Redis holds the truth
+            log.info("kafka commit skipped (%s)", type(exc).__name__)
+
+    # ---- retries ---------------------------------------------------------------------------
+    async def _redis_retry(self, op: Callable[[], Awaitable[Any]]) -> Any:
+        delay = 0.1
+        while True:
+            try:
+                return await op()
+            except redis.exceptions.ResponseError as exc:
+                if "Function not found" not in str(exc):
+                    raise
+                await store.load_function(self.redis)  # Redis restarted without our library
+            except REDIS_RETRYABLE as exc:
+                self.metrics.redis_errors.inc()
+                log.warning("redis unavailable (%s); retrying in %.1fs", type(exc).__name__, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    async def _dlq_retry(self, tp: TopicPartition, result: FoldResult) -> None:
+        delay = 0.1
+        while True:
+            try:
+                await publish_rejects(
+                    self.send, self.config.dlq_topic, tp.topic, tp.partition, result.rejected
+                )
+                return
+            except (TimeoutError, KafkaError, OSError) as exc:
+                self.metrics.dlq_errors.inc()
+                log.warning("DLQ publish failed (%s); retrying", type(exc).__name__)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)

@@ -1,0 +1,178 @@
+"""In-memory pre-aggregation of one partition's batch, and its encoding as Redis operations.
+
+Metric folds record everything at minute resolution (one dict update per fact); the roll-up to
+hours and days happens once per batch in :meth:`Deltas.to_call`, because minutes nest in local
+hours and local hours in local days. That keeps per-event work small, which is the whole budget
+of the hot path. Plain data in, plain lists out: no I/O here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from stream.engine.keys import Keys
+from stream.engine.windows import GRANULARITY_CODE, Windows
+from stream.settings import Retention
+
+
+def pair_digest(*parts: str) -> str:
+    """Stable 64-bit digest of a tuple of ids (Python's hash() differs per process)."""
+    return hashlib.blake2b("\x00".join(parts).encode(), digest_size=8).hexdigest()
+
+
+class Deltas:
+    """Everything one partition's batch changes, before it is turned into Redis operations."""
+
+    __slots__ = ("counters", "day_counters", "orphan_pairs", "users")
+
+    def __init__(self) -> None:
+        # minute start -> hash field -> increment (rolled up to every granularity)
+        self.counters: dict[int, dict[str, int]] = {}
+        # day start -> field -> increment, for facts that exist only per day
+        self.day_counters: dict[int, dict[str, int]] = {}
+        # (minute start, set name) -> members of a distinct-count (HyperLogLog) set
+        self.users: dict[tuple[int, str], set[str]] = {}
+        # (day start, pair digest) -> [impressions, clicks, orphan-counter field]
+        self.orphan_pairs: dict[tuple[int, str], list[int | str]] = {}
+
+    def count(self, minute: int, name: str, n: int = 1) -> None:
+        bucket = self.counters.get(minute)
+        if bucket is None:
+            bucket = self.counters[minute] = {}
+        bucket[name] = bucket.get(name, 0) + n
+
+    def add_user(self, minute: int, set_name: str, member: str) -> None:
+        members = self.users.get((minute, set_name))
+        if members is None:
+            members = self.users[(minute, set_name)] = set()
+        members.add(member)
+
+    def ad_pair(self, day: int, digest: str, orphan_field: str, *, impression: bool) -> None:
+        entry = self.orphan_pairs.get((day, digest))
+        if entry is None:
+            entry = self.orphan_pairs[(day, digest)] = [0, 0, orphan_field]
+        entry[0 if impression else 1] += 1  # type: ignore[operator]
+
+    def is_empty(self) -> bool:
+        return not (self.counters or self.users or self.orphan_pairs or self.day_counters)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """What the roll-up needs to know about the deployment."""
+
+    keys: Keys
+    windows: Windows
+    granularities: tuple[str, ...]
+    retention: Retention
+
+    def window_of(self, granularity: str, minute: int) -> int:
+        if granularity == "minute":
+            return minute
+        if granularity == "hour":
+            return self.windows.hour_of_minute(minute)
+        return self.windows.day_of_minute(minute)
+
+    def expire_at(self, granularity: str, start: int, now: int) -> int:
+        """Retention counts from the window's end, or from now for a replay of older data."""
+        end = self.windows.end_of(granularity, start)
+        return max(end, now) + self.retention.for_granularity(granularity)
+
+
+class _CallBuilder:
+    def __init__(self, state_key: str) -> None:
+        self.keys: list[str] = [state_key]
+        self.index: dict[str, int] = {}
+        self.ops: list[str | int] = []
+        self.n_ops = 0
+
+    def key_index(self, key: str) -> int:
+        idx = self.index.get(key)
+        if idx is None:
+            self.keys.append(key)
+            idx = self.index[key] = len(self.keys)
+        return idx
+
+    def hincr(self, key: str, expire_at: int, fields: dict[str, int]) -> None:
+        items = [(f, d) for f, d in fields.items() if d]
+        if not items:
+            return
+        self.ops += ["H", self.key_index(key), expire_at, len(items)]
+        for f, d in items:
+            self.ops += [f, d]
+        self.n_ops += 1
+
+    def pfadd(self, key: str, expire_at: int, members: Iterable[str]) -> None:
+        listed = list(members)
+        self.ops += ["P", self.key_index(key), expire_at, len(listed), *listed]
+        self.n_ops += 1
+
+
+def build_call(
+    deltas: Deltas,
+    layout: Layout,
+    shard: str,
+    expected_offset: int,
+    last_offset: int,
+    max_ts: int,
+    now: int,
+) -> tuple[list[str], list[str | int]]:
+    """KEYS and ARGV for ``FCALL es_apply_v1`` (see apply.lua for the protocol)."""
+    keys = layout.keys
+    call = _CallBuilder(keys.state(shard))
+    for g in layout.granularities:
+        code = GRANULARITY_CODE[g]
+        rolled: dict[int, dict[str, int]] = {}
+        for minute, fields in deltas.counters.items():
+            start = layout.window_of(g, minute)
+            target = rolled.get(start)
+            if target is None:
+                rolled[start] = dict(fields)
+            else:
+                for f, d in fields.items():
+                    target[f] = target.get(f, 0) + d
+        if g == "day":
+            for day, fields in deltas.day_counters.items():
+                target = rolled.setdefault(day, {})
+                for f, d in fields.items():
+                    target[f] = target.get(f, 0) + d
+        for start, fields in rolled.items():
+            call.hincr(keys.counters(shard, code, start), layout.expire_at(g, start, now), fields)
+
+        sets: dict[tuple[int, str], set[str]] = {}
+        for (minute, name), members in deltas.users.items():
+            skey = (layout.window_of(g, minute), name)
+            existing = sets.get(skey)
+            if existing is None:
+                sets[skey] = set(members)
+            else:
+                existing |= members
+        for (start, name), members in sets.items():
+            call.pfadd(
+                keys.users(shard, code, start, name), layout.expire_at(g, start, now), members
+            )
+
+    if deltas.orphan_pairs:
+        by_day: dict[int, list[tuple[str, list[int | str]]]] = {}
+        for (day, digest), entry in deltas.orphan_pairs.items():
+            by_day.setdefault(day, []).append((digest, entry))
+        for day, entries in by_day.items():
+            state_key = keys.extra(shard, "d", day, "adpairs")
+            counters_key = keys.counters(shard, "d", day)
+            # Pair state only needs to outlive the day and its allowed lateness.
+            expire_at = max(layout.windows.end_of("day", day), now) + 3 * 86400
+            call.ops += [
+                "O",
+                call.key_index(state_key),
+                expire_at,
+                len(entries),
+                call.key_index(counters_key),
+            ]
+            for digest, (di, dc, cfield) in entries:
+                call.ops += [digest, cfield, di, dc]
+            call.n_ops += 1
+
+    argv: list[str | int] = [expected_offset, last_offset, max_ts, call.n_ops, *call.ops]
+    return call.keys, argv

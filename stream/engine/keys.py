@@ -1,0 +1,68 @@
+"""The one place Redis key names are built. Nothing else formats a key.
+
+Scheme (``P`` = the configured prefix, default ``es``)::
+
+    P:{<family>.<partition>}:state                    partition progress: offset, max event time
+    P:{<family>.<partition>}:c:<g>:<start>            counters of one window (hash)
+    P:{<family>.<partition>}:u:<g>:<start>:<set>      distinct users of one window (HyperLogLog)
+    P:{<family>.<partition>}:x:<g>:<start>:<name>     per-window state of a metric family (hash)
+    P:shards                                          the shards that exist (set, read side)
+
+``<g>`` is ``m``/``h``/``d``; ``<start>`` the window start in epoch seconds.
+
+Redis Cluster: the ``{<family>.<partition>}`` hash tag puts every key one input partition writes
+into one slot, so the function that applies a batch together with its offset stays atomic and
+cluster-legal. The read side sums counters and merges HyperLogLogs across shards.
+
+Injection safety: user-controlled text (campaign, page, feature names, user ids inside hash
+fields) is percent-encoded by :func:`escape`, so it can contain neither ``:`` nor ``{``/``}``
+nor the field separator, and two different values can never produce the same key or field.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from urllib.parse import quote, unquote
+
+#: Separates parts of a hash field; never appears in an escaped value.
+FIELD_SEP = "|"
+
+
+@lru_cache(maxsize=65_536)
+def escape(value: str) -> str:
+    """Percent-encode everything outside ``[A-Za-z0-9_.~-]``: injective and delimiter-free."""
+    return quote(value, safe="")
+
+
+def unescape(value: str) -> str:
+    return unquote(value)
+
+
+def field(*parts: str) -> str:
+    """A hash field from already-escaped or constant parts."""
+    return FIELD_SEP.join(parts)
+
+
+class Keys:
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self.shards = f"{prefix}:shards"
+
+    def shard(self, family: str, partition: int) -> str:
+        return f"{family}.{partition}"
+
+    def state(self, shard: str) -> str:
+        return f"{self.prefix}:{{{shard}}}:state"
+
+    def counters(self, shard: str, g: str, start: int) -> str:
+        return f"{self.prefix}:{{{shard}}}:c:{g}:{start}"
+
+    def users(self, shard: str, g: str, start: int, name: str) -> str:
+        return f"{self.prefix}:{{{shard}}}:u:{g}:{start}:{name}"
+
+    def extra(self, shard: str, g: str, start: int, name: str) -> str:
+        return f"{self.prefix}:{{{shard}}}:x:{g}:{start}:{name}"
+
+    def scan_pattern(self) -> str:
+        """All keys of this deployment (tests, cleanup)."""
+        return f"{self.prefix}:*"

@@ -1,0 +1,84 @@
+"""The only owner of delivery semantics: apply a partition's batch and advance its offset.
+
+One Redis round trip per consumer batch: every partition's ``FCALL es_apply_v1`` goes into one
+pipeline (not a MULTI: each call is atomic on its own, and a refused one must not undo the rest).
+Redis is the source of truth for progress; Kafka's committed offsets only follow it for lag
+monitoring.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import resources
+
+import redis.asyncio as aioredis
+
+from stream.engine.keys import Keys
+
+FUNCTION_NAME = "es_apply_v1"
+
+
+def function_source() -> str:
+    return resources.files("stream.engine").joinpath("apply.lua").read_text()
+
+
+def connect(url: str) -> aioredis.Redis:
+    """The project's Redis client. Bytes in, bytes out; decoding is the caller's business."""
+    return aioredis.Redis.from_url(
+        url, socket_connect_timeout=2.0, socket_timeout=10.0, health_check_interval=15
+    )
+
+
+async def load_function(client: aioredis.Redis) -> None:
+    await client.function_load(function_source(), replace=True)
+
+
+@dataclass(frozen=True)
+class PartitionProgress:
+    """Stored position of one input partition: last applied offset (-1: none) and max ts."""
+
+    offset: int
+    max_ts: int
+
+
+@dataclass(frozen=True)
+class ApplyOutcome:
+    shard: str
+    applied: bool
+    stored: PartitionProgress | None  # set when refused: where the partition really is
+
+
+@dataclass(frozen=True)
+class PendingCall:
+    shard: str
+    keys: list[str]
+    argv: list[str | int]
+
+
+async def read_progress(client: aioredis.Redis, keys: Keys, shard: str) -> PartitionProgress:
+    offset, max_ts = await client.hmget(keys.state(shard), ["offset", "max_ts"])
+    return PartitionProgress(
+        int(offset) if offset is not None else -1, int(max_ts) if max_ts is not None else -1
+    )
+
+
+async def apply_calls(client: aioredis.Redis, calls: list[PendingCall]) -> list[ApplyOutcome]:
+    """Run every partition's apply in one round trip; report which were refused as stale."""
+    async with client.pipeline(transaction=False) as pipe:
+        for call in calls:
+            pipe.fcall(FUNCTION_NAME, len(call.keys), *call.keys, *call.argv)
+        replies = await pipe.execute()
+    outcomes = []
+    for call, reply in zip(calls, replies, strict=True):
+        if int(reply[0]) == 1:
+            outcomes.append(ApplyOutcome(call.shard, True, None))
+        else:
+            outcomes.append(
+                ApplyOutcome(call.shard, False, PartitionProgress(int(reply[1]), int(reply[2])))
+            )
+    return outcomes
+
+
+async def register_shards(client: aioredis.Redis, keys: Keys, shards: list[str]) -> None:
+    if shards:
+        await client.sadd(keys.shards, *shards)

@@ -1,0 +1,185 @@
+"""Business gauges for Prometheus, read from Redis at scrape time.
+
+The truth lives in Redis, so every worker exports the same global view of the *current* windows
+(wall clock, in the deployment's time zone) — scraping N workers gives N identical copies, never
+a partial or double count (aggregate with ``max`` in PromQL). Ratios are exported as 0..1
+``_ratio`` gauges (Prometheus base units); the HTTP API gives the percent forms.
+
+Label hygiene: only bounded label sets. Campaign/placement/feature values are capped at
+``max_label_values`` per metric: the largest series are kept and the rest fold into ``other``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from stream.engine.fold import ACTIVE_SET, EVENT_FIELD_PREFIX
+from stream.engine.keys import FIELD_SEP
+from stream.engine.windows import Windows
+from stream.metrics.catalog import ratio, split_field
+from stream.metrics.reader import Reader
+
+OTHER = "other"
+
+
+class _Static(Collector):
+    def __init__(self, families: list[Metric]) -> None:
+        self.families = families
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self.families
+
+
+def cap_labels(values: dict[tuple[str, ...], float], limit: int) -> dict[tuple[str, ...], float]:
+    """Keep the ``limit`` largest series; fold the rest into one ``other`` series."""
+    if len(values) <= limit:
+        return values
+    ranked = sorted(values.items(), key=lambda kv: (-kv[1], kv[0]))
+    kept = dict(ranked[: limit - 1])
+    width = len(ranked[0][0])
+    kept[(OTHER,) * width] = sum(v for _, v in ranked[limit - 1 :])
+    return kept
+
+
+def _prefixed(fields: dict[str, int], prefix: str) -> dict[tuple[str, ...], float]:
+    head = prefix + FIELD_SEP
+    out: dict[tuple[str, ...], float] = {}
+    for name, value in fields.items():
+        if name.startswith(head):
+            key = tuple(split_field(name)[1:])
+            out[key] = out.get(key, 0.0) + value
+    return out
+
+
+class BusinessExporter:
+    def __init__(
+        self, reader: Reader, windows: Windows, granularities: Iterable[str], max_label_values: int
+    ) -> None:
+        self.reader = reader
+        self.windows = windows
+        self.granularities = tuple(granularities)
+        self.limit = max_label_values
+
+    async def families(self, now: float | None = None) -> list[Metric]:
+        now = time.time() if now is None else now
+        r = self.reader
+        all_shards = await r.shards()
+        click_shards = [s for s in all_shards if s.startswith("clickstream.")]
+        fams: dict[str, GaugeMetricFamily] = {}
+
+        def gauge(name: str, doc: str, labels: list[str]) -> GaugeMetricFamily:
+            fam = fams.get(name)
+            if fam is None:
+                fam = fams[name] = GaugeMetricFamily(name, doc, labels=labels)
+            return fam
+
+        day_counters: dict[str, int] = {}
+        for g in self.granularities:
+            start = self.windows.start_of(g, now)
+            (fields,) = await r.counters(all_shards, g, [start])
+            if g == "day":
+                day_counters = fields
+            (active,) = await r.distinct(all_shards, g, [[start]], [ACTIVE_SET])
+            gauge(
+                "engagement_active_users",
+                "Distinct active users in the current window (HLL).",
+                ["window"],
+            ).add_metric([g], active)
+            gauge(
+                "engagement_page_views",
+                "page_view + screen_view events, current window.",
+                ["window"],
+            ).add_metric([g], fields.get("pv", 0))
+            pages = gauge(
+                "engagement_page_views_by_page", "Page views of tracked pages.", ["window", "page"]
+            )
+            for (page,), v in cap_labels(_prefixed(fields, "pv"), self.limit).items():
+                pages.add_metric([g, page], v)
+            gauge(
+                "engagement_conversions", "Conversion events, current window.", ["window"]
+            ).add_metric([g], fields.get("conv", 0))
+            events = gauge(
+                "engagement_events", "Accepted events by type, current window.", ["window", "type"]
+            )
+            for name, v in fields.items():
+                if name.startswith(EVENT_FIELD_PREFIX):
+                    events.add_metric([g, name[len(EVENT_FIELD_PREFIX) :]], v)
+            imps = _prefixed(fields, "imp")
+            clicks = _prefixed(fields, "clk")
+            combos = {k: imps.get(k, 0.0) + clicks.get(k, 0.0) for k in imps.keys() | clicks.keys()}
+            keep = set(cap_labels(combos, self.limit))
+            folded_imps: dict[tuple[str, ...], float] = {}
+            folded_clicks: dict[tuple[str, ...], float] = {}
+            for k in combos:
+                target = k if k in keep else (OTHER, OTHER)
+                folded_imps[target] = folded_imps.get(target, 0.0) + imps.get(k, 0.0)
+                folded_clicks[target] = folded_clicks.get(target, 0.0) + clicks.get(k, 0.0)
+            labels = ["window", "campaign", "placement"]
+            g_imp = gauge("engagement_impressions", "Impressions, current window.", labels)
+            g_clk = gauge("engagement_clicks", "Clicks (orphans included), current window.", labels)
+            g_ctr = gauge("engagement_ctr_ratio", "Clicks / impressions, current window.", labels)
+            for k in folded_imps.keys() | folded_clicks.keys():
+                g_imp.add_metric([g, *k], folded_imps.get(k, 0.0))
+                g_clk.add_metric([g, *k], folded_clicks.get(k, 0.0))
+                value = ratio(folded_clicks.get(k, 0.0), folded_imps.get(k, 0.0))
+                if value is not None:
+                    g_ctr.add_metric([g, *k], value)
+            feats = gauge(
+                "engagement_feature_events",
+                "feature_used events, current window.",
+                ["window", "feature"],
+            )
+            for (feature,), v in cap_labels(_prefixed(fields, "feat"), self.limit).items():
+                feats.add_metric([g, feature], v)
+
+        day = self.windows.start_of("day", now)
+        dau, wau, mau = await r.distinct(
+            all_shards,
+            "day",
+            [[day], self.windows.previous_days(day, 7), self.windows.previous_days(day, 30)],
+            [ACTIVE_SET],
+        )
+        gauge("engagement_dau", "Daily active users, current day (HLL).", []).add_metric([], dau)
+        gauge("engagement_wau", "Active users, 7 days to today (HLL).", []).add_metric([], wau)
+        gauge("engagement_mau", "Active users, 30 days to today (HLL).", []).add_metric([], mau)
+        stickiness = ratio(float(dau), float(mau))
+        if stickiness is not None:
+            gauge("engagement_stickiness_ratio", "DAU / MAU, current day.", []).add_metric(
+                [], stickiness
+            )
+        orphans = gauge(
+            "engagement_orphan_clicks",
+            "Clicks without an impression, current day.",
+            ["campaign", "placement"],
+        )
+        for k, v in cap_labels(_prefixed(day_counters, "orph"), self.limit).items():
+            orphans.add_metric(list(k), v)
+        feature_names = sorted(k for k in day_counters if k.startswith("feat" + FIELD_SEP))
+        users = {}
+        for name in feature_names:
+            (users[name],) = await r.distinct(click_shards, "day", [[day]], [name])
+        g_fu = gauge(
+            "engagement_feature_users", "Distinct users of a feature, current day.", ["feature"]
+        )
+        g_fa = gauge(
+            "engagement_feature_adoption_ratio",
+            "Feature users / active users, current day.",
+            ["feature"],
+        )
+        capped = cap_labels({(split_field(n)[1],): float(v) for n, v in users.items()}, self.limit)
+        for (feature,), v in capped.items():
+            g_fu.add_metric([feature], v)
+            adoption = ratio(v, float(dau))
+            if adoption is not None and feature != OTHER:
+                g_fa.add_metric([feature], adoption)
+        return list(fams.values())
+
+    async def render(self, worker_registry: CollectorRegistry) -> bytes:
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(_Static(await self.families()))
+        return generate_latest(worker_registry) + generate_latest(registry)

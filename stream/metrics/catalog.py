@@ -1,0 +1,291 @@
+"""Every queryable metric: its definition on top of the stored windows, in one table.
+
+Shared by the HTTP API, ``stream query`` and the Prometheus exporter, so the three can never
+disagree. A metric computes one value per requested window from summed counters and merged
+distinct-count sets (:mod:`stream.metrics.reader`); ratios with a zero denominator are ``None``
+(never 0). Definitions follow ``metric-definitions.md``; distinct users are HyperLogLog
+estimates (0.81 % standard error).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from stream.contract.types import EventType, Family
+from stream.engine.fold import ACTIVE_SET, EVENT_FIELD_PREFIX
+from stream.engine.keys import FIELD_SEP, escape, unescape
+from stream.engine.windows import Windows
+from stream.metrics.reader import Reader
+
+Value = float | None
+ALL_GRANULARITIES = ("minute", "hour", "day")
+DAY_ONLY = ("day",)
+CLICKSTREAM = (Family.CLICKSTREAM.value,)
+
+
+class QueryError(ValueError):
+    """A bad query parameter (the API answers 400 with the message)."""
+
+
+@dataclass(frozen=True)
+class Query:
+    granularity: str
+    starts: list[int]
+    filters: dict[str, str]
+    windows: Windows
+    tracked_pages: frozenset[str] = frozenset()
+
+
+Compute = Callable[[Query, Reader], Awaitable[list[Value]]]
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    name: str
+    description: str
+    unit: str
+    compute: Compute
+    granularities: tuple[str, ...] = ALL_GRANULARITIES
+    dimensions: tuple[str, ...] = ()
+    families: tuple[str, ...] | None = CLICKSTREAM  # None: every family's shards
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+def ratio(numerator: Value, denominator: Value, scale: float = 1.0) -> Value:
+    if numerator is None or not denominator:
+        return None
+    return numerator / denominator * scale
+
+
+def split_field(name: str) -> list[str]:
+    return [unescape(p) for p in name.split(FIELD_SEP)]
+
+
+def _sum_matching(fields: dict[str, int], prefix: str, dims: tuple[str, ...], q: Query) -> int:
+    """Sum counter fields ``prefix|<dim1>|<dim2>…`` whose dimensions match the filters."""
+    wanted = [q.filters.get(d) for d in dims]
+    total = 0
+    head = prefix + FIELD_SEP
+    for name, value in fields.items():
+        if not name.startswith(head):
+            continue
+        parts = split_field(name)[1:]
+        if all(w is None or w == p for w, p in zip(wanted, parts, strict=False)):
+            total += value
+    return total
+
+
+async def _counters(q: Query, r: Reader, families: tuple[str, ...]) -> list[dict[str, int]]:
+    shards = await r.shards(families)
+    return await r.counters(shards, q.granularity, q.starts)
+
+
+def counter_metric(prefix: str, dims: tuple[str, ...]) -> Compute:
+    async def compute(q: Query, r: Reader) -> list[Value]:
+        windows = await _counters(q, r, CLICKSTREAM)
+        if not dims:
+            return [float(w.get(prefix, 0)) for w in windows]
+        return [float(_sum_matching(w, prefix, dims, q)) for w in windows]
+
+    return compute
+
+
+async def _events(q: Query, r: Reader) -> list[Value]:
+    wanted = q.filters.get("type")
+    if wanted is not None and wanted not in {t.value for t in EventType}:
+        raise QueryError(f"unknown event type {wanted!r}")
+    windows = await _counters(q, r, tuple(f.value for f in Family))
+    out: list[Value] = []
+    for w in windows:
+        if wanted is not None:
+            out.append(float(w.get(EVENT_FIELD_PREFIX + wanted, 0)))
+        else:
+            out.append(float(sum(v for k, v in w.items() if k.startswith(EVENT_FIELD_PREFIX))))
+    return out
+
+
+async def _page_views(q: Query, r: Reader) -> list[Value]:
+    page = q.filters.get("page")
+    windows = await _counters(q, r, CLICKSTREAM)
+    if page is None:
+        return [float(w.get("pv", 0)) for w in windows]
+    if page not in q.tracked_pages:
+        raise QueryError(f"page {page!r} is not tracked (see tracked_pages)")
+    name = "pv" + FIELD_SEP + escape(page)
+    return [float(w.get(name, 0)) for w in windows]
+
+
+async def _ctr(q: Query, r: Reader) -> list[Value]:
+    windows = await _counters(q, r, CLICKSTREAM)
+    dims = ("campaign", "placement")
+    return [
+        ratio(float(_sum_matching(w, "clk", dims, q)), float(_sum_matching(w, "imp", dims, q)), 100)
+        for w in windows
+    ]
+
+
+async def _active(q: Query, r: Reader, days: int | None) -> list[Value]:
+    shards = await r.shards()
+    groups = [[s] if days is None else q.windows.previous_days(s, days) for s in q.starts]
+    return [float(v) for v in await r.distinct(shards, q.granularity, groups, [ACTIVE_SET])]
+
+
+def active_metric(days: int | None) -> Compute:
+    async def compute(q: Query, r: Reader) -> list[Value]:
+        return await _active(q, r, days)
+
+    return compute
+
+
+async def _stickiness(q: Query, r: Reader) -> list[Value]:
+    dau = await _active(q, r, None)
+    mau = await _active(q, r, 30)
+    return [ratio(d, m) for d, m in zip(dau, mau, strict=True)]
+
+
+async def _feature_users(q: Query, r: Reader) -> list[Value]:
+    shards = await r.shards(CLICKSTREAM)
+    feature = q.filters.get("feature")
+    if feature is not None:
+        names = [["feat" + FIELD_SEP + escape(feature)] for _ in q.starts]
+    else:  # union over every feature used in the window (names from the counters)
+        windows = await r.counters(shards, q.granularity, q.starts)
+        names = [[k for k in w if k.startswith("feat" + FIELD_SEP)] for w in windows]
+    out: list[Value] = []
+    for start, set_names in zip(q.starts, names, strict=True):
+        if not set_names:
+            out.append(0.0)
+            continue
+        (count,) = await r.distinct(shards, q.granularity, [[start]], set_names)
+        out.append(float(count))
+    return out
+
+
+async def _feature_adoption(q: Query, r: Reader) -> list[Value]:
+    users = await _feature_users(q, r)
+    active = await _active(q, r, None)
+    return [ratio(u, a, 100) for u, a in zip(users, active, strict=True)]
+
+
+_CAMPAIGN_DIMS = ("campaign", "placement")
+
+CATALOG: dict[str, MetricSpec] = {
+    spec.name: spec
+    for spec in (
+        MetricSpec(
+            "events",
+            "Accepted events (any family).",
+            "count",
+            _events,
+            dimensions=("type",),
+            families=None,
+        ),
+        MetricSpec(
+            "active_users",
+            "Distinct active users in the window (HLL).",
+            "users",
+            active_metric(None),
+            families=None,
+        ),
+        MetricSpec(
+            "dau",
+            "Daily active users (HLL).",
+            "users",
+            active_metric(None),
+            DAY_ONLY,
+            families=None,
+        ),
+        MetricSpec(
+            "wau",
+            "Active users in the 7 days ending with the day (HLL).",
+            "users",
+            active_metric(7),
+            DAY_ONLY,
+            families=None,
+        ),
+        MetricSpec(
+            "mau",
+            "Active users in the 30 days ending with the day (HLL).",
+            "users",
+            active_metric(30),
+            DAY_ONLY,
+            families=None,
+        ),
+        MetricSpec(
+            "stickiness",
+            "DAU / MAU (null when MAU is 0).",
+            "ratio",
+            _stickiness,
+            DAY_ONLY,
+            families=None,
+        ),
+        MetricSpec(
+            "page_views",
+            "page_view + screen_view events.",
+            "count",
+            _page_views,
+            dimensions=("page",),
+        ),
+        MetricSpec(
+            "impressions",
+            "Ad/campaign impressions.",
+            "count",
+            counter_metric("imp", _CAMPAIGN_DIMS),
+            dimensions=_CAMPAIGN_DIMS,
+        ),
+        MetricSpec(
+            "clicks",
+            "Ad/campaign clicks, orphans included.",
+            "count",
+            counter_metric("clk", _CAMPAIGN_DIMS),
+            dimensions=_CAMPAIGN_DIMS,
+        ),
+        MetricSpec(
+            "orphan_clicks",
+            "Clicks by a user with no impression of that campaign+placement that day.",
+            "count",
+            counter_metric("orph", _CAMPAIGN_DIMS),
+            DAY_ONLY,
+            dimensions=_CAMPAIGN_DIMS,
+        ),
+        MetricSpec(
+            "ctr",
+            "Clicks / impressions × 100 (null without impressions).",
+            "percent",
+            _ctr,
+            dimensions=_CAMPAIGN_DIMS,
+        ),
+        MetricSpec("conversions", "Conversion events.", "count", counter_metric("conv", ())),
+        MetricSpec(
+            "feature_events",
+            "feature_used events.",
+            "count",
+            counter_metric("feat", ("feature",)),
+            dimensions=("feature",),
+        ),
+        MetricSpec(
+            "feature_users",
+            "Distinct users of a feature (HLL).",
+            "users",
+            _feature_users,
+            dimensions=("feature",),
+        ),
+        MetricSpec(
+            "feature_adoption",
+            "Feature users / active users × 100.",
+            "percent",
+            _feature_adoption,
+            dimensions=("feature",),
+        ),
+    )
+}
+
+
+async def evaluate(spec: MetricSpec, query: Query, reader: Reader) -> list[Value]:
+    if query.granularity not in spec.granularities:
+        raise QueryError(f"{spec.name} is available per {', '.join(spec.granularities)} only")
+    unknown = sorted(set(query.filters) - set(spec.dimensions))
+    if unknown:
+        raise QueryError(f"{spec.name} has no dimension(s) {unknown}; has {list(spec.dimensions)}")
+    return await spec.compute(query, reader)

@@ -1,0 +1,88 @@
+"""Operational Prometheus series of a worker (its own registry, never the global one).
+
+Label values come only from bounded sets: topic names from configuration, partition numbers,
+and :class:`~stream.contract.types.Reason` codes. Never a user, event or free-text label.
+Business gauges (DAU, CTR, …) are not here: they are read from Redis at scrape time by
+:mod:`stream.exporter`, so that N workers export one global view.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+class WorkerMetrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.consumed = Counter(
+            "stream_events_consumed", "Messages read from input topics.", ["topic"], registry=r
+        )
+        self.applied = Counter(
+            "stream_events_applied",
+            "Valid events whose effects were applied to Redis (exactly once).",
+            ["topic"],
+            registry=r,
+        )
+        self.rejected = Counter(
+            "stream_events_rejected",
+            "Messages sent to the dead-letter topic, by reason.",
+            ["topic", "reason"],
+            registry=r,
+        )
+        self.late = Counter(
+            "stream_events_late",
+            "Events behind their partition's watermark (also counted as rejected/late).",
+            ["topic"],
+            registry=r,
+        )
+        self.batches_refused = Counter(
+            "stream_batches_refused",
+            "Batches refused by the offset guard (replay, zombie, failover); the worker re-seeks.",
+            ["topic"],
+            registry=r,
+        )
+        self.redis_errors = Counter(
+            "stream_redis_errors", "Failed Redis round trips (retried with backoff).", registry=r
+        )
+        self.dlq_errors = Counter(
+            "stream_dlq_publish_errors", "Failed dead-letter publishes (retried).", registry=r
+        )
+        self.batch_size = Histogram(
+            "stream_batch_size_events",
+            "Records per consumer batch (all partitions).",
+            buckets=(1, 10, 100, 500, 1000, 2000, 5000, 10000, 20000),
+            registry=r,
+        )
+        self.apply_seconds = Histogram(
+            "stream_batch_apply_seconds",
+            "Time to fold and apply one consumer batch, decode to Redis ack.",
+            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+            registry=r,
+        )
+        self.redis_rtt = Histogram(
+            "stream_redis_roundtrip_seconds",
+            "Duration of the one Redis round trip per batch.",
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1),
+            registry=r,
+        )
+        self.event_lag = Histogram(
+            "stream_event_lag_seconds",
+            "End-to-end lag: apply time minus event time (sampled events).",
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600, 86400),
+            registry=r,
+        )
+        self.consumer_lag = Gauge(
+            "stream_consumer_lag_messages",
+            "High watermark minus applied position, per owned input partition.",
+            ["topic", "partition"],
+            registry=r,
+        )
+        self.assigned_partitions = Gauge(
+            "stream_assigned_partitions", "Input partitions owned by this worker.", registry=r
+        )
+        self.last_batch_time = Gauge(
+            "stream_last_batch_timestamp_seconds",
+            "Wall-clock time of the last applied batch (0: none yet).",
+            registry=r,
+        )

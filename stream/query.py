@@ -1,0 +1,101 @@
+"""Turn query parameters into a metric time series: shared by the HTTP API and ``stream query``.
+
+Parameters: ``start``/``end`` (RFC 3339 with offset, a date ``YYYY-MM-DD`` meaning local
+midnight, or epoch seconds), ``granularity`` (minute|hour|day), and dimension filters. Bad input
+raises :class:`~stream.metrics.catalog.QueryError` with a message meant for the caller.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from datetime import date, datetime
+from typing import Any
+
+from stream.engine.windows import Windows
+from stream.metrics.catalog import CATALOG, Query, QueryError, evaluate
+from stream.metrics.reader import Reader
+
+MAX_POINTS = 2000
+DEFAULT_SPAN = {"minute": 3600, "hour": 48 * 3600, "day": 30 * 86400}
+RESERVED = frozenset({"start", "end", "granularity"})
+
+
+class UnknownMetric(LookupError):
+    pass
+
+
+def parse_time(text: str, windows: Windows) -> float:
+    text = text.strip()
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        if len(text) == 10:
+            d = date.fromisoformat(text)
+            return datetime(d.year, d.month, d.day, tzinfo=windows.zone).timestamp()
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise QueryError(f"cannot parse time {text!r} (RFC 3339, YYYY-MM-DD or epoch s)") from None
+    if parsed.tzinfo is None:
+        raise QueryError(f"time {text!r} needs a UTC offset")
+    return parsed.timestamp()
+
+
+def rfc3339(ts: int, windows: Windows) -> str:
+    return datetime.fromtimestamp(ts, windows.zone).isoformat()
+
+
+async def run_query(
+    name: str,
+    params: Mapping[str, str],
+    reader: Reader,
+    windows: Windows,
+    tracked_pages: frozenset[str],
+    now: float | None = None,
+) -> dict[str, Any]:
+    spec = CATALOG.get(name)
+    if spec is None:
+        raise UnknownMetric(name)
+    granularity = params.get("granularity", spec.granularities[-1])
+    if granularity not in DEFAULT_SPAN:
+        raise QueryError("granularity must be minute, hour or day")
+    now = time.time() if now is None else now
+    end = parse_time(params["end"], windows) if params.get("end") else now
+    start = (
+        parse_time(params["start"], windows)
+        if params.get("start")
+        else end - DEFAULT_SPAN[granularity]
+    )
+    if start >= end:
+        raise QueryError("start must be before end")
+    starts: list[int] = []
+    for s in windows.iter_starts(granularity, start, end):
+        starts.append(s)
+        if len(starts) > MAX_POINTS:
+            raise QueryError(f"more than {MAX_POINTS} points; widen granularity or narrow range")
+    filters = {k: v for k, v in params.items() if k not in RESERVED}
+    query = Query(granularity, starts, filters, windows, tracked_pages)
+    values = await evaluate(spec, query, reader)
+    return {
+        "metric": name,
+        "granularity": granularity,
+        "unit": spec.unit,
+        "points": [
+            {"start": rfc3339(s, windows), "value": v} for s, v in zip(starts, values, strict=True)
+        ],
+    }
+
+
+def list_metrics() -> list[dict[str, Any]]:
+    return [
+        {
+            "name": spec.name,
+            "description": spec.description,
+            "unit": spec.unit,
+            "granularities": list(spec.granularities),
+            "dimensions": list(spec.dimensions),
+        }
+        for spec in CATALOG.values()
+    ]

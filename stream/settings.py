@@ -1,0 +1,210 @@
+"""One typed settings object for every process (worker, demo, simulator, tools).
+
+Read from environment variables (prefix ``STREAM_``; ``KAFKA_BOOTSTRAP_SERVERS`` and ``REDIS_URL``
+also without it, because that is what docker-compose and Kubernetes conventionally set) and from
+an optional TOML file named by ``STREAM_CONFIG_FILE``. Environment wins over the file.
+
+When ``kafka_bootstrap_servers`` / ``redis_url`` are empty, the process starts its own local
+broker and Redis (see :mod:`stream.localstack`); set them to run against real infrastructure.
+Every field is documented in ``docs/configuration.md``; keep the two in step.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import AliasChoices, BaseModel, Field, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from stream.contract.types import EventType
+
+Granularity = Literal["minute", "hour", "day"]
+
+#: Events that do not show intent by the user (served impressions, opened emails) do not make a
+#: user "active" (metric-definitions.md: passive events excluded).
+DEFAULT_PASSIVE_EVENTS: frozenset[str] = frozenset(
+    {EventType.IMPRESSION, EventType.POST_IMPRESSION, EventType.EMAIL_OPENED, EventType.IDENTIFY}
+)
+
+
+class TopicNames(BaseModel):
+    """Kafka topic per event family, plus the outputs."""
+
+    clickstream: str = "engagement.clickstream"
+    social: str = "engagement.social"
+    support: str = "engagement.support"
+    feedback: str = "engagement.feedback"
+    account: str = "engagement.account"
+    dlq: str = "engagement.dlq"
+    churn_risk: str = "engagement.churn-risk"
+
+    def inputs(self) -> list[str]:
+        return [self.clickstream, self.social, self.support, self.feedback, self.account]
+
+
+class Retention(BaseModel):
+    """How long a window's keys live after the window ends (seconds)."""
+
+    minute: int = 48 * 3600
+    hour: int = 14 * 86400
+    day: int = 400 * 86400
+
+    def for_granularity(self, granularity: str) -> int:
+        return int(getattr(self, granularity))
+
+
+def _default_segment_map() -> dict[str, str]:
+    # Segment's e-commerce / B2B SaaS spec names mapped to ours; page/screen calls map by call type.
+    return {
+        "Product Clicked": EventType.CLICK,
+        "Promotion Clicked": EventType.CLICK,
+        "Promotion Viewed": EventType.IMPRESSION,
+        "Product Viewed": EventType.IMPRESSION,
+        "Order Completed": EventType.CONVERSION,
+        "Checkout Step Completed": EventType.CONVERSION,
+        "Feature Used": EventType.FEATURE_USED,
+        "Trial Started": EventType.SUBSCRIPTION_STARTED,
+        "Subscription Started": EventType.SUBSCRIPTION_STARTED,
+        "Subscription Renewed": EventType.SUBSCRIPTION_RENEWED,
+        "Subscription Upgraded": EventType.SUBSCRIPTION_UPGRADED,
+        "Subscription Cancelled": EventType.SUBSCRIPTION_CANCELLED,
+        "Email Opened": EventType.EMAIL_OPENED,
+        "Survey Responded": EventType.NPS_RESPONSE,
+    }
+
+
+class Settings(BaseSettings):
+    """All configuration. Field docs are the reference; docs/configuration.md mirrors them."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="STREAM_",
+        env_nested_delimiter="__",
+        extra="ignore",
+        populate_by_name=True,
+    )
+
+    # --- infrastructure -------------------------------------------------------------------
+    kafka_bootstrap_servers: str = Field(
+        default="",
+        validation_alias=AliasChoices(
+            "STREAM_KAFKA_BOOTSTRAP_SERVERS", "KAFKA_BOOTSTRAP_SERVERS", "kafka_bootstrap_servers"
+        ),
+        description="host:port[,host:port]. Empty: start a local Tansu broker on a free port.",
+    )
+    redis_url: str = Field(
+        default="",
+        validation_alias=AliasChoices("STREAM_REDIS_URL", "REDIS_URL", "redis_url"),
+        description="redis:// or rediss:// URL. Empty: start a local redis-server on a free port.",
+    )
+    topics: TopicNames = Field(default_factory=TopicNames)
+    topic_partitions: int = Field(
+        default=4, ge=1, description="Partitions when this process creates the topics."
+    )
+    topic_replication_factor: int = Field(
+        default=1, ge=1, description="Replication factor when this process creates the topics."
+    )
+    consumer_group: str = "engagement-stream"
+    key_prefix: str = Field(
+        default="es",
+        pattern=r"^[A-Za-z0-9_.-]{1,32}$",
+        description="Prefix of every Redis key this deployment writes.",
+    )
+
+    # --- event contract -------------------------------------------------------------------
+    max_message_bytes: int = Field(default=64 * 1024, ge=256)
+    max_future_skew_seconds: float = Field(
+        default=300.0, ge=0, description="Events stamped further in the future are rejected."
+    )
+    segment_event_map: dict[str, str] = Field(
+        default_factory=_default_segment_map,
+        description="Segment/RudderStack `track` event name -> our event type.",
+    )
+
+    # --- windows and time -----------------------------------------------------------------
+    timezone: str = Field(default="UTC", description="IANA zone in which hours and days are cut.")
+    granularities: list[Granularity] = Field(
+        default_factory=lambda: list[Granularity](["minute", "hour", "day"])
+    )
+    allowed_lateness_seconds: float = Field(default=24 * 3600.0, ge=0)
+    retention: Retention = Field(default_factory=Retention)
+
+    # --- metric definitions ---------------------------------------------------------------
+    passive_events: list[str] = Field(
+        default_factory=lambda: sorted(DEFAULT_PASSIVE_EVENTS),
+        description="Event types that do not make a user active (DAU/WAU/MAU).",
+    )
+    tracked_pages: list[str] = Field(
+        default_factory=lambda: ["/", "/home", "/pricing", "/signup", "/checkout", "/docs"],
+        description="Pages with their own page-view series; others count in the total only.",
+    )
+    max_label_values: int = Field(
+        default=50, ge=1, description="Cap on distinct values per dimension (campaign, feature…)."
+    )
+
+    # --- engine ---------------------------------------------------------------------------
+    batch_max_records: int = Field(default=5000, ge=1)
+    batch_timeout_ms: int = Field(default=200, ge=1)
+
+    # --- HTTP / Prometheus ----------------------------------------------------------------
+    web_host: str = "127.0.0.1"
+    web_port: int = Field(default=6066, ge=0, le=65535)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown IANA time zone {value!r}") from exc
+        return value
+
+    @field_validator("granularities")
+    @classmethod
+    def _day_is_kept(cls, value: list[str]) -> list[str]:
+        # WAU/MAU and every per-day metric are built from day windows.
+        if "day" not in value:
+            raise ValueError("granularities must include 'day'")
+        return sorted(set(value), key=["minute", "hour", "day"].index)
+
+    @field_validator("segment_event_map")
+    @classmethod
+    def _mapped_types_exist(cls, value: dict[str, str]) -> dict[str, str]:
+        known = {t.value for t in EventType}
+        bad = sorted(v for v in value.values() if v not in known)
+        if bad:
+            raise ValueError(f"segment_event_map maps to unknown event types: {bad}")
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = os.environ.get("STREAM_CONFIG_FILE")
+        if config_file:
+            path = Path(config_file)
+            if not path.is_file():
+                raise FileNotFoundError(f"STREAM_CONFIG_FILE={config_file} does not exist")
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+        return tuple(sources)
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    def with_overrides(self, **overrides: Any) -> Settings:
+        """A copy with some fields replaced (used to point a process at a started local stack)."""
+        return self.model_copy(update=overrides)

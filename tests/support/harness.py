@@ -1,0 +1,173 @@
+"""Run the real batch engine in-process against the real local stack, and wait for it.
+
+Integration tests use this instead of a faust worker process (faster to start, same engine
+code); the e2e tests run real ``stream worker`` processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterable
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from stream.app import build_fold_context, build_layout, topic_families
+from stream.contract.types import FAMILY_OF, EventType
+from stream.engine import store
+from stream.engine.consumer import BatchEngine, EngineConfig
+from stream.engine.keys import Keys
+from stream.engine.windows import Windows
+from stream.observability import WorkerMetrics
+from stream.settings import Settings
+from stream.tools.publish import BatchPublisher
+from stream.topics import ensure_topics
+
+
+def topic_for(settings: Settings, event: dict[str, Any]) -> str:
+    known = {t.value for t in EventType}
+    family = FAMILY_OF[EventType(event["type"])] if event.get("type") in known else None
+    families = {v: k for k, v in topic_families(settings).items()}
+    return families[family.value] if family is not None else settings.topics.clickstream
+
+
+async def publish_events(settings: Settings, events: Iterable[dict[str, Any]]) -> int:
+    await ensure_topics(settings)
+    async with BatchPublisher(settings.kafka_bootstrap_servers) as pub:
+        for event in events:
+            key = str(event.get("user_id", "")).encode()
+            await pub.send(topic_for(settings, event), key, orjson.dumps(event))
+        await pub.flush()
+        return pub.sent
+
+
+async def publish_raw(
+    settings: Settings, topic: str, messages: Iterable[tuple[bytes, bytes]]
+) -> None:
+    await ensure_topics(settings)
+    async with BatchPublisher(settings.kafka_bootstrap_servers) as pub:
+        for key, value in messages:
+            await pub.send(topic, key, value)
+
+
+async def end_offsets(settings: Settings) -> dict[TopicPartition, int]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers)
+    await consumer.start()
+    try:
+        tps = []
+        for topic in settings.topics.inputs():
+            for p in consumer.partitions_for_topic(topic) or await _partitions(consumer, topic):
+                tps.append(TopicPartition(topic, p))
+        return dict(await consumer.end_offsets(tps))
+    finally:
+        await consumer.stop()
+
+
+async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
+    await consumer._client.force_metadata_update()  # noqa: SLF001 - test helper
+    return consumer.partitions_for_topic(topic) or set()
+
+
+async def wait_caught_up(settings: Settings, timeout: float = 60.0) -> None:
+    """Until Redis' stored offset of every input partition reaches its end offset."""
+    ends = await end_offsets(settings)
+    families = topic_families(settings)
+    keys = Keys(settings.key_prefix)
+    client = store.connect(settings.redis_url)
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            behind = []
+            for tp, end in ends.items():
+                if end == 0:
+                    continue
+                shard = keys.shard(families[tp.topic], tp.partition)
+                progress = await store.read_progress(client, keys, shard)
+                if progress.offset < end - 1:
+                    behind.append((shard, progress.offset, end - 1))
+            if not behind:
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"not caught up after {timeout}s: {behind}")
+            await asyncio.sleep(0.1)
+    finally:
+        await client.aclose()
+
+
+class EngineHarness:
+    def __init__(self, settings: Settings, clock: Any = time.time) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.metrics = WorkerMetrics()
+        self.producer: AIOKafkaProducer | None = None
+        self.engine: BatchEngine | None = None
+
+    async def start(self) -> BatchEngine:
+        s = self.settings
+        await ensure_topics(s)
+        self.producer = AIOKafkaProducer(bootstrap_servers=s.kafka_bootstrap_servers, acks="all")
+        await self.producer.start()
+        producer = self.producer
+
+        async def send(topic: str, key: bytes | None, value: bytes) -> Any:
+            return await producer.send(topic, value, key=key)
+
+        windows = Windows(s.zone)
+        self.engine = BatchEngine(
+            EngineConfig(
+                bootstrap_servers=s.kafka_bootstrap_servers,
+                group_id=s.consumer_group,
+                topic_family=topic_families(s),
+                dlq_topic=s.topics.dlq,
+                batch_max_records=s.batch_max_records,
+                batch_timeout_ms=50,
+                rebalance_timeout_ms=3000,
+                session_timeout_ms=6000,
+            ),
+            s.redis_url,
+            Keys(s.key_prefix),
+            build_layout(s, windows),
+            build_fold_context(s, windows),
+            self.metrics,
+            send,
+            clock=self.clock,
+        )
+        await self.engine.start()
+        await asyncio.wait_for(self.engine.ready.wait(), 30)
+        return self.engine
+
+    async def stop(self) -> None:
+        if self.engine is not None:
+            await self.engine.stop()
+        if self.producer is not None:
+            await self.producer.stop()
+
+    async def __aenter__(self) -> EngineHarness:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+
+async def read_dlq(
+    settings: Settings, expected: int, timeout: float = 20.0
+) -> list[dict[str, Any]]:
+    consumer = AIOKafkaConsumer(
+        settings.topics.dlq,
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        auto_offset_reset="earliest",
+    )
+    await consumer.start()
+    out: list[dict[str, Any]] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while len(out) < expected and time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=500)
+            for records in batch.values():
+                out.extend(orjson.loads(r.value) for r in records)
+        return out
+    finally:
+        await consumer.stop()
