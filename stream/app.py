@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import faust
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from stream.contract.decode import Decoder
 from stream.contract.types import Family
@@ -155,10 +156,8 @@ def build_app(settings: Settings) -> Application:
             payload = await exporter.render(metrics.registry)
         except Exception as exc:  # Redis down: still expose operational series
             log.warning("business gauges unavailable: %s", type(exc).__name__)
-            from prometheus_client import generate_latest
-
             payload = generate_latest(metrics.registry)
-        return view.bytes(payload, content_type="text/plain; version=0.0.4; charset=utf-8")
+        return view.bytes(payload, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     @app.page("/healthz")
     async def healthz(view: faust.web.View, request: faust.web.Request) -> Any:

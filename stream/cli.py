@@ -337,6 +337,46 @@ async def _query(metric: str, params: dict[str, str]) -> dict[str, Any]:
         await client.aclose()
 
 
+@cli.command()
+@click.option("--events", default=1_000_000, show_default=True)
+@click.option("--users", default=20_000, show_default=True)
+@click.option("--partitions", default=4, show_default=True)
+@click.option(
+    "--mix", type=click.Choice(["clickstream", "all"]), default="clickstream", show_default=True
+)
+@click.option("--latency-seconds", default=20.0, show_default=True)
+@click.option("--seed", default=1, show_default=True)
+@click.option("--json-out", type=click.Path(path_type=Path), default=None)
+def bench(
+    events: int,
+    users: int,
+    partitions: int,
+    mix: str,
+    latency_seconds: float,
+    seed: int,
+    json_out: Path | None,
+) -> None:
+    """Throughput, latency and footprint of one worker process (not a test: prints figures)."""
+    from dataclasses import asdict
+
+    from stream.bench import report, run_bench
+
+    result = asyncio.run(
+        run_bench(
+            _settings(),
+            events=events,
+            users=users,
+            partitions=partitions,
+            mix=mix,
+            latency_seconds=latency_seconds,
+            seed=seed,
+        )
+    )
+    click.echo(report(result))
+    if json_out is not None:
+        json_out.write_bytes(orjson.dumps(asdict(result)))
+
+
 def main() -> None:
     cli(prog_name="stream")
 

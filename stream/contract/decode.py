@@ -9,7 +9,7 @@ never crash on (or silently drop) a message.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Annotated
 
@@ -128,16 +128,32 @@ class Decoder:
             return Rejection(Reason.SCHEMA, text)
         except (msgspec.DecodeError, UnicodeDecodeError) as exc:
             return Rejection(Reason.NOT_JSON, str(exc))
+        kind = raw.type
+        if kind in _NATIVE_TYPES:
+            # Fast path (the common case): our own envelope with an integer timestamp.
+            event_id, user_id, ts = raw.event_id, raw.user_id, raw.ts
+            if not event_id:
+                return Rejection(Reason.MISSING_EVENT_ID, "missing event_id")
+            if not user_id:
+                return Rejection(Reason.MISSING_USER_ID, "missing user_id")
+            ts_ms = ts if type(ts) is int and _MIN_TS_MS <= ts <= _MAX_TS_MS else _epoch_ms(ts)
+            if ts_ms is None:
+                return Rejection(Reason.BAD_TIMESTAMP, "missing, naive or out-of-range timestamp")
+            if ts_ms > now_ms + self.max_future_skew_ms:
+                return Rejection(Reason.FUTURE_TIMESTAMP, f"ts {ts_ms} is ahead of now {now_ms}")
+            props = raw.properties or _EMPTY_PROPS
+            check = _CHECKS.get(kind)  # type: ignore[arg-type]
+            if check is not None:
+                problem = check(kind, props)  # type: ignore[arg-type]
+                if problem is not None:
+                    return problem
+            return Event(event_id, kind, ts_ms, user_id, raw.session_id, raw.account_id, props)  # type: ignore[arg-type]
         return self._normalise(raw, now_ms)
 
     def _normalise(self, raw: RawMessage, now_ms: int) -> Event | Rejection:
+        """The slower path: Segment/RudderStack spec messages and malformed envelopes."""
         kind = raw.type
-        if kind in _NATIVE_TYPES:
-            event_type: str = kind
-            event_id = raw.event_id
-            user_id = raw.user_id
-            ts = raw.ts
-        elif kind in _SEGMENT_CALLS:
+        if kind in _SEGMENT_CALLS:
             mapped = self._segment_type(kind, raw.event)
             if mapped is None:
                 return Rejection(Reason.UNKNOWN_TYPE, f"unmapped track event {raw.event!r}")
@@ -161,9 +177,11 @@ class Decoder:
             return Rejection(Reason.FUTURE_TIMESTAMP, f"ts {ts_ms} is ahead of now {now_ms}")
 
         props = raw.properties or _EMPTY_PROPS
-        problem = _check_properties(event_type, props)
-        if problem is not None:
-            return problem
+        check = _CHECKS.get(event_type)
+        if check is not None:
+            problem = check(event_type, props)
+            if problem is not None:
+                return problem
         if kind == "page" and props.page is None and (props.path or raw.name):
             props = msgspec.structs.replace(props, page=props.path or raw.name)
         elif kind == "screen" and props.page is None and raw.name:
@@ -205,20 +223,43 @@ def _epoch_ms(ts: Timestamp | None) -> int | None:
     return value
 
 
-def _check_properties(event_type: str, props: Properties) -> Rejection | None:
-    score_range = SCORE_RANGE.get(event_type)  # type: ignore[call-overload]
-    if score_range is not None:
-        low, high = score_range
-        if props.score is None:
-            return Rejection(Reason.SCHEMA, f"{event_type} needs properties.score")
-        if not low <= props.score <= high:
-            return Rejection(Reason.OUT_OF_RANGE, f"score {props.score} not in {low}..{high}")
+def _check_score(event_type: str, props: Properties) -> Rejection | None:
+    low, high = SCORE_RANGE[event_type]  # type: ignore[index]
+    if props.score is None:
+        return Rejection(Reason.SCHEMA, f"{event_type} needs properties.score")
+    if not low <= props.score <= high:
+        return Rejection(Reason.OUT_OF_RANGE, f"score {props.score} not in {low}..{high}")
+    return None
+
+
+def _check_amount(event_type: str, props: Properties) -> Rejection | None:
     if props.amount is not None and (not math.isfinite(props.amount) or props.amount < 0):
         return Rejection(Reason.OUT_OF_RANGE, "amount must be a finite number >= 0")
+    return None
+
+
+def _check_ticket(event_type: str, props: Properties) -> Rejection | None:
+    if not props.ticket_id:
+        return Rejection(Reason.SCHEMA, f"{event_type} needs properties.ticket_id")
     if event_type == EventType.TICKET_REPLIED and props.author not in REPLY_AUTHORS:
         return Rejection(
             Reason.SCHEMA, "ticket_replied needs properties.author agent|requester|bot"
         )
-    if event_type.startswith("ticket_") and not props.ticket_id:
-        return Rejection(Reason.SCHEMA, f"{event_type} needs properties.ticket_id")
     return None
+
+
+#: Per-type property checks; types without an entry need none (the hot path skips them).
+_CHECKS: dict[str, Callable[[str, Properties], Rejection | None]] = {
+    **{t.value: _check_score for t in SCORE_RANGE},
+    **{
+        t.value: _check_amount
+        for t in (
+            EventType.PURCHASE,
+            EventType.CONVERSION,
+            EventType.SUBSCRIPTION_STARTED,
+            EventType.SUBSCRIPTION_RENEWED,
+            EventType.SUBSCRIPTION_UPGRADED,
+        )
+    },
+    **{t.value: _check_ticket for t in EventType if t.value.startswith("ticket_")},
+}

@@ -188,7 +188,9 @@ class BatchEngine(mode.Service):
         if progress.offset >= 0:
             self._consumer.seek(tp, progress.offset + 1)
         else:
-            await self._consumer.seek_to_beginning(tp)
+            # Offset 0 (not seek_to_beginning, which waits on a ListOffsets round trip per
+            # partition): below the log start it resets to the earliest offset by itself.
+            self._consumer.seek(tp, 0)
 
     # ---- the batch -------------------------------------------------------------------------
     async def _process(self, batch: dict[TopicPartition, list[Any]]) -> None:

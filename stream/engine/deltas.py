@@ -34,8 +34,8 @@ class Deltas:
         self.day_counters: dict[int, dict[str, int]] = {}
         # (minute start, set name) -> members of a distinct-count (HyperLogLog) set
         self.users: dict[tuple[int, str], set[str]] = {}
-        # (day start, pair digest) -> [impressions, clicks, orphan-counter field]
-        self.orphan_pairs: dict[tuple[int, str], list[int | str]] = {}
+        # (day start, user, campaign, placement) -> [impressions, clicks, orphan-counter field]
+        self.orphan_pairs: dict[tuple[int, str, str, str], list[int | str]] = {}
 
     def count(self, minute: int, name: str, n: int = 1) -> None:
         bucket = self.counters.get(minute)
@@ -49,10 +49,13 @@ class Deltas:
             members = self.users[(minute, set_name)] = set()
         members.add(member)
 
-    def ad_pair(self, day: int, digest: str, orphan_field: str, *, impression: bool) -> None:
-        entry = self.orphan_pairs.get((day, digest))
+    def ad_pair(
+        self, key: tuple[int, str, str, str], orphan_field: str, *, impression: bool
+    ) -> None:
+        """``key`` = (day start, user id, escaped campaign, escaped placement)."""
+        entry = self.orphan_pairs.get(key)
         if entry is None:
-            entry = self.orphan_pairs[(day, digest)] = [0, 0, orphan_field]
+            entry = self.orphan_pairs[key] = [0, 0, orphan_field]
         entry[0 if impression else 1] += 1  # type: ignore[operator]
 
     def is_empty(self) -> bool:
@@ -156,8 +159,9 @@ def build_call(
 
     if deltas.orphan_pairs:
         by_day: dict[int, list[tuple[str, list[int | str]]]] = {}
-        for (day, digest), entry in deltas.orphan_pairs.items():
-            by_day.setdefault(day, []).append((digest, entry))
+        for (day, user, campaign, placement), entry in deltas.orphan_pairs.items():
+            # User ids never reach Redis in clear here: a 64-bit digest names the pair.
+            by_day.setdefault(day, []).append((pair_digest(user, campaign, placement), entry))
         for day, entries in by_day.items():
             state_key = keys.extra(shard, "d", day, "adpairs")
             counters_key = keys.counters(shard, "d", day)

@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 from stream.contract.decode import Event
 from stream.contract.types import EventType
-from stream.engine.deltas import Deltas, pair_digest
+from stream.engine.deltas import Deltas
 from stream.engine.keys import escape, field
 from stream.engine.windows import Windows
 
@@ -32,6 +32,8 @@ class ClickstreamFold:
     def __init__(self, windows: Windows, tracked_pages: frozenset[str]) -> None:
         self.windows = windows
         self.page_fields = {page: field("pv", escape(page)) for page in tracked_pages}
+        # (campaign, placement) -> (impression field, click field, orphan field, esc c, esc p)
+        self._ad_fields: dict[tuple[str | None, str | None], tuple[str, str, str, str, str]] = {}
 
     def handlers(self) -> dict[str, Handler]:
         return {
@@ -49,16 +51,24 @@ class ClickstreamFold:
         if page_field is not None:
             deltas.count(minute, page_field)
 
+    def _fields(
+        self, campaign: str | None, placement: str | None
+    ) -> tuple[str, str, str, str, str]:
+        cached = self._ad_fields.get((campaign, placement))
+        if cached is None:
+            c, p = escape(campaign or NOT_SET), escape(placement or NOT_SET)
+            cached = (field("imp", c, p), field("clk", c, p), field("orph", c, p), c, p)
+            if len(self._ad_fields) > 100_000:
+                self._ad_fields.clear()
+            self._ad_fields[(campaign, placement)] = cached
+        return cached
+
     def _ad(self, event: Event, minute: int, deltas: Deltas, *, impression: bool) -> None:
-        campaign = escape(event.props.campaign or NOT_SET)
-        placement = escape(event.props.placement or NOT_SET)
-        deltas.count(minute, field("imp" if impression else "clk", campaign, placement))
-        deltas.ad_pair(
-            self.windows.day_of_minute(minute),
-            pair_digest(event.user_id, campaign, placement),
-            field("orph", campaign, placement),
-            impression=impression,
-        )
+        props = event.props
+        imp, clk, orph, c, p = self._fields(props.campaign, props.placement)
+        deltas.count(minute, imp if impression else clk)
+        key = (self.windows.day_of_minute(minute), event.user_id, c, p)
+        deltas.ad_pair(key, orph, impression=impression)
 
     def impression(self, event: Event, minute: int, deltas: Deltas) -> None:
         self._ad(event, minute, deltas, impression=True)

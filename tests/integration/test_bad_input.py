@@ -10,10 +10,10 @@ import pytest
 
 from stream.contract.types import Reason
 from stream.settings import Settings
+from tests.support.compare import compare_all
 from tests.support.events import event
 from tests.support.harness import EngineHarness, publish_raw, read_dlq, wait_caught_up
 from tests.support.reference import Reference
-from tests.support.compare import compare_all
 
 pytestmark = pytest.mark.integration
 
@@ -77,16 +77,36 @@ async def test_every_reason_goes_to_dlq_and_is_counted(settings: Settings) -> No
 async def test_segment_messages_round_trip(settings: Settings) -> None:
     now_ms = int(time.time() * 1000)
     iso = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(now_ms / 1000 - 120))
-    page = {"type": "page", "messageId": "m-1", "anonymousId": "anon-7", "timestamp": iso,
-            "name": "Pricing", "properties": {"path": "/pricing", "url": "https://x/pricing"},
-            "context": {"library": {"name": "analytics.js"}}}  # fmt: skip
-    track = {"type": "track", "messageId": "m-2", "userId": "anon-7", "timestamp": iso,
-             "event": "Feature Used", "properties": {"feature": "export"}}  # fmt: skip
-    unmapped = {"type": "track", "messageId": "m-3", "userId": "anon-7", "timestamp": iso,
-                "event": "Something Custom"}  # fmt: skip
+    page = {
+        "type": "page",
+        "messageId": "m-1",
+        "anonymousId": "anon-7",
+        "timestamp": iso,
+        "name": "Pricing",
+        "properties": {"path": "/pricing", "url": "https://x/pricing"},
+        "context": {"library": {"name": "analytics.js"}},
+    }
+    track = {
+        "type": "track",
+        "messageId": "m-2",
+        "userId": "anon-7",
+        "timestamp": iso,
+        "event": "Feature Used",
+        "properties": {"feature": "export"},
+    }
+    unmapped = {
+        "type": "track",
+        "messageId": "m-3",
+        "userId": "anon-7",
+        "timestamp": iso,
+        "event": "Something Custom",
+    }
     async with EngineHarness(settings):
-        await publish_raw(settings, settings.topics.clickstream,
-                          [(b"anon-7", orjson.dumps(m)) for m in (page, track, unmapped)])  # fmt: skip
+        await publish_raw(
+            settings,
+            settings.topics.clickstream,
+            [(b"anon-7", orjson.dumps(m)) for m in (page, track, unmapped)],
+        )
         await wait_caught_up(settings)
         dlq = await read_dlq(settings, expected=1)
     assert [r["reason"] for r in dlq] == ["unknown_type"]
@@ -94,9 +114,22 @@ async def test_segment_messages_round_trip(settings: Settings) -> None:
         int(time.mktime(time.strptime(iso[:19], "%Y-%m-%dT%H:%M:%S")) * 1000) - time.timezone * 1000
     )
     ref = Reference.build(
-        [{"type": "page_view", "user_id": "anon-7", "ts": ts, "properties": {"page": "/pricing"}},
-         {"type": "feature_used", "user_id": "anon-7", "ts": ts, "properties": {"feature": "export"}}],
-        settings.zone, frozenset(settings.tracked_pages),
-    )  # fmt: skip
+        [
+            {
+                "type": "page_view",
+                "user_id": "anon-7",
+                "ts": ts,
+                "properties": {"page": "/pricing"},
+            },
+            {
+                "type": "feature_used",
+                "user_id": "anon-7",
+                "ts": ts,
+                "properties": {"feature": "export"},
+            },
+        ],
+        settings.zone,
+        frozenset(settings.tracked_pages),
+    )
     problems = await compare_all(settings, ref)
     assert not problems, problems

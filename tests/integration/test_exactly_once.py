@@ -33,8 +33,18 @@ def _stream(n: int, t0: int, users: int = 17) -> list[dict[str, Any]]:
         u = f"u{i % users}"
         ts = t0 + i * 1500
         kind = ("page_view", "impression", "click", "feature_used", "like")[i % 5]
-        out.append(event(kind, u, ts, page="/pricing", campaign="c1", placement="top",
-                         feature="export", post_id="p"))  # fmt: skip
+        out.append(
+            event(
+                kind,
+                u,
+                ts,
+                page="/pricing",
+                campaign="c1",
+                placement="top",
+                feature="export",
+                post_id="p",
+            )
+        )
     return out
 
 
@@ -101,9 +111,12 @@ async def test_failover_losing_writes_loses_no_events(
         await publish_events(settings, part3)
         await wait_caught_up(settings)
         refused = sum(
-            s.value for m in harness.metrics.registry.collect()
-            if m.name == "stream_batches_refused" for s in m.samples if s.name.endswith("_total")
-        )  # fmt: skip
+            s.value
+            for m in harness.metrics.registry.collect()
+            if m.name == "stream_batches_refused"
+            for s in m.samples
+            if s.name.endswith("_total")
+        )
     assert refused >= 1  # the engine noticed and re-seeked
     ref = Reference.build(part1 + part2 + part3, settings.zone, frozenset(settings.tracked_pages))
     problems = await compare_all(settings, ref)

@@ -61,10 +61,15 @@ async def compare_all(
                 if not starts:
                     continue
                 for filters in filter_sets(ref, metric):
-                    params: dict[str, Any] = {"granularity": g, "start": str(starts[0]),
-                                              "end": str(windows.end_of(g, starts[-1])), **filters}  # fmt: skip
-                    body = await run_query(metric, params, reader, windows,
-                                           frozenset(settings.tracked_pages))  # fmt: skip
+                    params: dict[str, Any] = {
+                        "granularity": g,
+                        "start": str(starts[0]),
+                        "end": str(windows.end_of(g, starts[-1])),
+                        **filters,
+                    }
+                    body = await run_query(
+                        metric, params, reader, windows, frozenset(settings.tracked_pages)
+                    )
                     for point, start in zip(
                         body["points"],
                         windows.iter_starts(g, starts[0], windows.end_of(g, starts[-1])),

@@ -66,7 +66,7 @@ async def end_offsets(settings: Settings) -> dict[TopicPartition, int]:
 
 
 async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
-    await consumer._client.force_metadata_update()  # noqa: SLF001 - test helper
+    await consumer._client.force_metadata_update()
     return consumer.partitions_for_topic(topic) or set()
 
 
@@ -123,7 +123,7 @@ class EngineHarness:
                 dlq_topic=s.topics.dlq,
                 batch_max_records=s.batch_max_records,
                 batch_timeout_ms=50,
-                rebalance_timeout_ms=3000,
+                rebalance_timeout_ms=1000,
                 session_timeout_ms=6000,
             ),
             s.redis_url,

@@ -27,15 +27,42 @@ CLICKSTREAM_TYPES = {
 }
 FAMILY = {
     **{t: "clickstream" for t in CLICKSTREAM_TYPES},
-    **{t: "social" for t in ("post_impression", "like", "comment", "share", "save", "mention",
-                             "follow", "unfollow")},
-    **{t: "support" for t in ("ticket_created", "ticket_replied", "ticket_solved",
-                              "ticket_reopened", "ticket_closed")},
+    **{
+        t: "social"
+        for t in (
+            "post_impression",
+            "like",
+            "comment",
+            "share",
+            "save",
+            "mention",
+            "follow",
+            "unfollow",
+        )
+    },
+    **{
+        t: "support"
+        for t in (
+            "ticket_created",
+            "ticket_replied",
+            "ticket_solved",
+            "ticket_reopened",
+            "ticket_closed",
+        )
+    },
     **{t: "feedback" for t in ("nps_response", "csat_response", "ces_response")},
-    **{t: "account" for t in ("subscription_started", "subscription_renewed",
-                              "subscription_upgraded", "subscription_cancelled", "purchase",
-                              "email_opened")},
-}  # fmt: skip
+    **{
+        t: "account"
+        for t in (
+            "subscription_started",
+            "subscription_renewed",
+            "subscription_upgraded",
+            "subscription_cancelled",
+            "purchase",
+            "email_opened",
+        )
+    },
+}
 NOT_SET = "(not set)"
 
 
@@ -87,8 +114,9 @@ class Reference:
     orphans: dict[int, dict[tuple[str, str], int]] = field(default_factory=dict)
 
     @classmethod
-    def build(cls, events: Iterable[dict[str, Any]], zone: ZoneInfo,
-              tracked_pages: frozenset[str]) -> Reference:  # fmt: skip
+    def build(
+        cls, events: Iterable[dict[str, Any]], zone: ZoneInfo, tracked_pages: frozenset[str]
+    ) -> Reference:
         ref = cls(zone, tracked_pages)
         counts: dict[tuple[str, int], dict[str, int]] = defaultdict(lambda: defaultdict(int))
         users: dict[tuple[str, int, str], set[str]] = defaultdict(set)
@@ -170,9 +198,12 @@ class Reference:
             imps = self._sum(g, start, "imp", filters)
             return self._sum(g, start, "clk", filters) / imps * 100 if imps else None
         if metric == "orphan_clicks":
-            return sum(v for (camp, place), v in self.orphans.get(start, {}).items()
-                       if filters.get("campaign", camp) == camp
-                       and filters.get("placement", place) == place)  # fmt: skip
+            return sum(
+                v
+                for (camp, place), v in self.orphans.get(start, {}).items()
+                if filters.get("campaign", camp) == camp
+                and filters.get("placement", place) == place
+            )
         if metric == "conversions":
             return c.get("conv", 0)
         if metric == "feature_events":
@@ -181,8 +212,13 @@ class Reference:
             if "feature" in filters:
                 users = self.users.get((g, start, "feat:" + filters["feature"]), set())
             else:
-                users = set().union(*(u for (g2, s2, n), u in self.users.items()
-                                      if g2 == g and s2 == start and n.startswith("feat:")))  # fmt: skip
+                users = set().union(
+                    *(
+                        u
+                        for (g2, s2, n), u in self.users.items()
+                        if g2 == g and s2 == start and n.startswith("feat:")
+                    )
+                )
             if metric == "feature_users":
                 return len(users)
             active = self._active(g, [start])

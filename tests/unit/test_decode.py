@@ -14,8 +14,9 @@ from stream.contract.types import FAMILY_OF, EventType, Reason
 from stream.settings import _default_segment_map
 
 NOW = 1_767_225_600_000
-DECODER = Decoder(max_message_bytes=65536, max_future_skew_ms=300_000,
-                  segment_event_map=_default_segment_map())  # fmt: skip
+DECODER = Decoder(
+    max_message_bytes=65536, max_future_skew_ms=300_000, segment_event_map=_default_segment_map()
+)
 
 PROPS: dict[str, dict[str, object]] = {
     "ticket_created": {"ticket_id": "t1", "priority": "high"},
@@ -31,8 +32,13 @@ PROPS: dict[str, dict[str, object]] = {
 
 
 def native(type_: str, **overrides: object) -> bytes:
-    body = {"event_id": "e1", "type": type_, "ts": NOW - 1000, "user_id": "u1",
-            "properties": PROPS.get(type_, {})}  # fmt: skip
+    body = {
+        "event_id": "e1",
+        "type": type_,
+        "ts": NOW - 1000,
+        "user_id": "u1",
+        "properties": PROPS.get(type_, {}),
+    }
     body.update(overrides)
     return orjson.dumps(body)
 
@@ -97,8 +103,18 @@ def test_rfc3339_with_offset() -> None:
 
 def test_segment_page_screen_track_identify() -> None:
     iso = "2025-12-31T23:59:00Z"
-    page = DECODER.decode(orjson.dumps({"type": "page", "messageId": "m", "anonymousId": "a",
-                                        "timestamp": iso, "properties": {"path": "/x"}}), NOW)  # fmt: skip
+    page = DECODER.decode(
+        orjson.dumps(
+            {
+                "type": "page",
+                "messageId": "m",
+                "anonymousId": "a",
+                "timestamp": iso,
+                "properties": {"path": "/x"},
+            }
+        ),
+        NOW,
+    )
     assert isinstance(page, Event)
     assert (page.type, page.user_id, page.props.page, page.event_id) == (
         "page_view",
@@ -106,25 +122,64 @@ def test_segment_page_screen_track_identify() -> None:
         "/x",
         "m",
     )
-    screen = DECODER.decode(orjson.dumps({"type": "screen", "messageId": "m", "userId": "u",
-                                          "timestamp": iso, "name": "Home"}), NOW)  # fmt: skip
+    screen = DECODER.decode(
+        orjson.dumps(
+            {"type": "screen", "messageId": "m", "userId": "u", "timestamp": iso, "name": "Home"}
+        ),
+        NOW,
+    )
     assert isinstance(screen, Event) and (screen.type, screen.props.page) == ("screen_view", "Home")
-    track = DECODER.decode(orjson.dumps({"type": "track", "messageId": "m", "userId": "u",
-                                         "timestamp": iso, "event": "Order Completed"}), NOW)  # fmt: skip
+    track = DECODER.decode(
+        orjson.dumps(
+            {
+                "type": "track",
+                "messageId": "m",
+                "userId": "u",
+                "timestamp": iso,
+                "event": "Order Completed",
+            }
+        ),
+        NOW,
+    )
     assert isinstance(track, Event) and track.type == "conversion"
-    ident = DECODER.decode(orjson.dumps({"type": "identify", "messageId": "m", "userId": "u",
-                                         "timestamp": iso, "traits": {"plan": "pro"}}), NOW)  # fmt: skip
+    ident = DECODER.decode(
+        orjson.dumps(
+            {
+                "type": "identify",
+                "messageId": "m",
+                "userId": "u",
+                "timestamp": iso,
+                "traits": {"plan": "pro"},
+            }
+        ),
+        NOW,
+    )
     assert isinstance(ident, Event) and ident.type == "identify"
-    unmapped = DECODER.decode(orjson.dumps({"type": "track", "messageId": "m", "userId": "u",
-                                            "timestamp": iso, "event": "Nope"}), NOW)  # fmt: skip
+    unmapped = DECODER.decode(
+        orjson.dumps(
+            {"type": "track", "messageId": "m", "userId": "u", "timestamp": iso, "event": "Nope"}
+        ),
+        NOW,
+    )
     assert isinstance(unmapped, Rejection) and unmapped.reason == Reason.UNKNOWN_TYPE
 
 
 def test_segment_map_is_configurable() -> None:
-    custom = Decoder(max_message_bytes=65536, max_future_skew_ms=0,
-                     segment_event_map={"Liked Post": "like"})  # fmt: skip
-    out = custom.decode(orjson.dumps({"type": "track", "messageId": "m", "userId": "u",
-                                      "timestamp": NOW - 5, "event": "Liked Post"}), NOW)  # fmt: skip
+    custom = Decoder(
+        max_message_bytes=65536, max_future_skew_ms=0, segment_event_map={"Liked Post": "like"}
+    )
+    out = custom.decode(
+        orjson.dumps(
+            {
+                "type": "track",
+                "messageId": "m",
+                "userId": "u",
+                "timestamp": NOW - 5,
+                "event": "Liked Post",
+            }
+        ),
+        NOW,
+    )
     assert isinstance(out, Event) and out.type == "like"
 
 
@@ -142,8 +197,24 @@ json_values = st.recursive(
 )
 
 
-@given(st.dictionaries(st.sampled_from(["event_id", "type", "ts", "user_id", "properties",
-                                        "session_id", "messageId", "userId", "timestamp", "event"]),
-                       json_values))  # fmt: skip
+@given(
+    st.dictionaries(
+        st.sampled_from(
+            [
+                "event_id",
+                "type",
+                "ts",
+                "user_id",
+                "properties",
+                "session_id",
+                "messageId",
+                "userId",
+                "timestamp",
+                "event",
+            ]
+        ),
+        json_values,
+    )
+)
 def test_arbitrary_envelopes_never_raise(body: dict[str, object]) -> None:
     assert isinstance(DECODER.decode(json.dumps(body).encode(), NOW), Event | Rejection)

@@ -1,0 +1,393 @@
+"""``stream bench``: throughput, latency and footprint of the pipeline on this machine.
+
+Phases, in one run so that ratios are comparable (2-core machines vary run to run):
+
+1. produce N simulated events of a family mix to a fresh topic set (the simulator, then
+   timestamps shifted so the stream ends just before now);
+2. reference: a raw aiokafka ``getmany`` + orjson decode loop over the same topic;
+3. pipeline: one real ``stream worker`` process, timed from ready (partitions assigned) until
+   Redis holds the last offset of every partition — events/s per worker process;
+4. latency: events stamped now, produced at half the measured rate; produce → visible in Redis
+   (the partition's stored offset passes the message's offset), p50 and p99;
+5. footprint: the worker's peak RSS (VmHWM) and Redis bytes per active user.
+
+Never a unit test: figures depend on the machine. Results print as a table and as JSON.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from stream.app import topic_families
+from stream.contract.types import Family
+from stream.engine import store
+from stream.engine.keys import Keys
+from stream.localstack import die_with_parent, free_port
+from stream.runtime import with_infrastructure
+from stream.settings import Settings, TopicNames
+from stream.tools.publish import BatchPublisher
+from stream.tools.simulate import SimulationConfig, Simulator
+from stream.topics import ensure_topics
+
+MIXES: dict[str, frozenset[Family]] = {
+    "clickstream": frozenset({Family.CLICKSTREAM}),
+    "all": frozenset(Family),
+}
+
+
+@dataclass
+class BenchResult:
+    events: int
+    mix: str
+    users: int
+    partitions: int
+    produce_events_per_s: float = 0.0
+    raw_loop_events_per_s: float = 0.0
+    worker_events_per_s: float = 0.0
+    ratio_to_raw: float = 0.0
+    latency_rate_events_per_s: float = 0.0
+    latency_p50_s: float = 0.0
+    latency_p99_s: float = 0.0
+    latency_samples: int = 0
+    worker_peak_rss_mb: float = 0.0
+    redis_bytes_per_active_user: float = 0.0
+    active_users: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+def bench_settings(base: Settings, tag: str, partitions: int) -> Settings:
+    return base.with_overrides(
+        topics=TopicNames(
+            clickstream=f"{tag}.clickstream", social=f"{tag}.social", support=f"{tag}.support",
+            feedback=f"{tag}.feedback", account=f"{tag}.account", dlq=f"{tag}.dlq",
+            churn_risk=f"{tag}.churn-risk",
+        ),
+        consumer_group=f"{tag}-group",
+        key_prefix=tag,
+        topic_partitions=partitions,
+    )  # fmt: skip
+
+
+def simulated(
+    count: int, users: int, mix: frozenset[Family], seed: int
+) -> list[tuple[Family, bytes, bytes]]:
+    """N events of the mix, shifted so that the last one is a minute before now."""
+    probe = Simulator(SimulationConfig(seed=seed, users=users))
+    first = last = None
+    n = 0
+    for ev in probe.events():
+        if ev.family in mix:
+            first = ev.ts_ms if first is None else first
+            last = ev.ts_ms
+            n += 1
+            if n >= count:
+                break
+    assert first is not None and last is not None
+    shift = int(time.time() * 1000) - 60_000 - last
+    out = []
+    n = 0
+    for ev in Simulator(SimulationConfig(seed=seed, users=users)).events():
+        if ev.family not in mix:
+            continue
+        body = dict(ev.event)
+        body["ts"] = ev.ts_ms + shift
+        out.append((ev.family, body["user_id"].encode(), orjson.dumps(body)))
+        n += 1
+        if n >= count:
+            break
+    return out
+
+
+async def produce(settings: Settings, events: Iterable[tuple[Family, bytes, bytes]]) -> int:
+    topics = {Family(f): t for t, f in topic_families(settings).items()}
+    async with BatchPublisher(settings.kafka_bootstrap_servers) as pub:
+        for family, key, value in events:
+            await pub.send(topics[family], key, value)
+        await pub.flush()
+        return pub.sent
+
+
+async def raw_loop(settings: Settings, expected: int) -> float:
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        enable_auto_commit=False,
+        max_partition_fetch_bytes=4 * 1024 * 1024,
+        fetch_max_bytes=32 * 1024 * 1024,
+    )
+    await consumer.start()
+    try:
+        tps = [TopicPartition(t, p) for t in settings.topics.inputs()
+               for p in (consumer.partitions_for_topic(t) or await _parts(consumer, t))]  # fmt: skip
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        seen = 0
+        started = time.perf_counter()
+        loads = orjson.loads
+        while seen < expected:
+            batch = await consumer.getmany(timeout_ms=500, max_records=5000)
+            for records in batch.values():
+                for r in records:
+                    loads(r.value)
+                seen += len(records)
+        return seen / (time.perf_counter() - started)
+    finally:
+        await consumer.stop()
+
+
+async def _parts(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
+    await consumer._client.force_metadata_update()  # noqa: SLF001
+    return consumer.partitions_for_topic(topic) or set()
+
+
+async def end_offsets(settings: Settings) -> dict[TopicPartition, int]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(t, p) for t in settings.topics.inputs()
+               for p in (consumer.partitions_for_topic(t) or await _parts(consumer, t))]  # fmt: skip
+        return dict(await consumer.end_offsets(tps))
+    finally:
+        await consumer.stop()
+
+
+async def stored_offsets(
+    client: Any, settings: Settings, tps: Iterable[TopicPartition]
+) -> dict[TopicPartition, int]:
+    keys = Keys(settings.key_prefix)
+    families = topic_families(settings)
+    tps = list(tps)
+    async with client.pipeline(transaction=False) as pipe:
+        for tp in tps:
+            pipe.hget(keys.state(keys.shard(families[tp.topic], tp.partition)), "offset")
+        replies = await pipe.execute()
+    return {tp: int(r) if r is not None else -1 for tp, r in zip(tps, replies, strict=True)}
+
+
+def start_worker(settings: Settings, log: Path) -> tuple[subprocess.Popen[bytes], int]:
+    port = free_port()
+    t = settings.topics
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
+        "REDIS_URL": settings.redis_url,
+        "STREAM_KEY_PREFIX": settings.key_prefix,
+        "STREAM_CONSUMER_GROUP": settings.consumer_group,
+        "STREAM_WEB_PORT": str(port),
+        "STREAM_TOPICS__CLICKSTREAM": t.clickstream, "STREAM_TOPICS__SOCIAL": t.social,
+        "STREAM_TOPICS__SUPPORT": t.support, "STREAM_TOPICS__FEEDBACK": t.feedback,
+        "STREAM_TOPICS__ACCOUNT": t.account, "STREAM_TOPICS__DLQ": t.dlq,
+        "STREAM_TOPICS__CHURN_RISK": t.churn_risk,
+    }  # fmt: skip
+    with log.open("ab") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "stream.cli", "worker"], env=env,
+                                stdout=out, stderr=subprocess.STDOUT, preexec_fn=die_with_parent)  # fmt: skip
+    return proc, port
+
+
+async def wait_ready(port: int, proc: subprocess.Popen[bytes], timeout: float = 120) -> None:
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError("worker exited during start-up")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as r:  # noqa: S310
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        await asyncio.sleep(0.01)
+    raise TimeoutError("worker not ready")
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+async def wait_caught_up(client: Any, settings: Settings, ends: dict[TopicPartition, int],
+                         timeout: float = 900) -> float:  # fmt: skip
+    started = time.perf_counter()
+    targets = {tp: end - 1 for tp, end in ends.items() if end > 0}
+    while True:
+        stored = await stored_offsets(client, settings, targets)
+        if all(stored[tp] >= off for tp, off in targets.items()):
+            return time.perf_counter()
+        if time.perf_counter() - started > timeout:
+            raise TimeoutError("pipeline did not catch up")
+        await asyncio.sleep(0.005)
+
+
+async def latency_phase(client: Any, settings: Settings, rate: float, seconds: float,
+                        users: int, mix: frozenset[Family]) -> list[float]:  # fmt: skip
+    """Produce fresh events at ``rate`` and time each sampled one until visible in Redis."""
+    topics = {Family(f): t for t, f in topic_families(settings).items()}
+    sim = Simulator(SimulationConfig(seed=99, users=users))
+    source = (ev for ev in sim.events() if ev.family in mix)
+    from aiokafka import AIOKafkaProducer
+
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap_servers, acks=1, linger_ms=1
+    )
+    await producer.start()
+    pending: list[tuple[TopicPartition, int, float]] = []
+    latencies: list[float] = []
+    done = asyncio.Event()
+
+    async def poll() -> None:
+        while not done.is_set() or pending:
+            if pending:
+                stored = await stored_offsets(client, settings, {tp for tp, _, _ in pending})
+                now = time.perf_counter()
+                still = []
+                for tp, off, sent in pending:
+                    if stored[tp] >= off:
+                        latencies.append(now - sent)
+                    else:
+                        still.append((tp, off, sent))
+                pending[:] = still
+            await asyncio.sleep(0.002)
+
+    poller = asyncio.create_task(poll())
+    started = time.perf_counter()
+    sent = 0
+    chunk = max(1, int(rate / 100))  # send in 10 ms slices
+    try:
+        while time.perf_counter() - started < seconds:
+            futures = []
+            now_ms = int(time.time() * 1000)
+            for _ in range(chunk):
+                ev = next(source)
+                body = dict(ev.event)
+                body["ts"] = now_ms
+                futures.append(
+                    (
+                        time.perf_counter(),
+                        await producer.send(
+                            topics[ev.family], orjson.dumps(body), key=body["user_id"].encode()
+                        ),
+                    )
+                )
+                sent += 1
+            for i, (t_sent, fut) in enumerate(futures):
+                if i % 10 == 0:
+                    md = await fut
+                    pending.append((TopicPartition(md.topic, md.partition), md.offset, t_sent))
+            ahead = sent / rate - (time.perf_counter() - started)
+            if ahead > 0:
+                await asyncio.sleep(ahead)
+        await producer.flush()
+    finally:
+        done.set()
+        await asyncio.wait_for(poller, 60)
+        await producer.stop()
+    return latencies
+
+
+def _percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def run_bench(base: Settings, *, events: int, users: int, partitions: int, mix: str,
+                    latency_seconds: float, seed: int) -> BenchResult:  # fmt: skip
+    families = MIXES[mix]
+    result = BenchResult(events=events, mix=mix, users=users, partitions=partitions)
+    settings, stack = with_infrastructure(base)
+    tag = f"bench{int(time.time())}"
+    settings = bench_settings(settings, tag, partitions)
+    workdir = Path(tempfile.mkdtemp(prefix="stream-bench-"))
+    client = store.connect(settings.redis_url)
+    proc = None
+    try:
+        await ensure_topics(settings)
+        print(
+            f"generating {events:,} simulated events ({mix} mix, {users:,} users)…", file=sys.stderr
+        )
+        data = simulated(events, users, families, seed)
+        distinct_users = len({key for _, key, _ in data})
+        t0 = time.perf_counter()
+        produced = await produce(settings, data)
+        result.produce_events_per_s = produced / (time.perf_counter() - t0)
+        del data
+        print(
+            f"produced {produced:,} at {result.produce_events_per_s:,.0f}/s; raw loop…",
+            file=sys.stderr,
+        )
+        result.raw_loop_events_per_s = await raw_loop(settings, produced)
+        ends = await end_offsets(settings)
+        mem_before = int((await client.info("memory"))["used_memory"])
+        print("pipeline (one worker process)…", file=sys.stderr)
+        proc, port = start_worker(settings, workdir / "worker.log")
+        await wait_ready(port, proc)
+        ready = time.perf_counter()
+        finished = await wait_caught_up(client, settings, ends)
+        result.worker_events_per_s = produced / (finished - ready)
+        result.ratio_to_raw = result.worker_events_per_s / result.raw_loop_events_per_s
+        mem_after = int((await client.info("memory"))["used_memory"])
+        result.active_users = distinct_users
+        result.redis_bytes_per_active_user = (mem_after - mem_before) / max(distinct_users, 1)
+        rate = result.worker_events_per_s / 2
+        result.latency_rate_events_per_s = rate
+        print(f"latency at {rate:,.0f} events/s for {latency_seconds:.0f}s…", file=sys.stderr)
+        lat = await latency_phase(client, settings, rate, latency_seconds, users, families)
+        result.latency_samples = len(lat)
+        result.latency_p50_s = statistics.median(lat) if lat else float("nan")
+        result.latency_p99_s = _percentile(lat, 0.99)
+        result.worker_peak_rss_mb = peak_rss_mb(proc.pid)
+        result.notes.append(f"worker log: {workdir / 'worker.log'}")
+        return result
+    finally:
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        await client.aclose()
+        if stack is not None:
+            stack.stop()
+
+
+def report(result: BenchResult) -> str:
+    bars = [
+        ("worker events/s (bar ≥ 100,000 on the clickstream mix)", f"{result.worker_events_per_s:,.0f}",
+         result.worker_events_per_s >= 100_000 or result.mix != "clickstream"),
+        ("ratio to raw aiokafka loop (bar ≥ 0.4)", f"{result.ratio_to_raw:.2f}", result.ratio_to_raw >= 0.4),
+        (f"p99 produce→visible at {result.latency_rate_events_per_s:,.0f}/s (bar < 1 s)",
+         f"{result.latency_p99_s * 1000:,.0f} ms", result.latency_p99_s < 1.0),
+        ("worker peak RSS (bar < 300 MB)", f"{result.worker_peak_rss_mb:,.0f} MB", result.worker_peak_rss_mb < 300),
+    ]  # fmt: skip
+    lines = [
+        f"events {result.events:,} ({result.mix} mix), users {result.users:,}, "
+        f"partitions {result.partitions}",
+        f"produce (bench publisher)          {result.produce_events_per_s:,.0f} events/s",
+        f"raw aiokafka getmany+orjson loop   {result.raw_loop_events_per_s:,.0f} events/s",
+        f"latency p50                        {result.latency_p50_s * 1000:,.1f} ms "
+        f"({result.latency_samples} samples)",
+        f"Redis bytes per active user        {result.redis_bytes_per_active_user:,.0f} "
+        f"({result.active_users:,} users)",
+    ]
+    for label, value, ok in bars:
+        lines.append(f"{'PASS' if ok else 'FAIL'}  {label}: {value}")
+    lines.append(json.dumps(asdict(result)))
+    return "\n".join(lines)
