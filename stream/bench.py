@@ -72,14 +72,18 @@ class BenchResult:
 def bench_settings(base: Settings, tag: str, partitions: int) -> Settings:
     return base.with_overrides(
         topics=TopicNames(
-            clickstream=f"{tag}.clickstream", social=f"{tag}.social", support=f"{tag}.support",
-            feedback=f"{tag}.feedback", account=f"{tag}.account", dlq=f"{tag}.dlq",
+            clickstream=f"{tag}.clickstream",
+            social=f"{tag}.social",
+            support=f"{tag}.support",
+            feedback=f"{tag}.feedback",
+            account=f"{tag}.account",
+            dlq=f"{tag}.dlq",
             churn_risk=f"{tag}.churn-risk",
         ),
         consumer_group=f"{tag}-group",
         key_prefix=tag,
         topic_partitions=partitions,
-    )  # fmt: skip
+    )
 
 
 def simulated(
@@ -130,8 +134,11 @@ async def raw_loop(settings: Settings, expected: int) -> float:
     )
     await consumer.start()
     try:
-        tps = [TopicPartition(t, p) for t in settings.topics.inputs()
-               for p in (consumer.partitions_for_topic(t) or await _parts(consumer, t))]  # fmt: skip
+        tps = [
+            TopicPartition(t, p)
+            for t in settings.topics.inputs()
+            for p in (consumer.partitions_for_topic(t) or await _parts(consumer, t))
+        ]
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         seen = 0
@@ -149,7 +156,7 @@ async def raw_loop(settings: Settings, expected: int) -> float:
 
 
 async def _parts(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
-    await consumer._client.force_metadata_update()  # noqa: SLF001
+    await consumer._client.force_metadata_update()
     return consumer.partitions_for_topic(topic) or set()
 
 
@@ -157,8 +164,11 @@ async def end_offsets(settings: Settings) -> dict[TopicPartition, int]:
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers)
     await consumer.start()
     try:
-        tps = [TopicPartition(t, p) for t in settings.topics.inputs()
-               for p in (consumer.partitions_for_topic(t) or await _parts(consumer, t))]  # fmt: skip
+        tps = [
+            TopicPartition(t, p)
+            for t in settings.topics.inputs()
+            for p in (consumer.partitions_for_topic(t) or await _parts(consumer, t))
+        ]
         return dict(await consumer.end_offsets(tps))
     finally:
         await consumer.stop()
@@ -187,30 +197,42 @@ def start_worker(settings: Settings, log: Path) -> tuple[subprocess.Popen[bytes]
         "STREAM_KEY_PREFIX": settings.key_prefix,
         "STREAM_CONSUMER_GROUP": settings.consumer_group,
         "STREAM_WEB_PORT": str(port),
-        "STREAM_TOPICS__CLICKSTREAM": t.clickstream, "STREAM_TOPICS__SOCIAL": t.social,
-        "STREAM_TOPICS__SUPPORT": t.support, "STREAM_TOPICS__FEEDBACK": t.feedback,
-        "STREAM_TOPICS__ACCOUNT": t.account, "STREAM_TOPICS__DLQ": t.dlq,
+        "STREAM_TOPICS__CLICKSTREAM": t.clickstream,
+        "STREAM_TOPICS__SOCIAL": t.social,
+        "STREAM_TOPICS__SUPPORT": t.support,
+        "STREAM_TOPICS__FEEDBACK": t.feedback,
+        "STREAM_TOPICS__ACCOUNT": t.account,
+        "STREAM_TOPICS__DLQ": t.dlq,
         "STREAM_TOPICS__CHURN_RISK": t.churn_risk,
-    }  # fmt: skip
+    }
     with log.open("ab") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "stream.cli", "worker"], env=env,
-                                stdout=out, stderr=subprocess.STDOUT, preexec_fn=die_with_parent)  # fmt: skip
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "stream.cli", "worker"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            preexec_fn=die_with_parent,
+        )
     return proc, port
 
 
-async def wait_ready(port: int, proc: subprocess.Popen[bytes], timeout: float = 120) -> None:
+def _is_ready(port: int) -> bool:
     import urllib.request
 
-    deadline = time.monotonic() + timeout
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as r:
+            return bool(r.status == 200)
+    except OSError:
+        return False
+
+
+async def wait_ready(port: int, proc: subprocess.Popen[bytes], limit_s: float = 120) -> None:
+    deadline = time.monotonic() + limit_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError("worker exited during start-up")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as r:  # noqa: S310
-                if r.status == 200:
-                    return
-        except OSError:
-            pass
+        if await asyncio.to_thread(_is_ready, port):
+            return
         await asyncio.sleep(0.01)
     raise TimeoutError("worker not ready")
 
@@ -222,21 +244,23 @@ def peak_rss_mb(pid: int) -> float:
     return 0.0
 
 
-async def wait_caught_up(client: Any, settings: Settings, ends: dict[TopicPartition, int],
-                         timeout: float = 900) -> float:  # fmt: skip
+async def wait_caught_up(
+    client: Any, settings: Settings, ends: dict[TopicPartition, int], limit_s: float = 900
+) -> float:
     started = time.perf_counter()
     targets = {tp: end - 1 for tp, end in ends.items() if end > 0}
     while True:
         stored = await stored_offsets(client, settings, targets)
         if all(stored[tp] >= off for tp, off in targets.items()):
             return time.perf_counter()
-        if time.perf_counter() - started > timeout:
+        if time.perf_counter() - started > limit_s:
             raise TimeoutError("pipeline did not catch up")
         await asyncio.sleep(0.005)
 
 
-async def latency_phase(client: Any, settings: Settings, rate: float, seconds: float,
-                        users: int, mix: frozenset[Family]) -> list[float]:  # fmt: skip
+async def latency_phase(
+    client: Any, settings: Settings, rate: float, seconds: float, users: int, mix: frozenset[Family]
+) -> list[float]:
     """Produce fresh events at ``rate`` and time each sampled one until visible in Redis."""
     topics = {Family(f): t for t, f in topic_families(settings).items()}
     sim = Simulator(SimulationConfig(seed=99, users=users))
@@ -308,8 +332,16 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def run_bench(base: Settings, *, events: int, users: int, partitions: int, mix: str,
-                    latency_seconds: float, seed: int) -> BenchResult:  # fmt: skip
+async def run_bench(
+    base: Settings,
+    *,
+    events: int,
+    users: int,
+    partitions: int,
+    mix: str,
+    latency_seconds: float,
+    seed: int,
+) -> BenchResult:
     families = MIXES[mix]
     result = BenchResult(events=events, mix=mix, users=users, partitions=partitions)
     settings, stack = with_infrastructure(base)
@@ -370,13 +402,27 @@ async def run_bench(base: Settings, *, events: int, users: int, partitions: int,
 
 def report(result: BenchResult) -> str:
     bars = [
-        ("worker events/s (bar ≥ 100,000 on the clickstream mix)", f"{result.worker_events_per_s:,.0f}",
-         result.worker_events_per_s >= 100_000 or result.mix != "clickstream"),
-        ("ratio to raw aiokafka loop (bar ≥ 0.4)", f"{result.ratio_to_raw:.2f}", result.ratio_to_raw >= 0.4),
-        (f"p99 produce→visible at {result.latency_rate_events_per_s:,.0f}/s (bar < 1 s)",
-         f"{result.latency_p99_s * 1000:,.0f} ms", result.latency_p99_s < 1.0),
-        ("worker peak RSS (bar < 300 MB)", f"{result.worker_peak_rss_mb:,.0f} MB", result.worker_peak_rss_mb < 300),
-    ]  # fmt: skip
+        (
+            "worker events/s (bar ≥ 100,000 on the clickstream mix)",
+            f"{result.worker_events_per_s:,.0f}",
+            result.worker_events_per_s >= 100_000 or result.mix != "clickstream",
+        ),
+        (
+            "ratio to raw aiokafka loop (bar ≥ 0.4)",
+            f"{result.ratio_to_raw:.2f}",
+            result.ratio_to_raw >= 0.4,
+        ),
+        (
+            f"p99 produce→visible at {result.latency_rate_events_per_s:,.0f}/s (bar < 1 s)",
+            f"{result.latency_p99_s * 1000:,.0f} ms",
+            result.latency_p99_s < 1.0,
+        ),
+        (
+            "worker peak RSS (bar < 300 MB)",
+            f"{result.worker_peak_rss_mb:,.0f} MB",
+            result.worker_peak_rss_mb < 300,
+        ),
+    ]
     lines = [
         f"events {result.events:,} ({result.mix} mix), users {result.users:,}, "
         f"partitions {result.partitions}",

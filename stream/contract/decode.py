@@ -142,12 +142,12 @@ class Decoder:
             if ts_ms > now_ms + self.max_future_skew_ms:
                 return Rejection(Reason.FUTURE_TIMESTAMP, f"ts {ts_ms} is ahead of now {now_ms}")
             props = raw.properties or _EMPTY_PROPS
-            check = _CHECKS.get(kind)  # type: ignore[arg-type]
+            check = _CHECKS.get(kind)
             if check is not None:
-                problem = check(kind, props)  # type: ignore[arg-type]
+                problem = check(kind, props)
                 if problem is not None:
                     return problem
-            return Event(event_id, kind, ts_ms, user_id, raw.session_id, raw.account_id, props)  # type: ignore[arg-type]
+            return Event(event_id, kind, ts_ms, user_id, raw.session_id, raw.account_id, props)
         return self._normalise(raw, now_ms)
 
     def _normalise(self, raw: RawMessage, now_ms: int) -> Event | Rejection:

@@ -47,7 +47,7 @@ async def test_api_metrics_and_health(settings: Settings, tmp_path: Path) -> Non
         status, body = worker.get("/api/v1/metrics/ctr?granularity=hour&campaign=spring")
         assert status == 200
         values = [p["value"] for p in body["points"] if p["value"] is not None]
-        assert values and abs(sum(values) / len(values) - 25.0) < 1e-9 or values == [25.0]
+        assert (values and abs(sum(values) / len(values) - 25.0) < 1e-9) or values == [25.0]
 
         assert worker.get("/api/v1/metrics/nope")[0] == 404
         assert worker.get("/api/v1/metrics/dau?granularity=fortnight")[0] == 400

@@ -1,0 +1,85 @@
+"""The simulator: deterministic, ordered, realistic enough to exercise every metric."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections import Counter, defaultdict
+
+from stream.contract.decode import Decoder, Event
+from stream.contract.types import EventType
+from stream.tools.simulate import SimulationConfig, Simulator, take
+
+CFG = SimulationConfig(seed=3, users=120, fade_seconds=20 * 86400)
+EVENTS = take(Simulator(CFG).events(), 120_000)
+
+
+def test_deterministic_and_ordered() -> None:
+    again = take(Simulator(CFG).events(), 5_000)
+    assert [e.event for e in again] == [e.event for e in EVENTS[:5_000]]
+    assert all(a.ts_ms <= b.ts_ms for a, b in itertools.pairwise(EVENTS))
+    assert len({e.event["event_id"] for e in EVENTS}) == len(EVENTS)
+
+
+def test_every_type_appears_and_decodes() -> None:
+    types = Counter(e.event["type"] for e in EVENTS)
+    missing = {t.value for t in EventType if t != EventType.IDENTIFY} - set(types)
+    assert not missing, missing
+    decoder = Decoder(max_message_bytes=65536, max_future_skew_ms=0, segment_event_map={})
+    for e in EVENTS[::50]:
+        assert isinstance(decoder.decode(json.dumps(e.event).encode(), 10**13), Event)
+
+
+def test_sessions_have_no_internal_gap_of_30_minutes() -> None:
+    last: dict[str, int] = {}
+    for e in EVENTS:
+        sid = e.event.get("session_id")
+        if sid is None:
+            continue
+        if sid in last:
+            assert e.ts_ms - last[sid] < 30 * 60_000
+        last[sid] = e.ts_ms
+    starts: dict[str, list[int]] = defaultdict(list)
+    for e in EVENTS:
+        if "session_id" in e.event:
+            starts[e.event["user_id"]].append(e.ts_ms)
+    assert len(last) > 1000
+
+
+def test_fading_cohort_fades_and_others_do_not() -> None:
+    sim = Simulator(CFG)
+    fading = sim.fading_users()
+    assert 0 < len(fading) < CFG.users
+    span = CFG.fade_seconds * 1000
+    quarter = span / 4
+
+    def rate(users_fading: bool, lo: float, hi: float) -> int:
+        return sum(
+            1
+            for e in EVENTS
+            if (e.event["user_id"] in fading) == users_fading
+            and CFG.start_ms + lo <= e.ts_ms < CFG.start_ms + hi
+        )
+
+    if EVENTS[-1].ts_ms < CFG.start_ms + span:
+        return  # stream too short for this config
+    early, late = rate(True, 0, quarter), rate(True, 3 * quarter, span)
+    assert late < 0.1 * early + 5
+    other_early, other_late = rate(False, quarter, 2 * quarter), rate(False, 3 * quarter, span)
+    assert 0.7 * other_early <= other_late <= 1.3 * other_early
+
+
+def test_clicks_mostly_follow_an_impression_and_some_are_orphans() -> None:
+    seen: set[tuple[str, str, str]] = set()
+    with_imp = orphans = 0
+    for e in EVENTS:
+        p = e.event["properties"]
+        key = (e.event["user_id"], p.get("campaign", ""), p.get("placement", ""))
+        if e.event["type"] == "impression":
+            seen.add(key)
+        elif e.event["type"] == "click":
+            if key in seen:
+                with_imp += 1
+            else:
+                orphans += 1
+    assert with_imp > orphans > 0
