@@ -17,18 +17,20 @@ from typing import Any
 import faust
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from stream.contract.decode import Decoder
+from stream.contract.decode import Decoder, Event
 from stream.contract.types import Family
 from stream.engine import store
 from stream.engine.consumer import BatchEngine, EngineConfig
-from stream.engine.deltas import Layout
+from stream.engine.deltas import Deltas, Layout
 from stream.engine.fold import FoldContext, Handler
+from stream.engine.keyed import KeyedState
 from stream.engine.keys import Keys
 from stream.engine.windows import Windows
 from stream.exporter import BusinessExporter
-from stream.metrics.catalog import QueryError
+from stream.metrics.catalog import MetricOptions, QueryError
 from stream.metrics.clickstream import ClickstreamFold
 from stream.metrics.reader import Reader
+from stream.metrics.sessions import SessionRules, SessionState
 from stream.observability import WorkerMetrics
 from stream.query import UnknownMetric, list_metrics, run_query
 from stream.settings import Settings
@@ -56,16 +58,51 @@ def build_decoder(settings: Settings) -> Decoder:
     )
 
 
-def build_handlers(settings: Settings, windows: Windows) -> dict[str, Handler]:
+def session_rules(settings: Settings) -> SessionRules:
+    return SessionRules(
+        timeout_ms=int(settings.session_timeout_seconds * 1000),
+        cap_ms=int(settings.session_cap_seconds * 1000),
+        engaged_after_ms=int(settings.engaged_session_seconds * 1000),
+        platforms=frozenset(settings.session_platforms),
+        channels=frozenset(settings.session_channels),
+    )
+
+
+def build_keyed_states(settings: Settings) -> list[KeyedState]:
+    return [SessionState(session_rules(settings))]
+
+
+def _chain(first: Handler, second: Handler) -> Handler:
+    def both(event: Event, minute: int, deltas: Deltas) -> None:
+        first(event, minute, deltas)
+        second(event, minute, deltas)
+
+    return both
+
+
+def build_handlers(
+    settings: Settings, windows: Windows, keyed_states: list[KeyedState] | None = None
+) -> dict[str, Handler]:
+    """One handler per event type, chaining every metric family's handler for that type."""
     handlers: dict[str, Handler] = {}
-    handlers.update(ClickstreamFold(windows, frozenset(settings.tracked_pages)).handlers())
+    sources: list[dict[str, Handler]] = [
+        ClickstreamFold(windows, frozenset(settings.tracked_pages)).handlers()
+    ]
+    for keyed in keyed_states if keyed_states is not None else build_keyed_states(settings):
+        sources.append(keyed.handlers())
+    for source in sources:
+        for event_type, handler in source.items():
+            existing = handlers.get(event_type)
+            handlers[event_type] = handler if existing is None else _chain(existing, handler)
     return handlers
 
 
-def build_fold_context(settings: Settings, windows: Windows) -> FoldContext:
+def build_fold_context(
+    settings: Settings, windows: Windows, keyed_states: list[KeyedState] | None = None
+) -> FoldContext:
     return FoldContext(
         decoder=build_decoder(settings),
-        handlers=build_handlers(settings, windows),
+        handlers=build_handlers(settings, windows, keyed_states),
         passive_events=frozenset(settings.passive_events),
         lateness_ms=int(settings.allowed_lateness_seconds * 1000),
     )
@@ -91,6 +128,7 @@ def build_app(settings: Settings) -> Application:
     windows = Windows(settings.zone)
     keys = Keys(settings.key_prefix)
     metrics = WorkerMetrics()
+    keyed_states = build_keyed_states(settings)
     app = faust.App(
         f"{settings.consumer_group}-shell",
         broker=[f"kafka://{h}" for h in settings.kafka_bootstrap_servers.split(",")],
@@ -122,14 +160,21 @@ def build_app(settings: Settings) -> Application:
         settings.redis_url,
         keys,
         build_layout(settings, windows),
-        build_fold_context(settings, windows),
+        build_fold_context(settings, windows, keyed_states),
         metrics,
         send,
+        keyed_states=keyed_states,
     )
     reader_client = store.connect(settings.redis_url)
     reader = Reader(reader_client, keys)
-    exporter = BusinessExporter(reader, windows, settings.granularities, settings.max_label_values)
-    tracked = frozenset(settings.tracked_pages)
+    exporter = BusinessExporter(
+        reader,
+        windows,
+        settings.granularities,
+        settings.max_label_values,
+        MetricOptions.from_settings(settings),
+    )
+    options = MetricOptions.from_settings(settings)
 
     @app.task  # type: ignore[untyped-decorator]
     async def start_engine() -> None:
@@ -143,7 +188,7 @@ def build_app(settings: Settings) -> Application:
     @app.page("/api/v1/metrics/{name}")
     async def metric_series(view: faust.web.View, request: faust.web.Request, name: str) -> Any:
         try:
-            body = await run_query(name, dict(request.query), reader, windows, tracked)
+            body = await run_query(name, dict(request.query), reader, windows, options)
         except UnknownMetric:
             return view.json({"error": f"unknown metric {name!r}"}, status=404)
         except QueryError as exc:

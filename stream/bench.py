@@ -37,6 +37,7 @@ from stream.contract.types import Family
 from stream.engine import store
 from stream.engine.keys import Keys
 from stream.localstack import die_with_parent, free_port
+from stream.metrics.sessions import SessionState
 from stream.runtime import with_infrastructure
 from stream.settings import Settings, TopicNames
 from stream.tools.publish import BatchPublisher
@@ -66,6 +67,8 @@ class BenchResult:
     worker_peak_rss_mb: float = 0.0
     redis_bytes_per_active_user: float = 0.0
     active_users: int = 0
+    open_sessions: int = 0
+    redis_bytes_per_open_session: float = 0.0
     notes: list[str] = field(default_factory=list)
 
 
@@ -278,15 +281,16 @@ async def latency_phase(
     async def poll() -> None:
         while not done.is_set() or pending:
             if pending:
-                stored = await stored_offsets(client, settings, {tp for tp, _, _ in pending})
+                watched = list(pending)  # the producer side appends while we await Redis
+                stored = await stored_offsets(client, settings, {tp for tp, _, _ in watched})
                 now = time.perf_counter()
-                still = []
-                for tp, off, sent in pending:
-                    if stored[tp] >= off:
+                seen = set()
+                for item in watched:
+                    tp, off, sent = item
+                    if stored.get(tp, -1) >= off:
                         latencies.append(now - sent)
-                    else:
-                        still.append((tp, off, sent))
-                pending[:] = still
+                        seen.add(item)
+                pending[:] = [item for item in pending if item not in seen]
             await asyncio.sleep(0.002)
 
     poller = asyncio.create_task(poll())
@@ -378,6 +382,9 @@ async def run_bench(
         mem_after = int((await client.info("memory"))["used_memory"])
         result.active_users = distinct_users
         result.redis_bytes_per_active_user = (mem_after - mem_before) / max(distinct_users, 1)
+        result.open_sessions, result.redis_bytes_per_open_session = await open_session_memory(
+            client, settings
+        )
         rate = result.worker_events_per_s / 2
         result.latency_rate_events_per_s = rate
         print(f"latency at {rate:,.0f} events/s for {latency_seconds:.0f}s…", file=sys.stderr)
@@ -400,6 +407,20 @@ async def run_bench(
             stack.stop()
 
 
+async def open_session_memory(client: Any, settings: Settings) -> tuple[int, float]:
+    """Open sessions and the Redis bytes their state takes (hash + due set) per session."""
+    keys = Keys(settings.key_prefix)
+    sessions = 0
+    used = 0
+    for partition in range(settings.topic_partitions):
+        shard = keys.shard(Family.CLICKSTREAM.value, partition)
+        for key in (keys.keyed(shard, SessionState.name), keys.keyed_due(shard, SessionState.name)):
+            used += int(await client.memory_usage(key, samples=0) or 0)
+        async for _, value in client.hscan_iter(keys.keyed(shard, SessionState.name), count=1000):
+            sessions += value.count(b";") + 1
+    return sessions, used / max(sessions, 1)
+
+
 def report(result: BenchResult) -> str:
     bars = [
         (
@@ -416,6 +437,11 @@ def report(result: BenchResult) -> str:
             f"p99 produce→visible at {result.latency_rate_events_per_s:,.0f}/s (bar < 1 s)",
             f"{result.latency_p99_s * 1000:,.0f} ms",
             result.latency_p99_s < 1.0,
+        ),
+        (
+            f"Redis bytes per open session, {result.open_sessions:,} open (bar ≤ 300)",
+            f"{result.redis_bytes_per_open_session:,.0f}",
+            result.redis_bytes_per_open_session <= 300,
         ),
         (
             "worker peak RSS (bar < 300 MB)",

@@ -7,6 +7,7 @@ Each command is a thin shell over a module that does the work; configuration alw
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import sys
 import time
@@ -59,12 +60,22 @@ def worker(web_port: int | None) -> None:
     if web_port is not None:
         settings = settings.with_overrides(web_port=web_port)
     application = build_app(settings)
+    tune_gc()
     level = logging.getLevelName(logging.getLogger().level).lower()
     try:
         Worker(application.app, loglevel=level, quiet=True).execute_from_commandline()
     finally:
         if stack is not None:
             stack.stop()
+
+
+def tune_gc() -> None:
+    """Fewer, cheaper collections: the hot path allocates many short-lived containers (batches of
+    records, per-key lists), and default thresholds re-scan the long-lived heap (imports, faust)
+    over and over — measured ~25 % of fold time. Frozen start-up objects are never scanned."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(200_000, 50, 1000)
 
 
 @cli.command()
@@ -314,7 +325,7 @@ async def _query(metric: str, params: dict[str, str]) -> dict[str, Any]:
     from stream.engine import store
     from stream.engine.keys import Keys
     from stream.engine.windows import Windows
-    from stream.metrics.catalog import QueryError
+    from stream.metrics.catalog import MetricOptions, QueryError
     from stream.metrics.reader import Reader
     from stream.query import UnknownMetric, run_query
 
@@ -325,7 +336,7 @@ async def _query(metric: str, params: dict[str, str]) -> dict[str, Any]:
     try:
         reader = Reader(client, Keys(settings.key_prefix))
         return await run_query(
-            metric, params, reader, Windows(settings.zone), frozenset(settings.tracked_pages)
+            metric, params, reader, Windows(settings.zone), MetricOptions.from_settings(settings)
         )
     except UnknownMetric:
         raise click.ClickException(

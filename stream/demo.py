@@ -71,8 +71,27 @@ class RateTracker:
         return (v1 - v0) / (t1 - t0) if t1 > t0 else 0.0
 
 
+def _one(samples: Samples, name: str, labels: dict[str, str]) -> float | None:
+    """The value of one series, or None when it is not exported (e.g. a ratio of nothing)."""
+    for series_labels, value in samples.get(name, []):
+        if all(series_labels.get(k) == v for k, v in labels.items()):
+            return value
+    return None
+
+
+def _pct(samples: Samples, name: str, labels: dict[str, str]) -> float | None:
+    value = _one(samples, name, labels)
+    return None if value is None else value * 100
+
+
 def _fmt(value: float | None, pattern: str = "{:,.0f}") -> str:
     return "—" if value is None else pattern.format(value)
+
+
+#: Sessions close only once the watermark (max event time − allowed lateness) passes their last
+#: event + the inactivity timeout: 24 h 30 min with production defaults. The demo shortens both
+#: so that closed sessions show up within minutes; set the variables yourself to override.
+DEMO_TIMING = {"STREAM_ALLOWED_LATENESS_SECONDS": "60", "STREAM_SESSION_TIMEOUT_SECONDS": "120"}
 
 
 def render(samples: Samples, events_per_s: float, urls: Iterable[str]) -> Group:
@@ -107,6 +126,27 @@ def render(samples: Samples, events_per_s: float, urls: Iterable[str]) -> Group:
         _fmt(clicks / imps * 100 if imps else None, "{:.2f} %"),
         _fmt(total(samples, "engagement_conversions", **day)),
     )
+    sessions = Table(
+        title="sessions today (closed; demo: 2-min timeout, 1-min lateness)", expand=True
+    )
+    for column in (
+        "sessions",
+        "avg duration",
+        "engagement rate",
+        "bounce rate",
+        "conversion",
+        "pages/session",
+    ):
+        sessions.add_column(column, justify="right")  # fmt: skip
+    ratio_pct = "{:.1f} %"
+    sessions.add_row(
+        _fmt(total(samples, "engagement_sessions", **day)),
+        _fmt(_one(samples, "engagement_session_duration_avg_seconds", day), "{:,.0f} s"),
+        _fmt(_pct(samples, "engagement_session_engagement_ratio", day), ratio_pct),
+        _fmt(_pct(samples, "engagement_session_bounce_ratio", day), ratio_pct),
+        _fmt(_pct(samples, "engagement_session_conversion_ratio", day), ratio_pct),
+        _fmt(_one(samples, "engagement_pages_per_session", day), "{:.2f}"),
+    )
     by_type = Table("event type", "today", title="events by type", expand=True)
     for labels, value in sorted(samples.get("engagement_events", []), key=lambda lv: -lv[1]):
         if labels.get("window") == "day":
@@ -123,7 +163,10 @@ def render(samples: Samples, events_per_s: float, urls: Iterable[str]) -> Group:
     side = Table.grid(expand=True)
     side.add_row(by_type, features)
     return Group(
-        headline, side, Panel("\n".join(urls), title="endpoints (Ctrl-C stops everything)")
+        headline,
+        sessions,
+        side,
+        Panel("\n".join(urls), title="endpoints (Ctrl-C stops everything)"),
     )
 
 
@@ -133,7 +176,8 @@ def run_demo(settings: Settings, *, users: int, activity: float, seed: int, web_
     assert stack is not None or settings.redis_url
     workdir = Path(stack.workdir if stack is not None and stack.workdir else "/tmp")
     port = web_port if web_port else free_port()
-    env = {**child_environment(settings), "STREAM_WEB_PORT": str(port)}
+    env = {**child_environment(settings), "STREAM_WEB_PORT": str(port), **DEMO_TIMING}
+    env.update({k: v for k, v in os.environ.items() if k in DEMO_TIMING})  # yours win
     children = [
         spawn(["--log-level", "info", "worker"], env, workdir / "worker.log"),
         spawn(

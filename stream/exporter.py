@@ -12,19 +12,54 @@ Label hygiene: only bounded label sets. Campaign/placement/feature values are ca
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import GaugeHistogramMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from stream.engine.fold import ACTIVE_SET, EVENT_FIELD_PREFIX
 from stream.engine.keys import FIELD_SEP
 from stream.engine.windows import Windows
-from stream.metrics.catalog import ratio, split_field
+from stream.metrics import sessions
+from stream.metrics.catalog import (
+    SESSION_VALUES,
+    MetricOptions,
+    ratio,
+    session_measures,
+    split_field,
+)
 from stream.metrics.reader import Reader
 
 OTHER = "other"
+DURATION_FAMILY = "engagement_session_duration_seconds"
+DURATION_BUCKETS = (1, 10, 30, 60, 180, 600, 1800, 3600, 7200, 14400, 43200, 86400)
+#: (catalog name, help, scale): percents become 0..1 ratios in Prometheus.
+SESSION_GAUGES = (
+    ("sessions", "Closed sessions, by window of their first event.", 1.0),
+    ("session_duration_avg", "Mean duration of closed sessions.", 1.0),
+    ("engagement_rate", "Engaged sessions / sessions (GA4).", 0.01),
+    ("bounce_rate", "Bounced sessions / sessions (configured definition).", 0.01),
+    ("session_conversion_rate", "Sessions with a conversion / sessions.", 0.01),
+    ("pages_per_session", "Page and screen views per session.", 1.0),
+)
+_PROMETHEUS_NAMES = {
+    "sessions": "engagement_sessions",
+    "session_duration_avg": "engagement_session_duration_avg_seconds",
+    "engagement_rate": "engagement_session_engagement_ratio",
+    "bounce_rate": "engagement_session_bounce_ratio",
+    "session_conversion_rate": "engagement_session_conversion_ratio",
+    "pages_per_session": "engagement_pages_per_session",
+}
+
+
+def name_of(metric: str) -> str:
+    return _PROMETHEUS_NAMES[metric]
+
+
+def _bound(seconds: int) -> str:
+    return f"{float(seconds)}"
 
 
 class _Static(Collector):
@@ -58,12 +93,18 @@ def _prefixed(fields: dict[str, int], prefix: str) -> dict[tuple[str, ...], floa
 
 class BusinessExporter:
     def __init__(
-        self, reader: Reader, windows: Windows, granularities: Iterable[str], max_label_values: int
+        self,
+        reader: Reader,
+        windows: Windows,
+        granularities: Iterable[str],
+        max_label_values: int,
+        options: MetricOptions | None = None,
     ) -> None:
         self.reader = reader
         self.windows = windows
         self.granularities = tuple(granularities)
         self.limit = max_label_values
+        self.options = options or MetricOptions()
 
     async def families(self, now: float | None = None) -> list[Metric]:
         now = time.time() if now is None else now
@@ -177,7 +218,58 @@ class BusinessExporter:
             adoption = ratio(v, float(dau))
             if adoption is not None and feature != OTHER:
                 g_fa.add_metric([feature], adoption)
+        session_windows = [(g, self.windows.start_of(g, now)) for g in self.granularities]
+        session_windows.append(("previous_day", self.windows.previous_days(day, 2)[-1]))
+        for label, start in session_windows:
+            g = "day" if label == "previous_day" else label
+            (fields,) = await r.counters(click_shards, g, [start])
+            (durations,) = await r.hashes(click_shards, g, [start], sessions.DURATION_HASH)
+            self._sessions(gauge, fams, label, fields, durations)
         return list(fams.values())
+
+    def _sessions(
+        self,
+        gauge: Callable[[str, str, list[str]], GaugeMetricFamily],
+        fams: dict[str, Any],
+        window: str,
+        fields: dict[str, int],
+        durations: dict[str, int],
+    ) -> None:
+        """Closed sessions of one window. They close an allowed lateness after their last event,
+        so with the 24 h default the ``previous_day`` window is the one that fills up."""
+        m = session_measures(fields)
+        for name, doc, scale in SESSION_GAUGES:
+            value = SESSION_VALUES[name](m, self.options)
+            if value is not None:
+                gauge(name_of(name), doc, ["window"]).add_metric([window], value * scale)
+        for dim in sessions.DIMENSIONS:
+            per: dict[tuple[str, ...], float] = {
+                (split_field(k)[2],): float(v)
+                for k, v in fields.items()
+                if k.startswith("ses.n" + FIELD_SEP + dim + FIELD_SEP)
+            }
+            by_dim = gauge(
+                f"engagement_sessions_by_{dim}", f"Closed sessions by {dim}.", ["window", dim]
+            )
+            for (label,), n in cap_labels(per, self.limit).items():
+                by_dim.add_metric([window, label], n)
+        hist = fams.get(DURATION_FAMILY)
+        if hist is None:
+            hist = fams[DURATION_FAMILY] = GaugeHistogramMetricFamily(
+                DURATION_FAMILY,
+                "Durations of closed sessions in the window (whole seconds).",
+                labels=["window"],
+            )
+        counts: dict[int, int] = {}
+        head = "all" + FIELD_SEP
+        for k, v in durations.items():
+            if k.startswith(head):
+                counts[int(k[len(head) :])] = v
+        buckets = []
+        for bound in DURATION_BUCKETS:
+            buckets.append((_bound(bound), float(sum(n for s, n in counts.items() if s <= bound))))
+        buckets.append(("+Inf", float(sum(counts.values()))))
+        hist.add_metric([window], buckets, gsum_value=m["ms"] / 1000)
 
     async def render(self, worker_registry: CollectorRegistry) -> bytes:
         registry = CollectorRegistry(auto_describe=False)

@@ -13,7 +13,7 @@ from datetime import date, datetime
 from typing import Any
 
 from stream.engine.windows import Windows
-from stream.metrics.catalog import CATALOG, Query, QueryError, evaluate
+from stream.metrics.catalog import CATALOG, MetricOptions, Query, QueryError, evaluate
 from stream.metrics.reader import Reader
 
 MAX_POINTS = 2000
@@ -52,7 +52,7 @@ async def run_query(
     params: Mapping[str, str],
     reader: Reader,
     windows: Windows,
-    tracked_pages: frozenset[str],
+    options: MetricOptions,
     now: float | None = None,
 ) -> dict[str, Any]:
     spec = CATALOG.get(name)
@@ -76,7 +76,7 @@ async def run_query(
         if len(starts) > MAX_POINTS:
             raise QueryError(f"more than {MAX_POINTS} points; widen granularity or narrow range")
     filters = {k: v for k, v in params.items() if k not in RESERVED}
-    query = Query(granularity, starts, filters, windows, tracked_pages)
+    query = Query(granularity, starts, filters, windows, options)
     values = await evaluate(spec, query, reader)
     return {
         "metric": name,

@@ -148,6 +148,29 @@ class Settings(BaseSettings):
     max_label_values: int = Field(
         default=50, ge=1, description="Cap on distinct values per dimension (campaign, feature…)."
     )
+    session_timeout_seconds: float = Field(
+        default=1800.0, ge=60, le=4 * 3600, description="Inactivity that ends a session."
+    )
+    session_cap_seconds: float = Field(
+        default=86400.0, ge=60, description="A session never lasts longer than this."
+    )
+    engaged_session_seconds: float = Field(
+        default=10.0, ge=0, description="A session longer than this is engaged (GA4: 10 s)."
+    )
+    bounce_definition: Literal["ga4", "ua"] = Field(
+        default="ga4",
+        description="ga4: bounce = not engaged; ua: bounce = at most one page view.",
+    )
+    session_platforms: list[str] = Field(
+        default_factory=lambda: ["web", "ios", "android"],
+        description="Platform label values of session metrics; others count as `other`.",
+    )
+    session_channels: list[str] = Field(
+        default_factory=lambda: [
+            "organic", "paid", "email", "social", "referral", "direct", "affiliate"
+        ],
+        description="Acquisition channel label values of session metrics; others are `other`.",
+    )  # fmt: skip
 
     # --- engine ---------------------------------------------------------------------------
     batch_max_records: int = Field(default=5000, ge=1)

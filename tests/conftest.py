@@ -11,11 +11,20 @@ import os
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
 
 from stream.localstack import LocalStack
 from stream.settings import Settings, TopicNames
 
 _counter = itertools.count()
+
+# CI machines have 2 cores shared with a broker and Redis: timing-based health checks and
+# per-example deadlines would fail on load, not on a wrong result.
+hypothesis_settings.register_profile(
+    "shared-machine", deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+hypothesis_settings.load_profile("shared-machine")
 
 
 @pytest.fixture(scope="session")

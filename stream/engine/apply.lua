@@ -8,14 +8,22 @@ partitions) or behind (a failover lost the last writes) -- nothing changes and t
 position is returned so the caller can seek there. Nothing is applied twice or skipped.
 
 KEYS[1]  partition state hash (offset, max_ts); KEYS[2..] data keys, all in the same hash slot.
-ARGV: expected_stored_offset (-1: none), last_offset, max_ts, n_ops, then n_ops operations:
+ARGV: expected_stored_offset (-1: none), last_offset, max_ts, n_ops, and the n_ops operations
+as one MessagePack array, flat:
   H keyidx expire_at n  field delta ...            HINCRBY
   P keyidx expire_at n  member ...                 PFADD (distinct users)
   O keyidx expire_at n  countersidx (pair field di dc) ...
         orphan clicks: per (user, campaign, placement, day) pair state in KEYS[keyidx]:
         -1 = an impression was seen; n >= 0 = clicks seen without an impression. Moves the
         day's orphan counter so the result does not depend on the order events arrive in.
+  K keyidx expire_at n  dueidx (field value due) ...
+        keyed open state (sessions, ...): HSET field value and ZADD due in KEYS[dueidx];
+        an empty value deletes the field and its due entry.
 Returns {1} when applied, {0, stored_offset, stored_max_ts} when refused.
+
+es_read_keyed_v1 (read-only) -- KEYS[1] state hash, KEYS[2] due set; ARGV: due_until, limit,
+fields... Returns MessagePack [field, value-or-false, ...] for the named fields and for up to `limit` entries
+due at or before due_until, so one round trip fetches everything a batch must settle.
 ]]
 
 local function apply_batch(keys, args)
@@ -24,32 +32,35 @@ local function apply_batch(keys, args)
   if tonumber(stored) ~= tonumber(args[1]) then
     return {0, stored, redis.call('HGET', state, 'max_ts') or '-1'}
   end
-  local i = 5
+  -- The operations arrive as one MessagePack array: decoding it here in C is far cheaper than
+  -- shipping (and parsing) hundreds of thousands of separate command arguments.
+  local ops = cmsgpack.unpack(args[5])
+  local i = 1
   for _ = 1, tonumber(args[4]) do
-    local op = args[i]
-    local key = keys[tonumber(args[i + 1])]
-    local expire_at = tonumber(args[i + 2])
-    local n = tonumber(args[i + 3])
+    local op = ops[i]
+    local key = keys[tonumber(ops[i + 1])]
+    local expire_at = tonumber(ops[i + 2])
+    local n = tonumber(ops[i + 3])
     i = i + 4
     if op == 'H' then
       for j = i, i + 2 * n - 1, 2 do
-        redis.call('HINCRBY', key, args[j], args[j + 1])
+        redis.call('HINCRBY', key, ops[j], ops[j + 1])
       end
       i = i + 2 * n
     elseif op == 'P' then
       local j = 0
       while j < n do
         local m = math.min(n - j, 4000)
-        redis.call('PFADD', key, unpack(args, i + j, i + j + m - 1))
+        redis.call('PFADD', key, unpack(ops, i + j, i + j + m - 1))
         j = j + m
       end
       i = i + n
     elseif op == 'O' then
-      local counters = keys[tonumber(args[i])]
+      local counters = keys[tonumber(ops[i])]
       i = i + 1
       for _ = 1, n do
-        local pair, cfield = args[i], args[i + 1]
-        local di, dc = tonumber(args[i + 2]), tonumber(args[i + 3])
+        local pair, cfield = ops[i], ops[i + 1]
+        local di, dc = tonumber(ops[i + 2]), tonumber(ops[i + 3])
         i = i + 4
         local s = tonumber(redis.call('HGET', key, pair) or '0')
         if di > 0 then
@@ -58,6 +69,20 @@ local function apply_batch(keys, args)
         elseif s >= 0 and dc > 0 then
           redis.call('HSET', key, pair, s + dc)
           redis.call('HINCRBY', counters, cfield, dc)
+        end
+      end
+    elseif op == 'K' then
+      local due = keys[tonumber(ops[i])]
+      i = i + 1
+      for _ = 1, n do
+        local f, value, at = ops[i], ops[i + 1], ops[i + 2]
+        i = i + 3
+        if value == '' then
+          redis.call('HDEL', key, f)
+          redis.call('ZREM', due, f)
+        else
+          redis.call('HSET', key, f, value)
+          redis.call('ZADD', due, at, f)
         end
       end
     else
@@ -69,4 +94,31 @@ local function apply_batch(keys, args)
   return {1}
 end
 
+local function read_keyed(keys, args)
+  local out = {}
+  local seen = {}
+  for j = 3, #args do
+    local f = args[j]
+    if not seen[f] then
+      seen[f] = true
+      out[#out + 1] = f
+      out[#out + 1] = redis.call('HGET', keys[1], f)
+    end
+  end
+  local due = redis.call('ZRANGE', keys[2], '-inf', args[1], 'BYSCORE', 'LIMIT', 0, args[2])
+  for _, f in ipairs(due) do
+    if not seen[f] then
+      seen[f] = true
+      out[#out + 1] = f
+      out[#out + 1] = redis.call('HGET', keys[1], f)
+    end
+  end
+  return cmsgpack.pack(out)
+end
+
 redis.register_function('es_apply_v1', apply_batch)
+redis.register_function{
+  function_name = 'es_read_keyed_v1',
+  callback = read_keyed,
+  flags = {'no-writes'},
+}

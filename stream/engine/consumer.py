@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +30,7 @@ from stream.engine import store
 from stream.engine.deltas import Layout, build_call
 from stream.engine.dlq import SendFn, publish_rejects
 from stream.engine.fold import FoldContext, FoldResult, fold_records
+from stream.engine.keyed import KeyedState, fields_by_key
 from stream.engine.keys import Keys
 from stream.observability import WorkerMetrics
 
@@ -87,6 +88,7 @@ class BatchEngine(mode.Service):
         metrics: WorkerMetrics,
         send: SendFn,
         clock: Callable[[], float] = time.time,
+        keyed_states: Sequence[KeyedState] = (),
         **kwargs: Any,
     ) -> None:
         self.config = config
@@ -97,6 +99,7 @@ class BatchEngine(mode.Service):
         self.metrics = metrics
         self.send = send
         self.clock = clock
+        self.keyed_states = tuple(keyed_states)
         self.partitions: dict[TopicPartition, PartitionState] = {}
         self._lock = asyncio.Lock()  # held while a batch is in flight; revocation waits for it
         self._to_commit: dict[TopicPartition, int] = {}
@@ -197,14 +200,19 @@ class BatchEngine(mode.Service):
         started = time.perf_counter()
         now_ms = int(self.clock() * 1000)
         folds: list[tuple[TopicPartition, PartitionState, FoldResult]] = []
-        calls: list[store.PendingCall] = []
         total = 0
         for tp, records in batch.items():
             state = self.partitions.get(tp)
             if state is None or not records:
                 continue  # revoked while fetched
             total += len(records)
-            result = fold_records(records, self.fold_ctx, state.max_ts, now_ms)
+            folds.append((tp, state, fold_records(records, self.fold_ctx, state.max_ts, now_ms)))
+        if not folds:
+            return
+        if self.keyed_states:
+            await self._settle_keyed(folds)
+        calls: list[store.PendingCall] = []
+        for _, state, result in folds:
             keys, argv = build_call(
                 result.deltas,
                 self.layout,
@@ -214,10 +222,7 @@ class BatchEngine(mode.Service):
                 result.max_ts,
                 now_ms // 1000,
             )
-            folds.append((tp, state, result))
             calls.append(store.PendingCall(state.shard, keys, argv))
-        if not calls:
-            return
         for tp, _, result in folds:
             if result.rejected:
                 await self._dlq_retry(tp, result)
@@ -246,6 +251,36 @@ class BatchEngine(mode.Service):
         self.metrics.batch_size.observe(total)
         self.metrics.apply_seconds.observe(time.perf_counter() - started)
         self.metrics.last_batch_time.set(applied_at)
+
+    async def _settle_keyed(
+        self, folds: list[tuple[TopicPartition, PartitionState, FoldResult]]
+    ) -> None:
+        """Read the keyed state the batch touches or that falls due, settle it into the deltas."""
+        plans: list[tuple[KeyedState, FoldResult, dict[str, list[Any]], int]] = []
+        reads: list[store.KeyedRead] = []
+        for tp, state, result in folds:
+            family = self.config.topic_family[tp.topic]
+            watermark = result.max_ts - self.fold_ctx.lateness_ms
+            for keyed in self.keyed_states:
+                if family not in keyed.families:
+                    continue
+                items = fields_by_key(keyed, result.deltas)
+                plans.append((keyed, result, items, watermark))
+                reads.append(
+                    store.KeyedRead(
+                        self.keys.keyed(state.shard, keyed.name),
+                        self.keys.keyed_due(state.shard, keyed.name),
+                        list(items),
+                        watermark,
+                        keyed.due_limit,
+                    )
+                )
+        if not reads:
+            return
+        stored = await self._redis_retry(lambda: store.read_keyed(self.redis, reads))
+        for (keyed, result, items, watermark), values in zip(plans, stored, strict=True):
+            updates = keyed.settle(values, items, watermark, result.deltas)
+            result.deltas.keyed_updates[keyed.name] = updates
 
     def _observe(self, tp: TopicPartition, result: FoldResult, applied_at: float) -> None:
         topic = tp.topic

@@ -11,6 +11,9 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
+
+import msgspec
 
 from stream.engine.keys import Keys
 from stream.engine.windows import GRANULARITY_CODE, Windows
@@ -25,7 +28,15 @@ def pair_digest(*parts: str) -> str:
 class Deltas:
     """Everything one partition's batch changes, before it is turned into Redis operations."""
 
-    __slots__ = ("counters", "day_counters", "orphan_pairs", "users")
+    __slots__ = (
+        "counters",
+        "day_counters",
+        "hashes",
+        "keyed",
+        "keyed_updates",
+        "orphan_pairs",
+        "users",
+    )
 
     def __init__(self) -> None:
         # minute start -> hash field -> increment (rolled up to every granularity)
@@ -36,6 +47,12 @@ class Deltas:
         self.users: dict[tuple[int, str], set[str]] = {}
         # (day start, user, campaign, placement) -> [impressions, clicks, orphan-counter field]
         self.orphan_pairs: dict[tuple[int, str, str, str], list[int | str]] = {}
+        # (minute start, hash name) -> field -> increment, in a window hash of its own (rolled up)
+        self.hashes: dict[tuple[int, str], dict[str, int]] = {}
+        # keyed state name -> entity key -> items the batch brings (see stream.engine.keyed)
+        self.keyed: dict[str, dict[Any, list[Any]]] = {}
+        # keyed state name -> field -> (new value or None to delete, due time or None)
+        self.keyed_updates: dict[str, dict[str, tuple[str | None, int | None]]] = {}
 
     def count(self, minute: int, name: str, n: int = 1) -> None:
         bucket = self.counters.get(minute)
@@ -49,6 +66,22 @@ class Deltas:
             members = self.users[(minute, set_name)] = set()
         members.add(member)
 
+    def hash_count(self, minute: int, hash_name: str, name: str, n: int = 1) -> None:
+        bucket = self.hashes.get((minute, hash_name))
+        if bucket is None:
+            bucket = self.hashes[(minute, hash_name)] = {}
+        bucket[name] = bucket.get(name, 0) + n
+
+    def keyed_item(self, state: str, key: Any, item: Any) -> None:
+        per_key = self.keyed.get(state)
+        if per_key is None:
+            per_key = self.keyed[state] = {}
+        items = per_key.get(key)
+        if items is None:
+            per_key[key] = [item]
+        else:
+            items.append(item)
+
     def ad_pair(
         self, key: tuple[int, str, str, str], orphan_field: str, *, impression: bool
     ) -> None:
@@ -59,7 +92,14 @@ class Deltas:
         entry[0 if impression else 1] += 1  # type: ignore[operator]
 
     def is_empty(self) -> bool:
-        return not (self.counters or self.users or self.orphan_pairs or self.day_counters)
+        return not (
+            self.counters
+            or self.users
+            or self.orphan_pairs
+            or self.day_counters
+            or self.hashes
+            or self.keyed_updates
+        )
 
 
 @dataclass(frozen=True)
@@ -121,7 +161,7 @@ def build_call(
     last_offset: int,
     max_ts: int,
     now: int,
-) -> tuple[list[str], list[str | int]]:
+) -> tuple[list[str], list[str | int | bytes]]:
     """KEYS and ARGV for ``FCALL es_apply_v1`` (see apply.lua for the protocol)."""
     keys = layout.keys
     call = _CallBuilder(keys.state(shard))
@@ -157,6 +197,20 @@ def build_call(
                 keys.users(shard, code, start, name), layout.expire_at(g, start, now), members
             )
 
+        hashes: dict[tuple[int, str], dict[str, int]] = {}
+        for (minute, name), fields in deltas.hashes.items():
+            hkey = (layout.window_of(g, minute), name)
+            target = hashes.get(hkey)
+            if target is None:
+                hashes[hkey] = dict(fields)
+            else:
+                for f, d in fields.items():
+                    target[f] = target.get(f, 0) + d
+        for (start, name), fields in hashes.items():
+            call.hincr(
+                keys.extra(shard, code, start, name), layout.expire_at(g, start, now), fields
+            )
+
     if deltas.orphan_pairs:
         by_day: dict[int, list[tuple[str, list[int | str]]]] = {}
         for (day, user, campaign, placement), entry in deltas.orphan_pairs.items():
@@ -178,5 +232,25 @@ def build_call(
                 call.ops += [digest, cfield, di, dc]
             call.n_ops += 1
 
-    argv: list[str | int] = [expected_offset, last_offset, max_ts, call.n_ops, *call.ops]
+    for state_name, updates in deltas.keyed_updates.items():
+        if not updates:
+            continue
+        call.ops += [
+            "K",
+            call.key_index(keys.keyed(shard, state_name)),
+            0,  # open state never expires: it closes by event time, however long that takes
+            len(updates),
+            call.key_index(keys.keyed_due(shard, state_name)),
+        ]
+        for name, (value, due) in updates.items():
+            call.ops += [name, "" if value is None else value, -1 if due is None else due]
+        call.n_ops += 1
+
+    argv: list[str | int | bytes] = [
+        expected_offset,
+        last_offset,
+        max_ts,
+        call.n_ops,
+        msgspec.msgpack.encode(call.ops),
+    ]
     return call.keys, argv

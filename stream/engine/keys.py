@@ -6,6 +6,8 @@ Scheme (``P`` = the configured prefix, default ``es``)::
     P:{<family>.<partition>}:c:<g>:<start>            counters of one window (hash)
     P:{<family>.<partition>}:u:<g>:<start>:<set>      distinct users of one window (HyperLogLog)
     P:{<family>.<partition>}:x:<g>:<start>:<name>     per-window state of a metric family (hash)
+    P:{<family>.<partition>}:k:<name>                 open keyed state, e.g. sessions (hash)
+    P:{<family>.<partition>}:kd:<name>                when each keyed entry is due (sorted set)
     P:shards                                          the shards that exist (set, read side)
 
 ``<g>`` is ``m``/``h``/``d``; ``<start>`` the window start in epoch seconds.
@@ -62,6 +64,12 @@ class Keys:
 
     def extra(self, shard: str, g: str, start: int, name: str) -> str:
         return f"{self.prefix}:{{{shard}}}:x:{g}:{start}:{name}"
+
+    def keyed(self, shard: str, name: str) -> str:
+        return f"{self.prefix}:{{{shard}}}:k:{name}"
+
+    def keyed_due(self, shard: str, name: str) -> str:
+        return f"{self.prefix}:{{{shard}}}:kd:{name}"
 
     def scan_pattern(self) -> str:
         """All keys of this deployment (tests, cleanup)."""

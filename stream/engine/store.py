@@ -11,11 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from importlib import resources
 
+import msgspec
 import redis.asyncio as aioredis
 
 from stream.engine.keys import Keys
 
 FUNCTION_NAME = "es_apply_v1"
+READ_KEYED_FUNCTION = "es_read_keyed_v1"
 
 
 def function_source() -> str:
@@ -52,7 +54,7 @@ class ApplyOutcome:
 class PendingCall:
     shard: str
     keys: list[str]
-    argv: list[str | int]
+    argv: list[str | int | bytes]
 
 
 async def read_progress(client: aioredis.Redis, keys: Keys, shard: str) -> PartitionProgress:
@@ -77,6 +79,44 @@ async def apply_calls(client: aioredis.Redis, calls: list[PendingCall]) -> list[
                 ApplyOutcome(call.shard, False, PartitionProgress(int(reply[1]), int(reply[2])))
             )
     return outcomes
+
+
+@dataclass(frozen=True)
+class KeyedRead:
+    """Open keyed state one partition's batch needs: the fields it touches and what is due."""
+
+    state_key: str
+    due_key: str
+    fields: list[str]
+    due_until: int
+    limit: int
+
+
+async def read_keyed(
+    client: aioredis.Redis, reads: list[KeyedRead]
+) -> list[dict[str, bytes | None]]:
+    """All reads of a batch in one round trip (read-only function calls, pipelined)."""
+    if not reads:
+        return []
+    async with client.pipeline(transaction=False) as pipe:
+        for r in reads:
+            pipe.fcall_ro(
+                READ_KEYED_FUNCTION, 2, r.state_key, r.due_key, r.due_until, r.limit, *r.fields
+            )
+        replies = await pipe.execute()
+    out = []
+    for reply in replies:
+        flat = msgspec.msgpack.decode(reply)
+        it = iter(flat)
+        out.append(
+            {
+                (f.decode() if isinstance(f, bytes) else f): (
+                    v.encode() if isinstance(v, str) else v or None
+                )
+                for f, v in zip(it, it, strict=True)
+            }
+        )
+    return out
 
 
 async def register_shards(client: aioredis.Redis, keys: Keys, shards: list[str]) -> None:

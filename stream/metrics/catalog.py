@@ -16,7 +16,9 @@ from stream.contract.types import EventType, Family
 from stream.engine.fold import ACTIVE_SET, EVENT_FIELD_PREFIX
 from stream.engine.keys import FIELD_SEP, escape, unescape
 from stream.engine.windows import Windows
+from stream.metrics import sessions
 from stream.metrics.reader import Reader
+from stream.settings import Settings
 
 Value = float | None
 ALL_GRANULARITIES = ("minute", "hour", "day")
@@ -29,12 +31,24 @@ class QueryError(ValueError):
 
 
 @dataclass(frozen=True)
+class MetricOptions:
+    """Deployment choices that change what a metric means (from Settings)."""
+
+    tracked_pages: frozenset[str] = frozenset()
+    bounce_definition: str = "ga4"  # ga4: not engaged; ua: at most one page view
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> MetricOptions:
+        return cls(frozenset(settings.tracked_pages), settings.bounce_definition)
+
+
+@dataclass(frozen=True)
 class Query:
     granularity: str
     starts: list[int]
     filters: dict[str, str]
     windows: Windows
-    tracked_pages: frozenset[str] = frozenset()
+    options: MetricOptions = MetricOptions()
 
 
 Compute = Callable[[Query, Reader], Awaitable[list[Value]]]
@@ -110,7 +124,7 @@ async def _page_views(q: Query, r: Reader) -> list[Value]:
     windows = await _counters(q, r, CLICKSTREAM)
     if page is None:
         return [float(w.get("pv", 0)) for w in windows]
-    if page not in q.tracked_pages:
+    if page not in q.options.tracked_pages:
         raise QueryError(f"page {page!r} is not tracked (see tracked_pages)")
     name = "pv" + FIELD_SEP + escape(page)
     return [float(w.get(name, 0)) for w in windows]
@@ -168,7 +182,83 @@ async def _feature_adoption(q: Query, r: Reader) -> list[Value]:
     return [ratio(u, a, 100) for u, a in zip(users, active, strict=True)]
 
 
+def _session_slice(q: Query) -> tuple[str, str]:
+    """(counter suffix, duration-hash prefix) of the one platform/channel filter, if any."""
+    dims = [d for d in sessions.DIMENSIONS if d in q.filters]
+    if len(dims) > 1:
+        raise QueryError("filter sessions by platform or by channel, not both")
+    if not dims:
+        return "", "all" + FIELD_SEP
+    value = escape(q.filters[dims[0]])
+    return FIELD_SEP + dims[0] + FIELD_SEP + value, dims[0] + FIELD_SEP + value + FIELD_SEP
+
+
+def session_measures(fields: dict[str, int], suffix: str = "") -> dict[str, int]:
+    """The session measures of one window's counters (all sessions, or one platform/channel)."""
+    return {m: fields.get("ses." + m + suffix, 0) for m in sessions.MEASURES}
+
+
+async def _session_measures(q: Query, r: Reader) -> list[dict[str, int]]:
+    suffix, _ = _session_slice(q)
+    return [session_measures(w, suffix) for w in await _counters(q, r, CLICKSTREAM)]
+
+
+def session_metric(compute_one: SessionValue) -> Compute:
+    async def compute(q: Query, r: Reader) -> list[Value]:
+        return [compute_one(m, q.options) for m in await _session_measures(q, r)]
+
+    return compute
+
+
+def _bounce(m: dict[str, int], options: MetricOptions) -> Value:
+    bounced = m["1p"] if options.bounce_definition == "ua" else m["n"] - m["eng"]
+    return ratio(float(bounced), m["n"], 100)
+
+
+SessionValue = Callable[[dict[str, int], MetricOptions], Value]
+#: Session metrics computed from a window's measures (shared with the Prometheus exporter).
+SESSION_VALUES: dict[str, SessionValue] = {
+    "sessions": lambda m, _: float(m["n"]),
+    "session_duration_avg": lambda m, _: ratio(float(m["ms"]), m["n"], 0.001),
+    "engagement_rate": lambda m, _: ratio(float(m["eng"]), m["n"], 100),
+    "bounce_rate": _bounce,
+    "session_conversion_rate": lambda m, _: ratio(float(m["conv"]), m["n"], 100),
+    "pages_per_session": lambda m, _: ratio(float(m["pv"]), m["n"]),
+}
+
+
+def median_of_counts(counts: dict[int, int]) -> Value:
+    """Median of a multiset given as value -> count (mean of the two middle values if even)."""
+    total = sum(counts.values())
+    if total == 0:
+        return None
+    lower_rank, upper_rank = (total - 1) // 2, total // 2
+    seen = 0
+    lower: int | None = None
+    for value in sorted(counts):
+        seen += counts[value]
+        if lower is None and seen > lower_rank:
+            lower = value
+        if seen > upper_rank:
+            assert lower is not None
+            return (lower + value) / 2
+    raise AssertionError("unreachable")
+
+
+async def _session_median(q: Query, r: Reader) -> list[Value]:
+    _, prefix = _session_slice(q)
+    shards = await r.shards(CLICKSTREAM)
+    out: list[Value] = []
+    for hist in await r.hashes(shards, q.granularity, q.starts, sessions.DURATION_HASH):
+        counts = {
+            int(name[len(prefix) :]): n for name, n in hist.items() if name.startswith(prefix)
+        }
+        out.append(median_of_counts(counts))
+    return out
+
+
 _CAMPAIGN_DIMS = ("campaign", "placement")
+_SESSION_DIMS = sessions.DIMENSIONS
 
 CATALOG: dict[str, MetricSpec] = {
     spec.name: spec
@@ -277,6 +367,55 @@ CATALOG: dict[str, MetricSpec] = {
             "percent",
             _feature_adoption,
             dimensions=("feature",),
+        ),
+        MetricSpec(
+            "sessions",
+            "Closed sessions, in the window of their first event.",
+            "count",
+            session_metric(SESSION_VALUES["sessions"]),
+            dimensions=_SESSION_DIMS,
+        ),
+        MetricSpec(
+            "session_duration_avg",
+            "Mean session duration (last − first event; one-event sessions count 0 s).",
+            "seconds",
+            session_metric(SESSION_VALUES["session_duration_avg"]),
+            dimensions=_SESSION_DIMS,
+        ),
+        MetricSpec(
+            "session_duration_median",
+            "Median session duration, in whole seconds.",
+            "seconds",
+            _session_median,
+            dimensions=_SESSION_DIMS,
+        ),
+        MetricSpec(
+            "engagement_rate",
+            "Engaged sessions / sessions × 100 (GA4: > 10 s, a conversion or ≥ 2 page views).",
+            "percent",
+            session_metric(SESSION_VALUES["engagement_rate"]),
+            dimensions=_SESSION_DIMS,
+        ),
+        MetricSpec(
+            "bounce_rate",
+            "Bounced sessions / sessions × 100 (GA4: not engaged; UA option: ≤ 1 page view).",
+            "percent",
+            session_metric(SESSION_VALUES["bounce_rate"]),
+            dimensions=_SESSION_DIMS,
+        ),
+        MetricSpec(
+            "session_conversion_rate",
+            "Sessions with ≥ 1 conversion / sessions × 100.",
+            "percent",
+            session_metric(SESSION_VALUES["session_conversion_rate"]),
+            dimensions=_SESSION_DIMS,
+        ),
+        MetricSpec(
+            "pages_per_session",
+            "Page and screen views / sessions.",
+            "ratio",
+            session_metric(SESSION_VALUES["pages_per_session"]),
+            dimensions=_SESSION_DIMS,
         ),
     )
 }

@@ -37,17 +37,31 @@ class Reader:
     ) -> list[dict[str, int]]:
         """For each window start: every counter field summed over ``shards``."""
         code = GRANULARITY_CODE[granularity]
+        return await self._summed(
+            [[self.keys.counters(shard, code, start) for shard in shards] for start in starts]
+        )
+
+    async def hashes(
+        self, shards: list[str], granularity: str, starts: list[int], name: str
+    ) -> list[dict[str, int]]:
+        """For each window start: a per-window metric hash (``x`` keys) summed over shards."""
+        code = GRANULARITY_CODE[granularity]
+        return await self._summed(
+            [[self.keys.extra(shard, code, start, name) for shard in shards] for start in starts]
+        )
+
+    async def _summed(self, key_groups: list[list[str]]) -> list[dict[str, int]]:
+        """HGETALL every key in one round trip; sum the integer fields of each group."""
         async with self.client.pipeline(transaction=False) as pipe:
-            for start in starts:
-                for shard in shards:
-                    pipe.hgetall(self.keys.counters(shard, code, start))
-            replies = await pipe.execute()
+            for group in key_groups:
+                for key in group:
+                    pipe.hgetall(key)
+            replies = iter(await pipe.execute())
         out: list[dict[str, int]] = []
-        it = iter(replies)
-        for _ in starts:
+        for group in key_groups:
             total: dict[str, int] = {}
-            for _ in shards:
-                for f, v in next(it).items():
+            for _ in group:
+                for f, v in next(replies).items():
                     name = f.decode()
                     total[name] = total.get(name, 0) + int(v)
             out.append(total)

@@ -41,7 +41,7 @@ class SimulationConfig:
                               "/blog", "/features", "/account", "/help")  # fmt: skip
     features: tuple[str, ...] = ("export", "dashboards", "alerts", "sharing", "api", "sso")
     platforms: tuple[str, ...] = ("web", "ios", "android")
-    channels: tuple[str, ...] = ("organic", "paid_search", "social", "email", "referral")
+    channels: tuple[str, ...] = ("organic", "paid", "social", "email", "referral", "direct")
     social_platforms: tuple[str, ...] = ("twitter", "linkedin", "instagram")
 
 

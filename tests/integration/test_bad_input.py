@@ -67,9 +67,7 @@ async def test_every_reason_goes_to_dlq_and_is_counted(settings: Settings) -> No
         assert record["detail"]
     assert counted == {r.value: 1.0 for r in bad}
     # the good events around them were applied
-    ref = Reference.build(
-        [good_before, good_after], settings.zone, frozenset(settings.tracked_pages)
-    )
+    ref = Reference.build([good_before, good_after], settings)
     problems = await compare_all(settings, ref)
     assert not problems, problems
 
@@ -128,8 +126,7 @@ async def test_segment_messages_round_trip(settings: Settings) -> None:
                 "properties": {"feature": "export"},
             },
         ],
-        settings.zone,
-        frozenset(settings.tracked_pages),
+        settings,
     )
     problems = await compare_all(settings, ref)
     assert not problems, problems

@@ -41,7 +41,7 @@ async def test_small_stream_matches_reference(settings: Settings) -> None:
     async with EngineHarness(settings):
         await publish_events(settings, events)
         await wait_caught_up(settings)
-    ref = Reference.build(events, settings.zone, frozenset(settings.tracked_pages))
+    ref = Reference.build(events, settings)
     assert ref.value("orphan_clicks", "day", ref.windows("day")[0], {}) > 0
     problems = await compare_all(settings, ref)
     assert not problems, "\n".join(problems[:20])

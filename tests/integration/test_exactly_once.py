@@ -118,7 +118,7 @@ async def test_failover_losing_writes_loses_no_events(
             if s.name.endswith("_total")
         )
     assert refused >= 1  # the engine noticed and re-seeked
-    ref = Reference.build(part1 + part2 + part3, settings.zone, frozenset(settings.tracked_pages))
+    ref = Reference.build(part1 + part2 + part3, settings)
     problems = await compare_all(settings, ref)
     assert not problems, "\n".join(problems[:20])
 
@@ -132,6 +132,6 @@ async def test_restart_resumes_from_redis_not_kafka(settings: Settings) -> None:
     await publish_events(settings, b)
     async with EngineHarness(settings):  # a new worker: same group, state only in Redis
         await wait_caught_up(settings)
-    ref = Reference.build(a + b, settings.zone, frozenset(settings.tracked_pages))
+    ref = Reference.build(a + b, settings)
     problems = await compare_all(settings, ref)
     assert not problems, "\n".join(problems[:20])

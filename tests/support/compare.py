@@ -16,7 +16,7 @@ import redis
 from stream.engine import store
 from stream.engine.keys import Keys
 from stream.engine.windows import Windows
-from stream.metrics.catalog import CATALOG
+from stream.metrics.catalog import CATALOG, MetricOptions
 from stream.metrics.reader import Reader
 from stream.query import run_query
 from stream.settings import Settings
@@ -69,6 +69,9 @@ def filter_sets(ref: Reference, metric: str) -> list[dict[str, str]]:
         sets += [{"feature": f} for f in sorted(ref.features())]
     if "page" in spec.dimensions:
         sets += [{"page": p} for p in sorted(ref.tracked_pages)]
+    if "platform" in spec.dimensions:
+        sets += [{"platform": p} for p in sorted({s.platform for s in ref.sessions})]
+        sets += [{"channel": c} for c in sorted({s.channel for s in ref.sessions})]
     if "type" in spec.dimensions:
         sets += [{"type": t} for t in ("page_view", "click", "like", "nps_response")]
     return sets
@@ -101,7 +104,7 @@ async def compare_all(
                         **filters,
                     }
                     body = await run_query(
-                        metric, params, reader, windows, frozenset(settings.tracked_pages)
+                        metric, params, reader, windows, MetricOptions.from_settings(settings)
                     )
                     for point, start in zip(
                         body["points"],

@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from stream.app import build_fold_context, build_layout, topic_families
+from stream.app import build_fold_context, build_keyed_states, build_layout, topic_families
 from stream.contract.types import FAMILY_OF, EventType
 from stream.engine import store
 from stream.engine.consumer import BatchEngine, EngineConfig
@@ -115,6 +115,7 @@ class EngineHarness:
             return await producer.send(topic, value, key=key)
 
         windows = Windows(s.zone)
+        keyed_states = build_keyed_states(s)
         self.engine = BatchEngine(
             EngineConfig(
                 bootstrap_servers=s.kafka_bootstrap_servers,
@@ -129,10 +130,11 @@ class EngineHarness:
             s.redis_url,
             Keys(s.key_prefix),
             build_layout(s, windows),
-            build_fold_context(s, windows),
+            build_fold_context(s, windows, keyed_states),
             self.metrics,
             send,
             clock=self.clock,
+            keyed_states=keyed_states,
         )
         await self.engine.start()
         await asyncio.wait_for(self.engine.ready.wait(), 30)

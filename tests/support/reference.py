@@ -7,6 +7,7 @@ late events are decided by replaying each partition's order. If the two disagree
 
 from __future__ import annotations
 
+import statistics
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -16,6 +17,17 @@ from zoneinfo import ZoneInfo
 
 from aiokafka.partitioner import murmur2
 
+from stream.settings import Settings
+
+SESSION_METRICS = {
+    "sessions",
+    "session_duration_avg",
+    "session_duration_median",
+    "engagement_rate",
+    "bounce_rate",
+    "session_conversion_rate",
+    "pages_per_session",
+}
 PASSIVE = {"impression", "post_impression", "email_opened", "identify"}
 CLICKSTREAM_TYPES = {
     "page_view",
@@ -64,6 +76,85 @@ FAMILY = {
     },
 }
 NOT_SET = "(not set)"
+SESSION_TYPES = {"page_view", "screen_view", "click", "conversion", "feature_used"}
+
+
+def partition_of(user_id: str, partitions: int) -> int:
+    return (murmur2(user_id.encode()) & 0x7FFFFFFF) % partitions
+
+
+@dataclass(frozen=True)
+class RefSession:
+    first: int
+    last: int
+    page_views: int
+    converted: bool
+    platform: str
+    channel: str
+
+
+def sessionize(
+    events: Iterable[dict[str, Any]],
+    *,
+    timeout_ms: int,
+    cap_ms: int,
+    partitions: int,
+    lateness_ms: int,
+    platforms: frozenset[str],
+    channels: frozenset[str],
+) -> list[RefSession]:
+    """Plain batch sessionizer over the whole (on-time) event list.
+
+    Per (user, session id): sort by time, cut where the gap is ≥ timeout or the event is ≥ cap
+    after the session's first event. Only sessions the stream can have closed count: those
+    whose min(last + timeout, first + cap) is at or before their partition's final watermark.
+    """
+
+    def label(value: Any, allowed: frozenset[str]) -> str:
+        return NOT_SET if value is None else value if value in allowed else "other"
+
+    by_key: dict[tuple[str, str], list[tuple[int, str, str, str]]] = defaultdict(list)
+    max_ts: dict[int, int] = {}
+    for e in events:
+        if FAMILY[e["type"]] != "clickstream":
+            continue
+        part = partition_of(e["user_id"], partitions)
+        max_ts[part] = max(max_ts.get(part, -1), e["ts"])
+        if e["type"] in SESSION_TYPES:
+            props = e.get("properties", {})
+            by_key[(e["user_id"], e.get("session_id") or "")].append(
+                (
+                    e["ts"],
+                    label(props.get("platform"), platforms),
+                    label(props.get("channel"), channels),
+                    e["type"],
+                )
+            )
+    out = []
+    for (user, _sid), hits in by_key.items():
+        hits.sort()
+        watermark = max_ts[partition_of(user, partitions)] - lateness_ms
+        runs: list[list[tuple[int, str, str, str]]] = []
+        for hit in hits:
+            if runs and hit[0] - runs[-1][-1][0] < timeout_ms and hit[0] - runs[-1][0][0] < cap_ms:
+                runs[-1].append(hit)
+            else:
+                runs.append([hit])
+        for run in runs:
+            first, last = run[0][0], run[-1][0]
+            if min(last + timeout_ms, first + cap_ms) > watermark:
+                continue  # still open
+            out.append(
+                RefSession(
+                    first,
+                    last,
+                    sum(1 for h in run if h[3] in ("page_view", "screen_view")),
+                    any(h[3] == "conversion" for h in run),
+                    run[0][1],
+                    run[0][2],
+                )
+            )
+    return out
 
 
 def window_start(ts_ms: int, granularity: str, zone: ZoneInfo) -> int:
@@ -93,8 +184,7 @@ def drop_late(
     max_ts: dict[tuple[str, int], int] = {}
     kept, late = [], []
     for e in events:
-        part = (murmur2(e["user_id"].encode()) & 0x7FFFFFFF) % partitions
-        key = (FAMILY[e["type"]], part)
+        key = (FAMILY[e["type"]], partition_of(e["user_id"], partitions))
         current = max_ts.get(key, -1)
         if e["ts"] > current:
             max_ts[key] = e["ts"]
@@ -115,12 +205,27 @@ class Reference:
     #: How a set of users becomes a number. ``len`` gives the exact count; the comparison swaps in
     #: an HLL oracle so approximate metrics can be checked for exact equality (see compare.py).
     distinct: Callable[[set[str]], float] = len
+    sessions: list[RefSession] = field(default_factory=list)
+    engaged_after_ms: int = 10_000
+    bounce_definition: str = "ga4"
+    _session_index: dict[str, dict[int, list[RefSession]]] = field(default_factory=dict)
 
     @classmethod
-    def build(
-        cls, events: Iterable[dict[str, Any]], zone: ZoneInfo, tracked_pages: frozenset[str]
-    ) -> Reference:
-        ref = cls(zone, tracked_pages)
+    def build(cls, events: list[dict[str, Any]], settings: Settings) -> Reference:
+        """Every metric from on-time events (publish order), as configured in ``settings``."""
+        zone = ZoneInfo(settings.timezone)
+        ref = cls(zone, frozenset(settings.tracked_pages))
+        ref.engaged_after_ms = int(settings.engaged_session_seconds * 1000)
+        ref.bounce_definition = settings.bounce_definition
+        ref.sessions = sessionize(
+            events,
+            timeout_ms=int(settings.session_timeout_seconds * 1000),
+            cap_ms=int(settings.session_cap_seconds * 1000),
+            partitions=settings.topic_partitions,
+            lateness_ms=int(settings.allowed_lateness_seconds * 1000),
+            platforms=frozenset(settings.session_platforms),
+            channels=frozenset(settings.session_channels),
+        )
         counts: dict[tuple[str, int], dict[str, int]] = defaultdict(lambda: defaultdict(int))
         users: dict[tuple[str, int, str], set[str]] = defaultdict(set)
         pairs: dict[tuple[int, str, str, str], list[int]] = defaultdict(lambda: [0, 0])
@@ -134,7 +239,7 @@ class Reference:
                     users[(*w, "active")].add(user)
                 if t in ("page_view", "screen_view"):
                     c["pv"] += 1
-                    if props.get("page") in tracked_pages:
+                    if props.get("page") in ref.tracked_pages:
                         c["pv:" + props["page"]] += 1
                 elif t in ("impression", "click"):
                     camp = props.get("campaign") or NOT_SET
@@ -227,6 +332,47 @@ class Reference:
                 return self.distinct(users)
             active = self._active(g, [start])
             return self.distinct(users) / active * 100 if active else None
+        if metric in SESSION_METRICS:
+            return self._session_value(metric, g, start, filters)
+        raise KeyError(metric)
+
+    def _session_value(
+        self, metric: str, g: str, start: int, filters: dict[str, str]
+    ) -> float | None:
+        index = self._session_index.get(g)
+        if index is None:
+            index = self._session_index[g] = defaultdict(list)
+            for s in self.sessions:
+                index[window_start(s.first, g, self.zone)].append(s)
+        chosen = [
+            s
+            for s in index.get(start, [])
+            if filters.get("platform", s.platform) == s.platform
+            and filters.get("channel", s.channel) == s.channel
+        ]
+        n = len(chosen)
+        if metric == "sessions":
+            return n
+        if n == 0:
+            return None
+        engaged = [
+            s.last - s.first > self.engaged_after_ms or s.converted or s.page_views >= 2
+            for s in chosen
+        ]
+        if metric == "session_duration_avg":
+            return sum(s.last - s.first for s in chosen) / n / 1000
+        if metric == "session_duration_median":
+            return float(statistics.median((s.last - s.first) // 1000 for s in chosen))
+        if metric == "engagement_rate":
+            return sum(engaged) / n * 100
+        if metric == "bounce_rate":
+            if self.bounce_definition == "ua":
+                return sum(1 for s in chosen if s.page_views <= 1) / n * 100
+            return (n - sum(engaged)) / n * 100
+        if metric == "session_conversion_rate":
+            return sum(1 for s in chosen if s.converted) / n * 100
+        if metric == "pages_per_session":
+            return sum(s.page_views for s in chosen) / n
         raise KeyError(metric)
 
     def windows(self, g: str) -> list[int]:

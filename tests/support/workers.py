@@ -33,6 +33,8 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "STREAM_TOPICS__DLQ": t.dlq,
         "STREAM_TOPICS__CHURN_RISK": t.churn_risk,
         "STREAM_TIMEZONE": settings.timezone,
+        "STREAM_ALLOWED_LATENESS_SECONDS": str(settings.allowed_lateness_seconds),
+        "STREAM_SESSION_TIMEOUT_SECONDS": str(settings.session_timeout_seconds),
     }
 
 

@@ -1,0 +1,63 @@
+"""Keyed open state for metrics that span batches (sessions; later tickets, scores).
+
+The fold collects a batch's items per entity key (``Deltas.keyed``); before the batch is applied
+the engine reads the entities it touches plus those whose due time the watermark has reached
+(one read-only round trip), the metric's ``settle`` folds items into the stored state and records
+the metric facts of whatever it closes, and the new state rides in the same atomic, offset-guarded
+apply as every other delta. A zombie that read stale state is refused by the offset guard like any
+other stale batch, so keyed state is exactly-once too. Due times are event time (watermark), so a
+replay of last month closes last month's entities, and an entity that never sees another event
+still closes once the partition's watermark passes it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
+
+from stream.contract.decode import Event
+from stream.engine.deltas import Deltas
+
+
+class KeyedState(Protocol):
+    #: Short name used in key names (``P:{shard}:k:<name>``) and in ``Deltas.keyed``.
+    name: str
+    #: Most due entities settled per partition and batch (the rest follow in the next batches).
+    due_limit: int
+    #: Families (shard prefixes) whose partitions carry this state.
+    families: frozenset[str]
+
+    def handlers(self) -> dict[str, Callable[[Event, int, Deltas], None]]:
+        """Fold handlers that collect this state's items into ``Deltas.keyed``."""
+        ...
+
+    def field_of(self, key: Any) -> str:
+        """The hash field (stable, delimiter-free) that stores an entity's state."""
+        ...
+
+    def settle(
+        self,
+        stored: Mapping[str, bytes | None],
+        items: Mapping[str, list[Any]],
+        watermark: int,
+        deltas: Deltas,
+    ) -> dict[str, tuple[str | None, int | None]]:
+        """New value (None: delete) and due time per field; closed entities go into ``deltas``.
+
+        ``stored`` holds every field in ``items`` and every due field; ``items`` maps fields to
+        this batch's items (due-only fields have none).
+        """
+        ...
+
+
+def fields_by_key(state: KeyedState, deltas: Deltas) -> dict[str, list[Any]]:
+    """This batch's items of one state, by storage field."""
+    out: dict[str, list[Any]] = {}
+    for key, items in deltas.keyed.get(state.name, {}).items():
+        f = state.field_of(key)
+        existing = out.get(f)
+        if existing is None:
+            out[f] = items
+        else:
+            existing.extend(items)
+    return out

@@ -1,0 +1,299 @@
+"""Sessions in event time: sessionize, merge out-of-order events, close on the watermark. Pure.
+
+Definitions (metric-definitions.md, GA4/PostHog defaults):
+
+* A session is a run of one user's clickstream activity under one ``session_id`` (events without
+  one share the empty id) in which consecutive events are less than ``timeout`` apart; a gap of
+  ``timeout`` or more starts a new session. No split at midnight or on a campaign change.
+* Hard cap: an event ``cap`` or more after its session's first event starts a new session.
+* Duration = last event − first event (one-event sessions last 0 s and count).
+* Engaged (GA4): lasts more than ``engaged_after_ms``, or has a conversion, or has ≥ 2 page views.
+  Bounce = not engaged (GA4); the UA definition (≤ 1 page view) is an option.
+* Platform and channel are those of the session's first event (bounded label sets).
+
+Why it is exact under any arrival order within the allowed lateness: open sessions of a
+``(user, session_id)`` key are kept as mergeable aggregates; a new event joins (or bridges and
+merges) every open session it is less than ``timeout`` from. A session is closed only once the
+partition watermark (max event time − allowed lateness) reaches ``min(last + timeout,
+first + cap)``: every later event is at or past the watermark, so none can join it any more and
+its final content no longer depends on arrival order or batch boundaries. A closed session is
+attributed to the window of its first event.
+
+The one order-dependent corner: an out-of-order event that would merge sessions into one longer
+than the cap joins the latest of them it fits in instead of re-cutting at first + cap (the
+aggregates do not keep every timestamp). In-order streams match the greedy batch cut exactly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from urllib.parse import unquote
+
+from stream.contract.decode import Event
+from stream.contract.types import EventType, Family
+from stream.engine.deltas import Deltas, pair_digest
+from stream.engine.keys import escape, field
+
+Handler = Callable[[Event, int, Deltas], None]
+
+NOT_SET = "(not set)"
+OTHER = "other"
+
+#: Counter-field stem of session measures (``ses.<measure>`` and ``ses.<measure>|<dim>|<v>``).
+MEASURES = ("n", "ms", "eng", "conv", "pv", "1p")
+DIMENSIONS = ("platform", "channel")
+#: Hash (one per window) of duration counts in whole seconds: ``all|<s>`` / ``<dim>|<v>|<s>``.
+DURATION_HASH = "sesdur"
+
+
+@dataclass(frozen=True)
+class SessionRules:
+    timeout_ms: int = 30 * 60_000
+    cap_ms: int = 24 * 3_600_000
+    engaged_after_ms: int = 10_000
+    platforms: frozenset[str] = frozenset({"web", "ios", "android"})
+    channels: frozenset[str] = frozenset(
+        {"organic", "paid", "email", "social", "referral", "direct", "affiliate"}
+    )
+
+    def platform_label(self, value: str | None) -> str:
+        if value is None:
+            return NOT_SET
+        return value if value in self.platforms else OTHER
+
+    def channel_label(self, value: str | None) -> str:
+        if value is None:
+            return NOT_SET
+        return value if value in self.channels else OTHER
+
+
+@dataclass(slots=True)
+class Hit:
+    """One clickstream event as the sessionizer needs it."""
+
+    ts: int
+    page_view: bool
+    conversion: bool
+    platform: str  # already bounded
+    channel: str
+
+
+@dataclass(slots=True)
+class Session:
+    first: int  # ms
+    last: int  # ms
+    page_views: int
+    conversions: int
+    platform: str  # of the first event (ties broken by the smaller label: deterministic)
+    channel: str
+
+    @classmethod
+    def of(cls, hit: Hit) -> Session:
+        return cls(
+            hit.ts, hit.ts, int(hit.page_view), int(hit.conversion), hit.platform, hit.channel
+        )
+
+    def absorb(self, other: Session) -> None:
+        if (other.first, other.platform, other.channel) < (self.first, self.platform, self.channel):
+            self.first, self.platform, self.channel = other.first, other.platform, other.channel
+        self.last = max(self.last, other.last)
+        self.page_views += other.page_views
+        self.conversions += other.conversions
+
+    def closes_at(self, rules: SessionRules) -> int:
+        """Once the watermark reaches this, no event can join the session any more."""
+        return min(self.last + rules.timeout_ms, self.first + rules.cap_ms)
+
+    @property
+    def duration_ms(self) -> int:
+        return self.last - self.first
+
+    def engaged(self, rules: SessionRules) -> bool:
+        return (
+            self.duration_ms > rules.engaged_after_ms
+            or self.conversions > 0
+            or self.page_views >= 2
+        )
+
+
+def add_hit(sessions: list[Session], hit: Hit, rules: SessionRules) -> None:
+    """Put one event into a key's open sessions (kept sorted by first event)."""
+    timeout, cap = rules.timeout_ms, rules.cap_ms
+    if sessions:
+        latest = sessions[-1]
+        ts = hit.ts
+        # Fast path, the common case: in order, continuing the latest session.
+        gap = ts - latest.last
+        if latest.first < ts and 0 <= gap < timeout and ts - latest.first < cap:
+            latest.last = ts
+            latest.page_views += hit.page_view
+            latest.conversions += hit.conversion
+            return
+    near = [s for s in sessions if hit.ts - s.last < timeout and s.first - hit.ts < timeout]
+    new = Session.of(hit)
+    if not near:
+        sessions.append(new)
+        sessions.sort(key=lambda s: s.first)
+        return
+    lo = min(hit.ts, min(s.first for s in near))
+    hi = max(hit.ts, max(s.last for s in near))
+    if hi - lo < cap:  # join, bridging (merging) every session the event touches
+        target = near[0]
+        target.absorb(new)
+        for s in near[1:]:
+            target.absorb(s)
+            sessions.remove(s)
+        sessions.sort(key=lambda s: s.first)
+        return
+    # Over the cap: the latest session it still fits in, else a new one (the greedy cut in order).
+    for s in reversed(near):
+        if max(s.last, hit.ts) - min(s.first, hit.ts) < cap:
+            s.absorb(new)
+            sessions.sort(key=lambda s: s.first)
+            return
+    sessions.append(new)
+    sessions.sort(key=lambda s: s.first)
+
+
+def settle(
+    sessions: list[Session], hits: Iterable[Hit], watermark: int, rules: SessionRules
+) -> tuple[list[Session], list[Session]]:
+    """Add a batch's hits (any order), then split into (still open, closed by the watermark)."""
+    for hit in sorted(hits, key=lambda h: h.ts):
+        add_hit(sessions, hit, rules)
+    open_: list[Session] = []
+    closed: list[Session] = []
+    for s in sessions:
+        (closed if s.closes_at(rules) <= watermark else open_).append(s)
+    return open_, closed
+
+
+# ---- storage format of a key's open sessions ----------------------------------------------
+# "first,duration,page_views,conversions,platform,channel" per session, ";"-separated. Labels are
+# escaped (no "," or ";"). About 35 bytes per session.
+
+
+def pack(sessions: Sequence[Session]) -> str:
+    return ";".join(
+        f"{s.first},{s.last - s.first},{s.page_views},{s.conversions},"
+        f"{escape(s.platform)},{escape(s.channel)}"
+        for s in sessions
+    )
+
+
+def unpack(value: bytes | str | None) -> list[Session]:
+    if not value:
+        return []
+    text = value.decode() if isinstance(value, bytes) else value
+    out = []
+    for part in text.split(";"):
+        first, duration, pv, conv, platform, channel = part.split(",")
+        start = int(first)
+        out.append(
+            Session(start, start + int(duration), int(pv), int(conv), unquote(platform),
+                    unquote(channel))
+        )  # fmt: skip
+    return out
+
+
+# ---- metric facts of closed sessions ------------------------------------------------------
+
+
+def record_closed(session: Session, rules: SessionRules, deltas: Deltas) -> None:
+    """Count a closed session into the window of its first event."""
+    minute = session.first // 60_000 * 60
+    duration = session.duration_ms
+    values = {
+        "n": 1,
+        "ms": duration,
+        "eng": int(session.engaged(rules)),
+        "conv": int(session.conversions > 0),
+        "pv": session.page_views,
+        "1p": int(session.page_views <= 1),
+    }
+    slices = (
+        ("ses.", ""),
+        ("ses.", field("", "platform", escape(session.platform))),
+        ("ses.", field("", "channel", escape(session.channel))),
+    )
+    for stem, suffix in slices:
+        for measure, n in values.items():
+            if n:
+                deltas.count(minute, stem + measure + suffix, n)
+    seconds = str(duration // 1000)
+    deltas.hash_count(minute, DURATION_HASH, field("all", seconds))
+    deltas.hash_count(minute, DURATION_HASH, field("platform", escape(session.platform), seconds))
+    deltas.hash_count(minute, DURATION_HASH, field("channel", escape(session.channel), seconds))
+
+
+# ---- the engine side: fold handler and keyed state -----------------------------------------
+
+#: Clickstream events that are user activity within a session (impressions are not).
+SESSION_EVENTS = (
+    EventType.PAGE_VIEW,
+    EventType.SCREEN_VIEW,
+    EventType.CLICK,
+    EventType.CONVERSION,
+    EventType.FEATURE_USED,
+)
+_PAGE_VIEWS = frozenset({EventType.PAGE_VIEW.value, EventType.SCREEN_VIEW.value})
+
+
+class SessionState:
+    """Sessions as engine keyed state: one hash field per (user, session id) with open sessions."""
+
+    name = "ses"
+    families = frozenset({Family.CLICKSTREAM.value})
+
+    def __init__(self, rules: SessionRules, due_limit: int = 20_000) -> None:
+        self.rules = rules
+        self.due_limit = due_limit
+        self._platforms: dict[str | None, str] = {p: p for p in rules.platforms}
+        self._platforms[None] = NOT_SET
+        self._channels: dict[str | None, str] = {c: c for c in rules.channels}
+        self._channels[None] = NOT_SET
+
+    def handlers(self) -> dict[str, Handler]:
+        return {t.value: self.hit for t in SESSION_EVENTS}
+
+    def hit(self, event: Event, minute: int, deltas: Deltas) -> None:
+        # Hot path (once per clickstream event): plain dict work, no helper calls.
+        props = event.props
+        per_key = deltas.keyed.get(self.name)
+        if per_key is None:
+            per_key = deltas.keyed[self.name] = {}
+        key = (event.user_id, event.session_id or "")
+        platform = self._platforms.get(props.platform) or self.rules.platform_label(props.platform)
+        channel = self._channels.get(props.channel) or self.rules.channel_label(props.channel)
+        kind = event.type
+        item = Hit(event.ts_ms, kind in _PAGE_VIEWS, kind == "conversion", platform, channel)
+        items = per_key.get(key)
+        if items is None:
+            per_key[key] = [item]
+        else:
+            items.append(item)
+
+    def field_of(self, key: tuple[str, str]) -> str:
+        # A digest: user ids never reach Redis in clear, and every field is 16 bytes.
+        return pair_digest(*key)
+
+    def settle(
+        self,
+        stored: Mapping[str, bytes | None],
+        items: Mapping[str, list[Hit]],
+        watermark: int,
+        deltas: Deltas,
+    ) -> dict[str, tuple[str | None, int | None]]:
+        rules = self.rules
+        updates: dict[str, tuple[str | None, int | None]] = {}
+        for name in stored.keys() | items.keys():
+            before = stored.get(name)
+            open_, closed = settle(unpack(before), items.get(name, ()), watermark, rules)
+            for session in closed:
+                record_closed(session, rules, deltas)
+            if open_:
+                updates[name] = (pack(open_), min(s.closes_at(rules) for s in open_))
+            elif before is not None:
+                updates[name] = (None, None)
+        return updates
