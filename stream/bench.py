@@ -38,7 +38,7 @@ from stream.engine import store
 from stream.engine.keys import Keys
 from stream.localstack import die_with_parent, free_port
 from stream.metrics.sessions import SessionState
-from stream.runtime import with_infrastructure
+from stream.runtime import with_infrastructure, worker_environment
 from stream.settings import Settings, TopicNames
 from stream.tools.publish import BatchPublisher
 from stream.tools.simulate import SimulationConfig, Simulator
@@ -74,15 +74,7 @@ class BenchResult:
 
 def bench_settings(base: Settings, tag: str, partitions: int) -> Settings:
     return base.with_overrides(
-        topics=TopicNames(
-            clickstream=f"{tag}.clickstream",
-            social=f"{tag}.social",
-            support=f"{tag}.support",
-            feedback=f"{tag}.feedback",
-            account=f"{tag}.account",
-            dlq=f"{tag}.dlq",
-            churn_risk=f"{tag}.churn-risk",
-        ),
+        topics=TopicNames.with_prefix(tag),
         consumer_group=f"{tag}-group",
         key_prefix=tag,
         topic_partitions=partitions,
@@ -192,22 +184,7 @@ async def stored_offsets(
 
 def start_worker(settings: Settings, log: Path) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
-    t = settings.topics
-    env = {
-        **os.environ,
-        "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
-        "REDIS_URL": settings.redis_url,
-        "STREAM_KEY_PREFIX": settings.key_prefix,
-        "STREAM_CONSUMER_GROUP": settings.consumer_group,
-        "STREAM_WEB_PORT": str(port),
-        "STREAM_TOPICS__CLICKSTREAM": t.clickstream,
-        "STREAM_TOPICS__SOCIAL": t.social,
-        "STREAM_TOPICS__SUPPORT": t.support,
-        "STREAM_TOPICS__FEEDBACK": t.feedback,
-        "STREAM_TOPICS__ACCOUNT": t.account,
-        "STREAM_TOPICS__DLQ": t.dlq,
-        "STREAM_TOPICS__CHURN_RISK": t.churn_risk,
-    }
+    env = {**os.environ, **worker_environment(settings), "STREAM_WEB_PORT": str(port)}
     with log.open("ab") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "stream.cli", "worker"],

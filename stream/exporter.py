@@ -32,34 +32,43 @@ from stream.metrics.catalog import (
 )
 from stream.metrics.reader import Reader
 
-OTHER = "other"
+OTHER = sessions.OTHER
 DURATION_FAMILY = "engagement_session_duration_seconds"
 DURATION_BUCKETS = (1, 10, 30, 60, 180, 600, 1800, 3600, 7200, 14400, 43200, 86400)
-#: (catalog name, help, scale): percents become 0..1 ratios in Prometheus.
+#: (catalog name, Prometheus name, help, scale): percents become 0..1 ratios in Prometheus.
 SESSION_GAUGES = (
-    ("sessions", "Closed sessions, by window of their first event.", 1.0),
-    ("session_duration_avg", "Mean duration of closed sessions.", 1.0),
-    ("engagement_rate", "Engaged sessions / sessions (GA4).", 0.01),
-    ("bounce_rate", "Bounced sessions / sessions (configured definition).", 0.01),
-    ("session_conversion_rate", "Sessions with a conversion / sessions.", 0.01),
-    ("pages_per_session", "Page and screen views per session.", 1.0),
+    ("sessions", "engagement_sessions", "Closed sessions, by window of their first event.", 1.0),
+    (
+        "session_duration_avg",
+        "engagement_session_duration_avg_seconds",
+        "Mean duration of closed sessions.",
+        1.0,
+    ),
+    (
+        "engagement_rate",
+        "engagement_session_engagement_ratio",
+        "Engaged sessions / sessions (GA4).",
+        0.01,
+    ),
+    (
+        "bounce_rate",
+        "engagement_session_bounce_ratio",
+        "Bounced sessions / sessions (configured definition).",
+        0.01,
+    ),
+    (
+        "session_conversion_rate",
+        "engagement_session_conversion_ratio",
+        "Sessions with a conversion / sessions.",
+        0.01,
+    ),
+    (
+        "pages_per_session",
+        "engagement_pages_per_session",
+        "Page and screen views per session.",
+        1.0,
+    ),
 )
-_PROMETHEUS_NAMES = {
-    "sessions": "engagement_sessions",
-    "session_duration_avg": "engagement_session_duration_avg_seconds",
-    "engagement_rate": "engagement_session_engagement_ratio",
-    "bounce_rate": "engagement_session_bounce_ratio",
-    "session_conversion_rate": "engagement_session_conversion_ratio",
-    "pages_per_session": "engagement_pages_per_session",
-}
-
-
-def name_of(metric: str) -> str:
-    return _PROMETHEUS_NAMES[metric]
-
-
-def _bound(seconds: int) -> str:
-    return f"{float(seconds)}"
 
 
 class _Static(Collector):
@@ -238,10 +247,10 @@ class BusinessExporter:
         """Closed sessions of one window. They close an allowed lateness after their last event,
         so with the 24 h default the ``previous_day`` window is the one that fills up."""
         m = session_measures(fields)
-        for name, doc, scale in SESSION_GAUGES:
+        for name, prometheus_name, doc, scale in SESSION_GAUGES:
             value = SESSION_VALUES[name](m, self.options)
             if value is not None:
-                gauge(name_of(name), doc, ["window"]).add_metric([window], value * scale)
+                gauge(prometheus_name, doc, ["window"]).add_metric([window], value * scale)
         for dim in sessions.DIMENSIONS:
             per: dict[tuple[str, ...], float] = {
                 (split_field(k)[2],): float(v)
@@ -267,7 +276,9 @@ class BusinessExporter:
                 counts[int(k[len(head) :])] = v
         buckets = []
         for bound in DURATION_BUCKETS:
-            buckets.append((_bound(bound), float(sum(n for s, n in counts.items() if s <= bound))))
+            buckets.append(
+                (str(float(bound)), float(sum(n for s, n in counts.items() if s <= bound)))
+            )
         buckets.append(("+Inf", float(sum(counts.values()))))
         hist.add_metric([window], buckets, gsum_value=m["ms"] / 1000)
 

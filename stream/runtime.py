@@ -34,3 +34,25 @@ def child_environment(settings: Settings) -> dict[str, str]:
         "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
         "REDIS_URL": settings.redis_url,
     }
+
+
+def worker_environment(settings: Settings) -> dict[str, str]:
+    """Environment for a ``stream worker`` child that must also share topics, group and keys
+    (and the timing that decides lateness and sessions) with the parent's settings."""
+    t = settings.topics
+    return {
+        **child_environment(settings),
+        "STREAM_KEY_PREFIX": settings.key_prefix,
+        "STREAM_CONSUMER_GROUP": settings.consumer_group,
+        "STREAM_TOPIC_PARTITIONS": str(settings.topic_partitions),
+        "STREAM_TOPICS__CLICKSTREAM": t.clickstream,
+        "STREAM_TOPICS__SOCIAL": t.social,
+        "STREAM_TOPICS__SUPPORT": t.support,
+        "STREAM_TOPICS__FEEDBACK": t.feedback,
+        "STREAM_TOPICS__ACCOUNT": t.account,
+        "STREAM_TOPICS__DLQ": t.dlq,
+        "STREAM_TOPICS__CHURN_RISK": t.churn_risk,
+        "STREAM_TIMEZONE": settings.timezone,
+        "STREAM_ALLOWED_LATENESS_SECONDS": str(settings.allowed_lateness_seconds),
+        "STREAM_SESSION_TIMEOUT_SECONDS": str(settings.session_timeout_seconds),
+    }

@@ -49,6 +49,12 @@ class TopicNames(BaseModel):
     def inputs(self) -> list[str]:
         return [self.clickstream, self.social, self.support, self.feedback, self.account]
 
+    @classmethod
+    def with_prefix(cls, prefix: str) -> TopicNames:
+        """Every topic under one prefix (isolated runs: tests, the benchmark)."""
+        names = {name: f"{prefix}.{name.replace('_', '-')}" for name in cls.model_fields}
+        return cls(**names)
+
 
 class Retention(BaseModel):
     """How long a window's keys live after the window ends (seconds)."""

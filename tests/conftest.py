@@ -40,15 +40,7 @@ def settings(stack: LocalStack, request: pytest.FixtureRequest) -> Settings:
     return Settings(
         kafka_bootstrap_servers=stack.kafka_bootstrap,
         redis_url=stack.redis_url,
-        topics=TopicNames(
-            clickstream=f"{tag}.clickstream",
-            social=f"{tag}.social",
-            support=f"{tag}.support",
-            feedback=f"{tag}.feedback",
-            account=f"{tag}.account",
-            dlq=f"{tag}.dlq",
-            churn_risk=f"{tag}.churn-risk",
-        ),
+        topics=TopicNames.with_prefix(tag),
         consumer_group=f"{tag}-group",
         key_prefix=tag,
         topic_partitions=4,

@@ -72,16 +72,6 @@ class Deltas:
             bucket = self.hashes[(minute, hash_name)] = {}
         bucket[name] = bucket.get(name, 0) + n
 
-    def keyed_item(self, state: str, key: Any, item: Any) -> None:
-        per_key = self.keyed.get(state)
-        if per_key is None:
-            per_key = self.keyed[state] = {}
-        items = per_key.get(key)
-        if items is None:
-            per_key[key] = [item]
-        else:
-            items.append(item)
-
     def ad_pair(
         self, key: tuple[int, str, str, str], orphan_field: str, *, impression: bool
     ) -> None:
@@ -153,6 +143,16 @@ class _CallBuilder:
         self.n_ops += 1
 
 
+def _add_fields(rolled: dict[Any, dict[str, int]], window: Any, fields: dict[str, int]) -> None:
+    """Sum one minute's (or day's) fields into its window's running totals."""
+    target = rolled.get(window)
+    if target is None:
+        rolled[window] = dict(fields)
+    else:
+        for f, d in fields.items():
+            target[f] = target.get(f, 0) + d
+
+
 def build_call(
     deltas: Deltas,
     layout: Layout,
@@ -169,18 +169,10 @@ def build_call(
         code = GRANULARITY_CODE[g]
         rolled: dict[int, dict[str, int]] = {}
         for minute, fields in deltas.counters.items():
-            start = layout.window_of(g, minute)
-            target = rolled.get(start)
-            if target is None:
-                rolled[start] = dict(fields)
-            else:
-                for f, d in fields.items():
-                    target[f] = target.get(f, 0) + d
+            _add_fields(rolled, layout.window_of(g, minute), fields)
         if g == "day":
             for day, fields in deltas.day_counters.items():
-                target = rolled.setdefault(day, {})
-                for f, d in fields.items():
-                    target[f] = target.get(f, 0) + d
+                _add_fields(rolled, day, fields)
         for start, fields in rolled.items():
             call.hincr(keys.counters(shard, code, start), layout.expire_at(g, start, now), fields)
 
@@ -199,13 +191,7 @@ def build_call(
 
         hashes: dict[tuple[int, str], dict[str, int]] = {}
         for (minute, name), fields in deltas.hashes.items():
-            hkey = (layout.window_of(g, minute), name)
-            target = hashes.get(hkey)
-            if target is None:
-                hashes[hkey] = dict(fields)
-            else:
-                for f, d in fields.items():
-                    target[f] = target.get(f, 0) + d
+            _add_fields(hashes, (layout.window_of(g, minute), name), fields)
         for (start, name), fields in hashes.items():
             call.hincr(
                 keys.extra(shard, code, start, name), layout.expire_at(g, start, now), fields

@@ -34,10 +34,10 @@ from stream.contract.decode import Event
 from stream.contract.types import EventType, Family
 from stream.engine.deltas import Deltas, pair_digest
 from stream.engine.keys import escape, field
+from stream.metrics.clickstream import NOT_SET
 
 Handler = Callable[[Event, int, Deltas], None]
 
-NOT_SET = "(not set)"
 OTHER = "other"
 
 #: Counter-field stem of session measures (``ses.<measure>`` and ``ses.<measure>|<dim>|<v>``).

@@ -14,28 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from stream.localstack import die_with_parent, free_port
+from stream.runtime import worker_environment
 from stream.settings import Settings
-
-
-def settings_env(settings: Settings) -> dict[str, str]:
-    t = settings.topics
-    return {
-        "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
-        "REDIS_URL": settings.redis_url,
-        "STREAM_KEY_PREFIX": settings.key_prefix,
-        "STREAM_CONSUMER_GROUP": settings.consumer_group,
-        "STREAM_TOPIC_PARTITIONS": str(settings.topic_partitions),
-        "STREAM_TOPICS__CLICKSTREAM": t.clickstream,
-        "STREAM_TOPICS__SOCIAL": t.social,
-        "STREAM_TOPICS__SUPPORT": t.support,
-        "STREAM_TOPICS__FEEDBACK": t.feedback,
-        "STREAM_TOPICS__ACCOUNT": t.account,
-        "STREAM_TOPICS__DLQ": t.dlq,
-        "STREAM_TOPICS__CHURN_RISK": t.churn_risk,
-        "STREAM_TIMEZONE": settings.timezone,
-        "STREAM_ALLOWED_LATENESS_SECONDS": str(settings.allowed_lateness_seconds),
-        "STREAM_SESSION_TIMEOUT_SECONDS": str(settings.session_timeout_seconds),
-    }
 
 
 class WorkerProcess:
@@ -50,7 +30,7 @@ class WorkerProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> WorkerProcess:
-        env = {**os.environ, **settings_env(self.settings), "STREAM_WEB_PORT": str(self.port)}
+        env = {**os.environ, **worker_environment(self.settings), "STREAM_WEB_PORT": str(self.port)}
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "stream.cli", "--log-level", "info", "worker"],
