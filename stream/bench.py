@@ -65,6 +65,9 @@ class BenchResult:
     latency_p99_s: float = 0.0
     latency_samples: int = 0
     worker_peak_rss_mb: float = 0.0
+    #: the worker's CPU time (user + system) per event while catching up: less sensitive than
+    #: events/s to whatever else the shared machine is doing
+    worker_cpu_us_per_event: float = 0.0
     redis_bytes_per_active_user: float = 0.0
     active_users: int = 0
     open_sessions: int = 0
@@ -217,6 +220,12 @@ async def wait_ready(port: int, proc: subprocess.Popen[bytes], limit_s: float = 
     raise TimeoutError("worker not ready")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def peak_rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -353,7 +362,9 @@ async def run_bench(
         proc, port = start_worker(settings, workdir / "worker.log")
         await wait_ready(port, proc)
         ready = time.perf_counter()
+        cpu_ready = cpu_seconds(proc.pid)
         finished = await wait_caught_up(client, settings, ends)
+        result.worker_cpu_us_per_event = (cpu_seconds(proc.pid) - cpu_ready) / produced * 1e6
         result.worker_events_per_s = produced / (finished - ready)
         result.ratio_to_raw = result.worker_events_per_s / result.raw_loop_events_per_s
         mem_after = int((await client.info("memory"))["used_memory"])
@@ -431,6 +442,7 @@ def report(result: BenchResult) -> str:
         f"partitions {result.partitions}",
         f"produce (bench publisher)          {result.produce_events_per_s:,.0f} events/s",
         f"raw aiokafka getmany+orjson loop   {result.raw_loop_events_per_s:,.0f} events/s",
+        f"worker CPU per event               {result.worker_cpu_us_per_event:,.2f} µs",
         f"latency p50                        {result.latency_p50_s * 1000:,.1f} ms "
         f"({result.latency_samples} samples)",
         f"Redis bytes per active user        {result.redis_bytes_per_active_user:,.0f} "

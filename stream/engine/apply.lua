@@ -26,6 +26,32 @@ fields... Returns MessagePack [field, value-or-false, ...] for the named fields 
 due at or before due_until, so one round trip fetches everything a batch must settle.
 ]]
 
+-- Variadic commands over a long argument list, in slices that stay far below Lua's C stack
+-- limit for unpack(); CHUNK is even, so field/value pairs stay together.
+local CHUNK = 4000
+local function call_chunked(cmd, key, args)
+  local n = #args
+  local j = 1
+  while j <= n do
+    local last = math.min(n, j + CHUNK - 1)
+    redis.call(cmd, key, unpack(args, j, last))
+    j = last + 1
+  end
+end
+
+local function hmget_chunked(key, fields)
+  local out = {}
+  local n = #fields
+  local j = 1
+  while j <= n do
+    local last = math.min(n, j + CHUNK - 1)
+    local got = redis.call('HMGET', key, unpack(fields, j, last))
+    for k = 1, #got do out[#out + 1] = got[k] end
+    j = last + 1
+  end
+  return out
+end
+
 local function apply_batch(keys, args)
   local state = keys[1]
   local stored = redis.call('HGET', state, 'offset') or '-1'
@@ -58,33 +84,47 @@ local function apply_batch(keys, args)
     elseif op == 'O' then
       local counters = keys[tonumber(ops[i])]
       i = i + 1
-      for _ = 1, n do
+      -- One HMGET for every pair's state, one variadic HSET for the changes: a redis.call costs
+      -- about a microsecond of Lua overhead, so per-pair calls would dominate the batch.
+      local pairs_ = {}
+      for k = 0, n - 1 do pairs_[k + 1] = ops[i + 4 * k] end
+      local states = hmget_chunked(key, pairs_)
+      local sets = {}
+      for k = 0, n - 1 do
         local pair, cfield = ops[i], ops[i + 1]
         local di, dc = tonumber(ops[i + 2]), tonumber(ops[i + 3])
         i = i + 4
-        local s = tonumber(redis.call('HGET', key, pair) or '0')
+        local s = tonumber(states[k + 1] or '0')
         if di > 0 then
           if s > 0 then redis.call('HINCRBY', counters, cfield, -s) end
-          if s ~= -1 then redis.call('HSET', key, pair, -1) end
+          if s ~= -1 then sets[#sets + 1] = pair; sets[#sets + 1] = -1 end
         elseif s >= 0 and dc > 0 then
-          redis.call('HSET', key, pair, s + dc)
+          sets[#sets + 1] = pair
+          sets[#sets + 1] = s + dc
           redis.call('HINCRBY', counters, cfield, dc)
         end
       end
+      call_chunked('HSET', key, sets)
     elseif op == 'K' then
       local due = keys[tonumber(ops[i])]
       i = i + 1
+      local sets, dues, gone = {}, {}, {}
       for _ = 1, n do
         local f, value, at = ops[i], ops[i + 1], ops[i + 2]
         i = i + 3
         if value == '' then
-          redis.call('HDEL', key, f)
-          redis.call('ZREM', due, f)
+          gone[#gone + 1] = f
         else
-          redis.call('HSET', key, f, value)
-          redis.call('ZADD', due, at, f)
+          sets[#sets + 1] = f
+          sets[#sets + 1] = value
+          dues[#dues + 1] = at
+          dues[#dues + 1] = f
         end
       end
+      call_chunked('HSET', key, sets)
+      call_chunked('ZADD', due, dues)
+      call_chunked('HDEL', key, gone)
+      call_chunked('ZREM', due, gone)
     else
       return redis.error_reply('unknown op ' .. tostring(op))
     end
@@ -97,21 +137,25 @@ end
 local function read_keyed(keys, args)
   local out = {}
   local seen = {}
+  local fields = {}
   for j = 3, #args do
     local f = args[j]
     if not seen[f] then
       seen[f] = true
-      out[#out + 1] = f
-      out[#out + 1] = redis.call('HGET', keys[1], f)
+      fields[#fields + 1] = f
     end
   end
   local due = redis.call('ZRANGE', keys[2], '-inf', args[1], 'BYSCORE', 'LIMIT', 0, args[2])
   for _, f in ipairs(due) do
     if not seen[f] then
       seen[f] = true
-      out[#out + 1] = f
-      out[#out + 1] = redis.call('HGET', keys[1], f)
+      fields[#fields + 1] = f
     end
+  end
+  local values = hmget_chunked(keys[1], fields)
+  for k = 1, #fields do
+    out[#out + 1] = fields[k]
+    out[#out + 1] = values[k]
   end
   return cmsgpack.pack(out)
 end

@@ -32,9 +32,14 @@ from stream.engine.dlq import SendFn, publish_rejects
 from stream.engine.fold import FoldContext, FoldResult, fold_records
 from stream.engine.keyed import KeyedState, fields_by_key
 from stream.engine.keys import Keys
+from stream.engine.records import install as install_lean_records
+from stream.engine.records import lean_value
 from stream.observability import WorkerMetrics
 
 log = logging.getLogger(__name__)
+
+#: Records folded between two turns of the event loop (see _process).
+FOLD_SLICE = 1000
 
 REDIS_RETRYABLE = (
     redis.exceptions.ConnectionError,
@@ -108,12 +113,14 @@ class BatchEngine(mode.Service):
         self.batches_applied = 0
         self.ready = asyncio.Event()
         self._consumer: AIOKafkaConsumer | None = None
+        self._inflight: asyncio.Future[set[TopicPartition]] | None = None
         super().__init__(**kwargs)
 
     # ---- lifecycle -------------------------------------------------------------------------
     async def on_start(self) -> None:
         self.redis = store.connect(self.redis_url)
         await self._redis_retry(lambda: store.load_function(self.redis))
+        install_lean_records()
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=self.config.bootstrap_servers,
             group_id=self.config.group_id,
@@ -124,6 +131,7 @@ class BatchEngine(mode.Service):
             rebalance_timeout_ms=self.config.rebalance_timeout_ms,
             max_partition_fetch_bytes=4 * 1024 * 1024,
             fetch_max_bytes=32 * 1024 * 1024,
+            value_deserializer=lean_value,  # raw C records: see stream.engine.records
             **(self.config.client_kwargs or {}),
         )
         self._consumer.subscribe(list(self.config.topic_family), listener=_Rebalance(self))
@@ -132,6 +140,7 @@ class BatchEngine(mode.Service):
     async def on_stop(self) -> None:
         if self._consumer is not None:
             async with self._lock:
+                await self._finish_inflight()
                 await self._commit(force=True)
             await self._consumer.stop()
         await self.redis.aclose()
@@ -150,14 +159,17 @@ class BatchEngine(mode.Service):
                 log.warning("fetch failed (%s); retrying", type(exc).__name__)
                 await self.sleep(1.0)
                 continue
-            if batch:
-                async with self._lock:
+            async with self._lock:
+                if batch:
                     await self._process(batch)
+                else:  # idle: let the batch in flight land before committing
+                    await self._finish_inflight()
             await self._commit()
 
     # ---- rebalance -------------------------------------------------------------------------
     async def on_revoked(self, revoked: set[TopicPartition]) -> None:
         async with self._lock:  # let the in-flight batch finish before giving partitions up
+            await self._finish_inflight()
             await self._commit(force=True)
             for tp in revoked:
                 self.partitions.pop(tp, None)
@@ -196,6 +208,11 @@ class BatchEngine(mode.Service):
             self._consumer.seek(tp, 0)
 
     # ---- the batch -------------------------------------------------------------------------
+    # Two batches overlap: while batch N's apply runs in Redis, batch N+1 is fetched and folded
+    # (the CPU-heavy part). Everything that must see N's effects waits for N: the keyed-state
+    # read, the offset guard's expected offset, and the in-memory progress. At most one apply is
+    # in flight, so a revocation or a stop only has to wait for that one.
+
     async def _process(self, batch: dict[TopicPartition, list[Any]]) -> None:
         started = time.perf_counter()
         now_ms = int(self.clock() * 1000)
@@ -206,9 +223,24 @@ class BatchEngine(mode.Service):
             if state is None or not records:
                 continue  # revoked while fetched
             total += len(records)
-            folds.append((tp, state, fold_records(records, self.fold_ctx, state.max_ts, now_ms)))
+            result = None
+            for i in range(0, len(records), FOLD_SLICE):
+                result = fold_records(
+                    records[i : i + FOLD_SLICE], self.fold_ctx, state.max_ts, now_ms, result
+                )
+                if self._inflight is not None:
+                    # The previous batch's commands may still sit in the socket's write buffer:
+                    # a turn of the event loop lets Redis receive them and work while we fold.
+                    await asyncio.sleep(0)
+            assert result is not None
+            folds.append((tp, state, result))
         if not folds:
             return
+        refused = await self._finish_inflight()
+        if refused:  # those partitions were re-seeked: what we fetched for them is stale
+            folds = [f for f in folds if f[0] not in refused]
+            if not folds:
+                return
         if self.keyed_states:
             await self._settle_keyed(folds)
         calls: list[store.PendingCall] = []
@@ -226,31 +258,55 @@ class BatchEngine(mode.Service):
         for tp, _, result in folds:
             if result.rejected:
                 await self._dlq_retry(tp, result)
+        # Optimistic progress, so that the next batch folds and guards against this one; a
+        # refusal resets it from what Redis really holds.
+        for _, state, result in folds:
+            state.offset = result.last_offset
+            state.max_ts = result.max_ts
+        self._inflight = asyncio.ensure_future(self._apply(folds, calls, started, total))
+        await asyncio.sleep(0)  # let it send its commands before the next fold takes the CPU
+
+    async def _apply(
+        self,
+        folds: list[tuple[TopicPartition, PartitionState, FoldResult]],
+        calls: list[store.PendingCall],
+        started: float,
+        total: int,
+    ) -> set[TopicPartition]:
+        """Apply one batch; return the partitions whose batch Redis refused (re-seeked)."""
         rtt_start = time.perf_counter()
         outcomes = await self._redis_retry(lambda: store.apply_calls(self.redis, calls))
         self.metrics.redis_rtt.observe(time.perf_counter() - rtt_start)
         applied_at = self.clock()
+        refused: set[TopicPartition] = set()
         for (tp, state, result), outcome in zip(folds, outcomes, strict=True):
-            topic = tp.topic
             if not outcome.applied:
                 assert outcome.stored is not None
-                self.metrics.batches_refused.labels(topic).inc()
+                self.metrics.batches_refused.labels(tp.topic).inc()
                 log.warning(
                     "batch on %s refused (stored offset %d, ours %d): re-seeking",
                     state.shard,
                     outcome.stored.offset,
-                    state.offset,
+                    result.first_offset - 1,
                 )
-                await self._seek_to(tp, state.shard, outcome.stored)
+                if self.partitions.get(tp) is state:
+                    await self._seek_to(tp, state.shard, outcome.stored)
+                refused.add(tp)
                 continue
-            state.offset = result.last_offset
-            state.max_ts = result.max_ts
             self._to_commit[tp] = result.last_offset + 1
             self._observe(tp, result, applied_at)
         self.batches_applied += 1
         self.metrics.batch_size.observe(total)
         self.metrics.apply_seconds.observe(time.perf_counter() - started)
         self.metrics.last_batch_time.set(applied_at)
+        return refused
+
+    async def _finish_inflight(self) -> set[TopicPartition]:
+        """Wait for the batch in flight, if any; the partitions it had refused."""
+        inflight, self._inflight = self._inflight, None
+        if inflight is None:
+            return set()
+        return await inflight
 
     async def _settle_keyed(
         self, folds: list[tuple[TopicPartition, PartitionState, FoldResult]]

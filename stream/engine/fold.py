@@ -73,11 +73,25 @@ def _reject(record: Record, value: bytes, reason: Reason, detail: str) -> Reject
 
 
 def fold_records(
-    records: Sequence[Record], ctx: FoldContext, max_ts: int, now_ms: int
+    records: Sequence[Record],
+    ctx: FoldContext,
+    max_ts: int,
+    now_ms: int,
+    into: FoldResult | None = None,
 ) -> FoldResult:
-    """Fold records (one partition, offset order) given the partition's stored max event time."""
-    deltas = Deltas()
-    result = FoldResult(deltas, records[0].offset, records[-1].offset, max_ts)
+    """Fold records (one partition, offset order) given the partition's stored max event time.
+
+    ``into`` continues an earlier result of the same partition with the records that follow
+    it, so a large batch can be folded in slices (the engine yields to the event loop between
+    them); the outcome is the same as one call over all records.
+    """
+    if into is None:
+        result = FoldResult(Deltas(), records[0].offset, records[-1].offset, max_ts)
+    else:
+        result = into
+        result.last_offset = records[-1].offset
+        max_ts = result.max_ts
+    deltas = result.deltas
     decode = ctx.decoder.decode
     handlers = ctx.handlers
     passive = ctx.passive_events
@@ -86,7 +100,7 @@ def fold_records(
     rejected = result.rejected
     counters = deltas.counters
     users = deltas.users
-    accepted = 0
+    accepted = result.accepted
     for record in records:
         value = record.value
         if value is None:

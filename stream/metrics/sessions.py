@@ -28,6 +28,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
+from operator import itemgetter
+from typing import NamedTuple
 from urllib.parse import unquote
 
 from stream.contract.decode import Event
@@ -68,15 +71,19 @@ class SessionRules:
         return value if value in self.channels else OTHER
 
 
-@dataclass(slots=True)
-class Hit:
-    """One clickstream event as the sessionizer needs it."""
+class Hit(NamedTuple):
+    """One clickstream event as the sessionizer needs it (a tuple: built once per event)."""
 
     ts: int
     page_view: bool
     conversion: bool
     platform: str  # already bounded
     channel: str
+
+
+#: Builds a Hit without NamedTuple's Python-level ``__new__`` (the fold's hot path).
+_new_hit = tuple.__new__
+_by_ts = itemgetter(0)
 
 
 @dataclass(slots=True)
@@ -160,7 +167,7 @@ def settle(
     sessions: list[Session], hits: Iterable[Hit], watermark: int, rules: SessionRules
 ) -> tuple[list[Session], list[Session]]:
     """Add a batch's hits (any order), then split into (still open, closed by the watermark)."""
-    for hit in sorted(hits, key=lambda h: h.ts):
+    for hit in sorted(hits, key=_by_ts):
         add_hit(sessions, hit, rules)
     open_: list[Session] = []
     closed: list[Session] = []
@@ -174,10 +181,15 @@ def settle(
 # escaped (no "," or ";"). About 35 bytes per session.
 
 
+# Labels come from bounded sets, so their escaped and unescaped forms are cached.
+_escaped = lru_cache(maxsize=4096)(escape)
+_unescaped = lru_cache(maxsize=4096)(unquote)
+
+
 def pack(sessions: Sequence[Session]) -> str:
     return ";".join(
         f"{s.first},{s.last - s.first},{s.page_views},{s.conversions},"
-        f"{escape(s.platform)},{escape(s.channel)}"
+        f"{_escaped(s.platform)},{_escaped(s.channel)}"
         for s in sessions
     )
 
@@ -191,8 +203,8 @@ def unpack(value: bytes | str | None) -> list[Session]:
         first, duration, pv, conv, platform, channel = part.split(",")
         start = int(first)
         out.append(
-            Session(start, start + int(duration), int(pv), int(conv), unquote(platform),
-                    unquote(channel))
+            Session(start, start + int(duration), int(pv), int(conv), _unescaped(platform),
+                    _unescaped(channel))
         )  # fmt: skip
     return out
 
@@ -237,6 +249,8 @@ SESSION_EVENTS = (
     EventType.CONVERSION,
     EventType.FEATURE_USED,
 )
+#: Memoised (user, session id) digests per worker: ~150 bytes each, so at most ~30 MB.
+FIELD_CACHE_SIZE = 200_000
 _PAGE_VIEWS = frozenset({EventType.PAGE_VIEW.value, EventType.SCREEN_VIEW.value})
 
 
@@ -253,6 +267,7 @@ class SessionState:
         self._platforms[None] = NOT_SET
         self._channels: dict[str | None, str] = {c: c for c in rules.channels}
         self._channels[None] = NOT_SET
+        self._fields: dict[tuple[str, str], str] = {}
 
     def handlers(self) -> dict[str, Handler]:
         return {t.value: self.hit for t in SESSION_EVENTS}
@@ -267,7 +282,9 @@ class SessionState:
         platform = self._platforms.get(props.platform) or self.rules.platform_label(props.platform)
         channel = self._channels.get(props.channel) or self.rules.channel_label(props.channel)
         kind = event.type
-        item = Hit(event.ts_ms, kind in _PAGE_VIEWS, kind == "conversion", platform, channel)
+        item = _new_hit(
+            Hit, (event.ts_ms, kind in _PAGE_VIEWS, kind == "conversion", platform, channel)
+        )
         items = per_key.get(key)
         if items is None:
             per_key[key] = [item]
@@ -275,8 +292,14 @@ class SessionState:
             items.append(item)
 
     def field_of(self, key: tuple[str, str]) -> str:
-        # A digest: user ids never reach Redis in clear, and every field is 16 bytes.
-        return pair_digest(*key)
+        # A digest: user ids never reach Redis in clear, and every field is 16 bytes. The same
+        # keys come back batch after batch, so digests are memoised (bounded).
+        digest = self._fields.get(key)
+        if digest is None:
+            if len(self._fields) >= FIELD_CACHE_SIZE:
+                self._fields.clear()
+            digest = self._fields[key] = pair_digest(*key)
+        return digest
 
     def settle(
         self,
