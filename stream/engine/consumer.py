@@ -81,7 +81,7 @@ class BatchEngine(mode.Service):
     def __init__(
         self,
         config: EngineConfig,
-        redis_url: str,
+        redis_url: str | store.RedisTarget,
         keys: Keys,
         layout: Layout,
         fold_ctx: FoldContext,
