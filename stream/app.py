@@ -24,6 +24,7 @@ from stream.contract.types import Family
 from stream.engine import store
 from stream.engine.consumer import BatchEngine, EngineConfig
 from stream.engine.deltas import Deltas, Layout
+from stream.engine.dlq import DlqPolicy
 from stream.engine.fold import FoldContext, Handler
 from stream.engine.keyed import KeyedState
 from stream.engine.keys import Keys
@@ -167,6 +168,7 @@ def build_app(settings: Settings) -> Application:
             batch_max_records=settings.batch_max_records,
             batch_timeout_ms=settings.batch_timeout_ms,
             client_kwargs=kafka_client_kwargs(settings),
+            dlq_policy=DlqPolicy(give_up_after_s=settings.dlq_give_up_seconds),
         ),
         redis_target(settings),
         keys,

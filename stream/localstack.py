@@ -202,6 +202,9 @@ class LocalStack:
     def start_redis(self) -> None:
         self._children["redis"].start(self.start_timeout)
 
+    def stop_broker(self) -> None:
+        self._children["broker"].stop()
+
     @property
     def pids(self) -> dict[str, int]:
         return {n: c.proc.pid for n, c in self._children.items() if c.proc is not None}

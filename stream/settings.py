@@ -181,6 +181,9 @@ class Settings(BaseSettings):
     # --- engine ---------------------------------------------------------------------------
     batch_max_records: int = Field(default=5000, ge=1)
     batch_timeout_ms: int = Field(default=200, ge=1)
+    dlq_give_up_seconds: float = Field(
+        default=60.0, gt=0, description="Longest a batch waits for an unreachable DLQ, then drops."
+    )
 
     # --- HTTP / Prometheus ----------------------------------------------------------------
     web_host: str = "127.0.0.1"
