@@ -17,11 +17,14 @@ from typing import Any
 import faust
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from stream import web_auth
+from stream.connections import faust_broker_credentials, kafka_client_kwargs, redis_target
 from stream.contract.decode import Decoder, Event
 from stream.contract.types import Family
 from stream.engine import store
 from stream.engine.consumer import BatchEngine, EngineConfig
 from stream.engine.deltas import Deltas, Layout
+from stream.engine.dlq import DlqPolicy
 from stream.engine.fold import FoldContext, Handler
 from stream.engine.keyed import KeyedState
 from stream.engine.keys import Keys
@@ -143,7 +146,15 @@ def build_app(settings: Settings) -> Application:
         broker_heartbeat_interval=1.0,
         broker_rebalance_timeout=6.0,
         producer_acks=-1,
+        broker_credentials=faust_broker_credentials(settings),
+        # faust's own pages (partition routing, table contents) serve nothing here.
+        web_router_enabled=False,
+        web_tables_enabled=False,
     )
+    token = web_auth.load_token(settings)
+    web_auth.install(app, token)
+    if token is None and settings.web_host not in ("127.0.0.1", "::1", "localhost"):
+        log.warning("HTTP API and /metrics on %s without a bearer token", settings.web_host)
 
     async def send(topic: str, key: bytes | None, value: bytes) -> Any:
         return await app.producer.send(topic, key, value, None, None, None)
@@ -156,8 +167,10 @@ def build_app(settings: Settings) -> Application:
             dlq_topic=settings.topics.dlq,
             batch_max_records=settings.batch_max_records,
             batch_timeout_ms=settings.batch_timeout_ms,
+            client_kwargs=kafka_client_kwargs(settings),
+            dlq_policy=DlqPolicy(give_up_after_s=settings.dlq_give_up_seconds),
         ),
-        settings.redis_url,
+        redis_target(settings),
         keys,
         build_layout(settings, windows),
         build_fold_context(settings, windows, keyed_states),
@@ -165,7 +178,7 @@ def build_app(settings: Settings) -> Application:
         send,
         keyed_states=keyed_states,
     )
-    reader_client = store.connect(settings.redis_url)
+    reader_client = store.connect(redis_target(settings))
     reader = Reader(reader_client, keys)
     exporter = BusinessExporter(
         reader,

@@ -152,7 +152,7 @@ async def _publish_simulation(sim: Any, plan: Any) -> None:
     settings, stack = with_infrastructure(_settings())
     try:
         await ensure_topics(settings)
-        async with BatchPublisher(settings.kafka_bootstrap_servers) as publisher:
+        async with BatchPublisher.from_settings(settings) as publisher:
             n = await publish(sim.events(), plan, publisher, _family_topics(settings))
         console.print(f"published {n} events")
     finally:
@@ -217,7 +217,7 @@ async def _replay(path: Path, csv_mapping: dict[str, str] | None) -> int:
         )
         with progress:
             task = progress.add_task("replay", total=total)
-            async with BatchPublisher(settings.kafka_bootstrap_servers) as publisher:
+            async with BatchPublisher.from_settings(settings) as publisher:
                 for n, message in enumerate(iter_messages(path, csv_mapping), 1):
                     topic, key = router.route(message)
                     await publisher.send(topic, key, message)
@@ -322,6 +322,7 @@ def query(
 
 
 async def _query(metric: str, params: dict[str, str]) -> dict[str, Any]:
+    from stream.connections import redis_target
     from stream.engine import store
     from stream.engine.keys import Keys
     from stream.engine.windows import Windows
@@ -332,7 +333,7 @@ async def _query(metric: str, params: dict[str, str]) -> dict[str, Any]:
     settings = _settings()
     if not settings.redis_url:
         raise click.ClickException("set REDIS_URL to the Redis the workers write to")
-    client = store.connect(settings.redis_url)
+    client = store.connect(redis_target(settings))
     try:
         reader = Reader(client, Keys(settings.key_prefix))
         return await run_query(

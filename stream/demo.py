@@ -24,9 +24,11 @@ from rich.live import Live
 from rich.panel import Panel
 from rich.table import Table
 
+from stream.connections import redacted_url
 from stream.localstack import die_with_parent, free_port
 from stream.runtime import child_environment, with_infrastructure
 from stream.settings import Settings
+from stream.web_auth import load_token
 
 Samples = dict[str, list[tuple[dict[str, str], float]]]
 
@@ -43,8 +45,11 @@ def spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[b
         )
 
 
-def scrape(url: str, timeout: float = 2.0) -> Samples:
-    with urllib.request.urlopen(url, timeout=timeout) as response:
+def scrape(url: str, token: bytes | None = None, timeout: float = 2.0) -> Samples:
+    request = urllib.request.Request(url)
+    if token is not None:
+        request.add_header("Authorization", "Bearer " + token.decode())
+    with urllib.request.urlopen(request, timeout=timeout) as response:
         text = response.read().decode()
     samples: Samples = {}
     for family in text_string_to_metric_families(text):
@@ -200,9 +205,11 @@ def run_demo(settings: Settings, *, users: int, activity: float, seed: int, web_
         f"metrics     {base}/metrics",
         f"HTTP API    {base}/api/v1/metrics   e.g. {base}/api/v1/metrics/dau?granularity=day",
         f"health      {base}/healthz  {base}/readyz",
-        f"kafka       {settings.kafka_bootstrap_servers}    redis {settings.redis_url}",
+        f"kafka       {settings.kafka_bootstrap_servers}",
+        f"redis       {redacted_url(settings.redis_url)}",
         f"logs        {workdir}/worker.log, {workdir}/simulator.log",
     ]
+    token = load_token(settings)
     rates = RateTracker()
     stop = False
 
@@ -218,7 +225,7 @@ def run_demo(settings: Settings, *, users: int, activity: float, seed: int, web_
                     if child.poll() is not None:
                         raise SystemExit(f"a child process exited ({child.args!r}); see {workdir}")
                 try:
-                    samples = scrape(f"{base}/metrics")
+                    samples = scrape(f"{base}/metrics", token)
                 except OSError:
                     live.update(Panel("waiting for the worker's HTTP server…\n" + "\n".join(urls)))
                 else:

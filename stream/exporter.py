@@ -86,7 +86,9 @@ def cap_labels(values: dict[tuple[str, ...], float], limit: int) -> dict[tuple[s
     ranked = sorted(values.items(), key=lambda kv: (-kv[1], kv[0]))
     kept = dict(ranked[: limit - 1])
     width = len(ranked[0][0])
-    kept[(OTHER,) * width] = sum(v for _, v in ranked[limit - 1 :])
+    other = (OTHER,) * width
+    # A real value may itself be spelled "other": add to it instead of overwriting it.
+    kept[other] = kept.get(other, 0.0) + sum(v for _, v in ranked[limit - 1 :])
     return kept
 
 

@@ -119,12 +119,23 @@ class _Child:
         return self.proc is not None and self.proc.poll() is None
 
 
+@dataclass(frozen=True)
+class RedisTls:
+    """Certificate files for a TLS-only redis-server (clients must present one when mutual)."""
+
+    cert_file: Path
+    key_file: Path
+    ca_file: Path
+    mutual: bool = True
+
+
 @dataclass
 class LocalStack:
     """Tansu + redis-server on loopback. Use as a context manager, or start()/stop()."""
 
     workdir: Path | None = None
     redis_appendonly: bool = False
+    redis_tls: RedisTls | None = None  # TLS only (no plain port): rediss:// URL
     start_timeout: float = 20.0
     _children: dict[str, _Child] = field(default_factory=dict, init=False)
     _own_workdir: bool = field(default=False, init=False)
@@ -135,7 +146,8 @@ class LocalStack:
 
     @property
     def redis_url(self) -> str:
-        return f"redis://127.0.0.1:{self._children['redis'].port}/0"
+        scheme = "redis" if self.redis_tls is None else "rediss"
+        return f"{scheme}://127.0.0.1:{self._children['redis'].port}/0"
 
     def start(self) -> LocalStack:
         if self.workdir is None:
@@ -175,6 +187,12 @@ class LocalStack:
             "--appendonly",
             "yes" if self.redis_appendonly else "no",
         ]
+        if self.redis_tls is not None:
+            tls = self.redis_tls
+            redis_argv[1:3] = ["--port", "0", "--tls-port", str(redis_port)]
+            redis_argv += ["--tls-cert-file", str(tls.cert_file), "--tls-key-file"]
+            redis_argv += [str(tls.key_file), "--tls-ca-cert-file", str(tls.ca_file)]
+            redis_argv += ["--tls-auth-clients", "yes" if tls.mutual else "no"]
         self._children["redis"] = _Child(
             "redis", redis_argv, redis_port, self.workdir / "redis.log"
         )
@@ -201,6 +219,9 @@ class LocalStack:
 
     def start_redis(self) -> None:
         self._children["redis"].start(self.start_timeout)
+
+    def stop_broker(self) -> None:
+        self._children["broker"].stop()
 
     @property
     def pids(self) -> dict[str, int]:

@@ -48,6 +48,12 @@ class WorkerMetrics:
         self.dlq_errors = Counter(
             "stream_dlq_publish_errors", "Failed dead-letter publishes (retried).", registry=r
         )
+        self.dlq_dropped = Counter(
+            "stream_dlq_dropped",
+            "Dead letters dropped after the DLQ stayed unreachable for the give-up time.",
+            ["topic", "reason"],
+            registry=r,
+        )
         self.batch_size = Histogram(
             "stream_batch_size_events",
             "Records per consumer batch (all partitions).",

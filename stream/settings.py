@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AliasChoices, BaseModel, Field, field_validator
+from pydantic import AliasChoices, BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -181,10 +181,36 @@ class Settings(BaseSettings):
     # --- engine ---------------------------------------------------------------------------
     batch_max_records: int = Field(default=5000, ge=1)
     batch_timeout_ms: int = Field(default=200, ge=1)
+    dlq_give_up_seconds: float = Field(
+        default=60.0, gt=0, description="Longest a batch waits for an unreachable DLQ, then drops."
+    )
 
     # --- HTTP / Prometheus ----------------------------------------------------------------
     web_host: str = "127.0.0.1"
     web_port: int = Field(default=6066, ge=0, le=65535)
+    web_auth_token: SecretStr = Field(
+        default=SecretStr(""),
+        description="Bearer token every route but /healthz and /readyz requires. Empty: open.",
+    )
+    web_auth_token_file: str = Field(
+        default="", description="File holding the bearer token (wins over web_auth_token)."
+    )
+
+    # --- Kafka security -------------------------------------------------------------------
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
+    kafka_sasl_username: str = ""
+    kafka_sasl_password: SecretStr = SecretStr("")
+    kafka_tls_ca_file: str = Field(default="", description="CA bundle; empty: system CAs.")
+    kafka_tls_cert_file: str = Field(default="", description="Client certificate (mTLS).")
+    kafka_tls_key_file: str = Field(default="", description="Client certificate's key.")
+
+    # --- Redis security -------------------------------------------------------------------
+    redis_username: str = Field(default="", description="ACL user (Redis 6+).")
+    redis_password: SecretStr = SecretStr("")
+    redis_tls_ca_file: str = Field(default="", description="CA bundle for rediss://.")
+    redis_tls_cert_file: str = Field(default="", description="Client certificate (mTLS).")
+    redis_tls_key_file: str = Field(default="", description="Client certificate's key.")
 
     @field_validator("timezone")
     @classmethod
@@ -211,6 +237,15 @@ class Settings(BaseSettings):
         if bad:
             raise ValueError(f"segment_event_map maps to unknown event types: {bad}")
         return value
+
+    @model_validator(mode="after")
+    def _sasl_has_credentials(self) -> Settings:
+        # Fail at start-up, not at the first broker connection minutes later.
+        if self.kafka_security_protocol.startswith("SASL_") and not (
+            self.kafka_sasl_username and self.kafka_sasl_password.get_secret_value()
+        ):
+            raise ValueError("SASL needs kafka_sasl_username and kafka_sasl_password")
+        return self
 
     @classmethod
     def settings_customise_sources(

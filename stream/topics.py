@@ -12,6 +12,7 @@ import logging
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
+from stream.connections import kafka_client_kwargs
 from stream.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -20,7 +21,9 @@ log = logging.getLogger(__name__)
 async def ensure_topics(settings: Settings) -> None:
     t = settings.topics
     wanted = [*t.inputs(), t.dlq, t.churn_risk]
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=settings.kafka_bootstrap_servers, **kafka_client_kwargs(settings)
+    )
     await admin.start()
     try:
         existing = set(await admin.list_topics())

@@ -128,6 +128,10 @@ class Decoder:
             return Rejection(Reason.SCHEMA, text)
         except (msgspec.DecodeError, UnicodeDecodeError) as exc:
             return Rejection(Reason.NOT_JSON, str(exc))
+        except RecursionError:
+            # msgspec recurses into unknown nested values too: ~1000 levels of [[[…]]] fit in a
+            # few KB, well under max_message_bytes, and would otherwise escape as an exception.
+            return Rejection(Reason.SCHEMA, "nesting too deep")
         kind = raw.type
         if kind in _NATIVE_TYPES:
             # Fast path (the common case): our own envelope with an integer timestamp.

@@ -18,7 +18,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import mode
@@ -28,7 +28,7 @@ from aiokafka.errors import KafkaError
 
 from stream.engine import store
 from stream.engine.deltas import Layout, build_call
-from stream.engine.dlq import SendFn, publish_rejects
+from stream.engine.dlq import DlqPolicy, SendFn, publish_or_drop
 from stream.engine.fold import FoldContext, FoldResult, fold_records
 from stream.engine.keyed import KeyedState, fields_by_key
 from stream.engine.keys import Keys
@@ -69,6 +69,7 @@ class EngineConfig:
     heartbeat_interval_ms: int = 1_000
     rebalance_timeout_ms: int = 5_000
     client_kwargs: dict[str, Any] | None = None  # TLS / SASL settings passed to aiokafka
+    dlq_policy: DlqPolicy = field(default_factory=DlqPolicy)
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -86,7 +87,7 @@ class BatchEngine(mode.Service):
     def __init__(
         self,
         config: EngineConfig,
-        redis_url: str,
+        redis_url: str | store.RedisTarget,
         keys: Keys,
         layout: Layout,
         fold_ctx: FoldContext,
@@ -388,15 +389,12 @@ class BatchEngine(mode.Service):
                 delay = min(delay * 2, 5.0)
 
     async def _dlq_retry(self, tp: TopicPartition, result: FoldResult) -> None:
-        delay = 0.1
-        while True:
-            try:
-                await publish_rejects(
-                    self.send, self.config.dlq_topic, tp.topic, tp.partition, result.rejected
-                )
-                return
-            except (TimeoutError, KafkaError, OSError) as exc:
-                self.metrics.dlq_errors.inc()
-                log.warning("DLQ publish failed (%s); retrying", type(exc).__name__)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+        await publish_or_drop(
+            self.send,
+            self.config.dlq_topic,
+            tp.topic,
+            tp.partition,
+            result.rejected,
+            self.metrics,
+            self.config.dlq_policy,
+        )

@@ -21,8 +21,17 @@ from stream.settings import Retention
 
 
 def pair_digest(*parts: str) -> str:
-    """Stable 64-bit digest of a tuple of ids (Python's hash() differs per process)."""
-    return hashlib.blake2b("\x00".join(parts).encode(), digest_size=8).hexdigest()
+    """Stable 64-bit digest of a tuple of ids (Python's hash() differs per process).
+
+    Ids are user-controlled and may contain the NUL separator, which would make ("a\0b", "c")
+    and ("a", "b\0c") the same pair. Such tuples are length-prefixed in a separate BLAKE2b domain
+    instead; every other tuple keeps the digest it always had (open sessions stay addressable).
+    """
+    joined = "\x00".join(parts)
+    if joined.count("\x00") == len(parts) - 1:
+        return hashlib.blake2b(joined.encode(), digest_size=8).hexdigest()
+    framed = b"".join(len(b).to_bytes(4, "big") + b for b in (p.encode() for p in parts))
+    return hashlib.blake2b(framed, digest_size=8, person=b"es-framed").hexdigest()
 
 
 class Deltas:

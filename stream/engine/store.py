@@ -8,8 +8,9 @@ monitoring.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
+from typing import Any
 
 import msgspec
 import redis.asyncio as aioredis
@@ -24,10 +25,40 @@ def function_source() -> str:
     return resources.files("stream.engine").joinpath("apply.lua").read_text()
 
 
-def connect(url: str) -> aioredis.Redis:
-    """The project's Redis client. Bytes in, bytes out; decoding is the caller's business."""
+@dataclass(frozen=True)
+class RedisTarget:
+    """A Redis URL plus the credentials and TLS files kept out of it (URLs end up in logs)."""
+
+    url: str
+    username: str = ""
+    password: str = field(default="", repr=False)
+    tls_ca_file: str = ""
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+
+
+def connect(target: str | RedisTarget) -> aioredis.Redis:
+    """The project's Redis client. Bytes in, bytes out; decoding is the caller's business.
+
+    Credentials written in the URL win over the target's fields (redis-py's precedence).
+    """
+    t = RedisTarget(target) if isinstance(target, str) else target
+    options: dict[str, Any] = {}
+    if t.username:
+        options["username"] = t.username
+    if t.password:
+        options["password"] = t.password
+    tls_files = {
+        "ssl_ca_certs": t.tls_ca_file,
+        "ssl_certfile": t.tls_cert_file,
+        "ssl_keyfile": t.tls_key_file,
+    }
+    if t.url.startswith("rediss://"):
+        options.update({k: v for k, v in tls_files.items() if v}, ssl_cert_reqs="required")
+    elif any(tls_files.values()):
+        raise ValueError("Redis TLS files are set but the URL is not rediss://")
     return aioredis.Redis.from_url(
-        url, socket_connect_timeout=2.0, socket_timeout=10.0, health_check_interval=15
+        t.url, socket_connect_timeout=2.0, socket_timeout=10.0, health_check_interval=15, **options
     )
 
 

@@ -15,6 +15,9 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import murmur2
 
+from stream.connections import kafka_client_kwargs
+from stream.settings import Settings
+
 
 @dataclass
 class _Open:
@@ -33,6 +36,11 @@ class BatchPublisher:
     _open: dict[tuple[str, int], _Open] = field(default_factory=dict)
     _inflight: list[asyncio.Future[Any]] = field(default_factory=list)
     _cache: dict[tuple[str, bytes], int] = field(default_factory=dict)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> BatchPublisher:
+        """A publisher with the deployment's TLS/SASL options (see :mod:`stream.connections`)."""
+        return cls(settings.kafka_bootstrap_servers, client_kwargs=kafka_client_kwargs(settings))
 
     async def start(self) -> None:
         self._producer = AIOKafkaProducer(

@@ -15,6 +15,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from stream.app import build_fold_context, build_keyed_states, build_layout, topic_families
+from stream.connections import kafka_client_kwargs, redis_target
 from stream.contract.types import FAMILY_OF, EventType
 from stream.engine import store
 from stream.engine.consumer import BatchEngine, EngineConfig
@@ -75,7 +76,7 @@ async def wait_caught_up(settings: Settings, timeout: float = 60.0) -> None:
     ends = await end_offsets(settings)
     families = topic_families(settings)
     keys = Keys(settings.key_prefix)
-    client = store.connect(settings.redis_url)
+    client = store.connect(redis_target(settings))
     deadline = time.monotonic() + timeout
     try:
         while True:
@@ -126,8 +127,9 @@ class EngineHarness:
                 batch_timeout_ms=50,
                 rebalance_timeout_ms=1000,
                 session_timeout_ms=6000,
+                client_kwargs=kafka_client_kwargs(s),
             ),
-            s.redis_url,
+            redis_target(s),
             Keys(s.key_prefix),
             build_layout(s, windows),
             build_fold_context(s, windows, keyed_states),
