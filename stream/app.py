@@ -167,6 +167,7 @@ def build_app(settings: Settings) -> Application:
             dlq_topic=settings.topics.dlq,
             batch_max_records=settings.batch_max_records,
             batch_timeout_ms=settings.batch_timeout_ms,
+            dedupe_window_events=settings.dedupe_window_events,
             client_kwargs=kafka_client_kwargs(settings),
             dlq_policy=DlqPolicy(give_up_after_s=settings.dlq_give_up_seconds),
         ),

@@ -181,6 +181,12 @@ class Settings(BaseSettings):
     # --- engine ---------------------------------------------------------------------------
     batch_max_records: int = Field(default=5000, ge=1)
     batch_timeout_ms: int = Field(default=200, ge=1)
+    dedupe_window_events: int = Field(
+        default=50_000,
+        ge=0,
+        description="Per partition: an event_id seen among this many preceding events is a "
+        "duplicate (0: off).",
+    )
     dlq_give_up_seconds: float = Field(
         default=60.0, gt=0, description="Longest a batch waits for an unreachable DLQ, then drops."
     )

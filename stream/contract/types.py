@@ -124,3 +124,4 @@ class Reason(StrEnum):
     FUTURE_TIMESTAMP = "future_timestamp"
     OUT_OF_RANGE = "out_of_range"
     LATE = "late"
+    DUPLICATE = "duplicate"  # event_id already seen among the partition's recent events

@@ -27,6 +27,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 
 from stream.engine import store
+from stream.engine.dedupe import PartitionWindow
 from stream.engine.deltas import Layout, build_call
 from stream.engine.dlq import DlqPolicy, SendFn, publish_or_drop
 from stream.engine.fold import FoldContext, FoldResult, fold_records
@@ -54,6 +55,8 @@ class PartitionState:
     shard: str
     offset: int  # last applied offset (-1: none)
     max_ts: int
+    window: PartitionWindow  # producer-duplicate detection (stream.engine.dedupe)
+    warm_until: int = -1  # records up to here were applied before: they only rebuild `window`
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,7 @@ class EngineConfig:
     session_timeout_ms: int = 10_000
     heartbeat_interval_ms: int = 1_000
     rebalance_timeout_ms: int = 5_000
+    dedupe_window_events: int = 50_000  # per partition; 0: no duplicate detection
     client_kwargs: dict[str, Any] | None = None  # TLS / SASL settings passed to aiokafka
     dlq_policy: DlqPolicy = field(default_factory=DlqPolicy)
 
@@ -200,9 +204,14 @@ class BatchEngine(mode.Service):
         self, tp: TopicPartition, shard: str, progress: store.PartitionProgress
     ) -> None:
         assert self._consumer is not None
-        self.partitions[tp] = PartitionState(shard, progress.offset, progress.max_ts)
+        window = PartitionWindow(self.config.dedupe_window_events)
+        self.partitions[tp] = PartitionState(
+            shard, progress.offset, progress.max_ts, window, progress.offset
+        )
         if progress.offset >= 0:
-            self._consumer.seek(tp, progress.offset + 1)
+            # Re-read the records before the stored position into the duplicate window first:
+            # the fold only rebuilds the window from them (warm_until), it counts nothing twice.
+            self._consumer.seek(tp, window.warm_start(progress.offset))
         else:
             # Offset 0 (not seek_to_beginning, which waits on a ListOffsets round trip per
             # partition): below the log start it resets to the earliest offset by itself.
@@ -223,17 +232,24 @@ class BatchEngine(mode.Service):
             state = self.partitions.get(tp)
             if state is None or not records:
                 continue  # revoked while fetched
-            total += len(records)
             result = None
             for i in range(0, len(records), FOLD_SLICE):
                 result = fold_records(
-                    records[i : i + FOLD_SLICE], self.fold_ctx, state.max_ts, now_ms, result
+                    records[i : i + FOLD_SLICE],
+                    self.fold_ctx,
+                    state.max_ts,
+                    now_ms,
+                    result,
+                    state.window,
+                    state.warm_until,
                 )
                 if self._inflight is not None:
                     # The previous batch's commands may still sit in the socket's write buffer:
                     # a turn of the event loop lets Redis receive them and work while we fold.
                     await asyncio.sleep(0)
-            assert result is not None
+            if result is None:
+                continue  # only warm-up records (already applied)
+            total += result.last_offset - result.first_offset + 1
             folds.append((tp, state, result))
         if not folds:
             return

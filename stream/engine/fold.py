@@ -14,6 +14,7 @@ from typing import Protocol
 
 from stream.contract.decode import Decoder, Event, Rejection
 from stream.contract.types import Reason
+from stream.engine.dedupe import PartitionWindow
 from stream.engine.deltas import Deltas
 
 Handler = Callable[[Event, int, Deltas], None]
@@ -78,13 +79,22 @@ def fold_records(
     max_ts: int,
     now_ms: int,
     into: FoldResult | None = None,
-) -> FoldResult:
+    window: PartitionWindow | None = None,
+    warm_until: int = -1,
+) -> FoldResult | None:
     """Fold records (one partition, offset order) given the partition's stored max event time.
 
     ``into`` continues an earlier result of the same partition with the records that follow
     it, so a large batch can be folded in slices (the engine yields to the event loop between
-    them); the outcome is the same as one call over all records.
+    them); the outcome is the same as one call over all records. ``window`` detects producer
+    duplicates by event id; records at or before ``warm_until`` (already applied by an earlier
+    owner) only rebuild it. None when every record was such a warm-up record and nothing
+    was folded before.
     """
+    if window is not None and records[0].offset <= warm_until:
+        records = _warm(records, ctx, window, warm_until, now_ms)
+        if not records:
+            return into
     if into is None:
         result = FoldResult(Deltas(), records[0].offset, records[-1].offset, max_ts)
     else:
@@ -92,6 +102,7 @@ def fold_records(
         result.last_offset = records[-1].offset
         max_ts = result.max_ts
     deltas = result.deltas
+    admit = window.admit if window is not None else _admit_all
     decode = ctx.decoder.decode
     handlers = ctx.handlers
     passive = ctx.passive_events
@@ -111,6 +122,9 @@ def fold_records(
             rejected.append(_reject(record, value, outcome.reason, outcome.detail))
             continue
         event: Event = outcome  # type: ignore[assignment]
+        if not admit(record.offset, event.event_id):
+            rejected.append(_reject(record, value, Reason.DUPLICATE, "event_id seen recently"))
+            continue
         ts = event.ts_ms
         if ts > max_ts:
             max_ts = ts
@@ -139,3 +153,33 @@ def fold_records(
     result.accepted = accepted
     result.max_ts = max_ts
     return result
+
+
+def _admit_all(offset: int, event_id: str) -> bool:
+    return True
+
+
+def _warm(
+    records: Sequence[Record],
+    ctx: FoldContext,
+    window: PartitionWindow,
+    warm_until: int,
+    now_ms: int,
+) -> Sequence[Record]:
+    """Feed already-applied records into the duplicate window; return the records after them.
+
+    They are decoded exactly as when they were first folded, except that "now" (for the
+    future-timestamp check) is the record's own Kafka timestamp, the closest known stand-in for
+    the moment it was first processed (now, for a record without one).
+    """
+    decode = ctx.decoder.decode
+    for i, record in enumerate(records):
+        if record.offset > warm_until:
+            return records[i:]
+        value = record.value
+        if value is None:
+            continue
+        outcome = decode(value, record.timestamp if record.timestamp > 0 else now_ms)
+        if type(outcome) is not Rejection:
+            window.admit(record.offset, outcome.event_id)  # type: ignore[union-attr]
+    return ()

@@ -15,7 +15,7 @@ from stream.engine.keys import Keys
 from stream.engine.windows import Windows
 from stream.settings import Settings
 from tests.support.compare import compare_all
-from tests.support.events import event
+from tests.support.events import clickstream_mix, event
 from tests.support.harness import EngineHarness, publish_events, wait_caught_up
 from tests.support.reference import Reference
 
@@ -25,27 +25,6 @@ pytestmark = pytest.mark.integration
 class Rec:
     def __init__(self, offset: int, value: bytes) -> None:
         self.offset, self.value, self.key, self.timestamp = offset, value, b"u", 0
-
-
-def _stream(n: int, t0: int, users: int = 17) -> list[dict[str, Any]]:
-    out = []
-    for i in range(n):
-        u = f"u{i % users}"
-        ts = t0 + i * 1500
-        kind = ("page_view", "impression", "click", "feature_used", "like")[i % 5]
-        out.append(
-            event(
-                kind,
-                u,
-                ts,
-                page="/pricing",
-                campaign="c1",
-                placement="top",
-                feature="export",
-                post_id="p",
-            )
-        )
-    return out
 
 
 async def test_guard_refuses_replay_and_stale_writer(settings: Settings, redis_client: Any) -> None:
@@ -99,7 +78,11 @@ async def test_failover_losing_writes_loses_no_events(
     settings: Settings, redis_client: Any
 ) -> None:
     t0 = int(time.time() * 1000) - 3_600_000
-    part1, part2, part3 = _stream(600, t0), _stream(600, t0 + 900_000), _stream(300, t0 + 1_800_000)
+    part1, part2, part3 = (
+        clickstream_mix(600, t0),
+        clickstream_mix(600, t0 + 900_000),
+        clickstream_mix(300, t0 + 1_800_000),
+    )
     async with EngineHarness(settings) as harness:
         await publish_events(settings, part1)
         await wait_caught_up(settings)
@@ -125,7 +108,7 @@ async def test_failover_losing_writes_loses_no_events(
 
 async def test_restart_resumes_from_redis_not_kafka(settings: Settings) -> None:
     t0 = int(time.time() * 1000) - 7_200_000
-    a, b = _stream(500, t0), _stream(500, t0 + 1_000_000)
+    a, b = clickstream_mix(500, t0), clickstream_mix(500, t0 + 1_000_000)
     async with EngineHarness(settings):
         await publish_events(settings, a)
         await wait_caught_up(settings)

@@ -19,3 +19,23 @@ def event(type_: str, user: str, ts: int, **props: Any) -> dict[str, Any]:
     if type_ in ("page_view", "screen_view", "impression", "click", "conversion", "feature_used"):
         e["session_id"] = f"s-{user}"
     return e
+
+
+def clickstream_mix(n: int, t0: int, users: int = 17) -> list[dict[str, Any]]:
+    """`n` events 1.5 s apart cycling through five types, for exactly-once style tests."""
+    out = []
+    for i in range(n):
+        kind = ("page_view", "impression", "click", "feature_used", "like")[i % 5]
+        out.append(
+            event(
+                kind,
+                f"u{i % users}",
+                t0 + i * 1500,
+                page="/pricing",
+                campaign="c1",
+                placement="top",
+                feature="export",
+                post_id="p",
+            )
+        )
+    return out

@@ -40,8 +40,14 @@ DECODER = Decoder(
 )
 
 #: Reasons a JSON Schema cannot express: message size, non-JSON bytes, the worker's clock, the
-#: partition's watermark.
-NOT_EXPRESSIBLE = {Reason.OVERSIZED, Reason.NOT_JSON, Reason.FUTURE_TIMESTAMP, Reason.LATE}
+#: partition's watermark and its recent event ids.
+NOT_EXPRESSIBLE = {
+    Reason.OVERSIZED,
+    Reason.NOT_JSON,
+    Reason.FUTURE_TIMESTAMP,
+    Reason.LATE,
+    Reason.DUPLICATE,
+}
 
 #: The properties each type needs to be accepted.
 REQUIRED_PROPS: dict[str, dict[str, Any]] = {
