@@ -8,6 +8,10 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 VENV="${VENV:-.venv}"
+# Schema checkers used by the tests (compose spec, Kubernetes manifests). A separate environment:
+# check-jsonschema needs click >= 8.4, which faust-streaming's pin (click < 8.4) forbids in .venv.
+TOOLS_VENV="${TOOLS_VENV:-.venv-tools}"
+TOOLS="check-jsonschema==0.33.* kubernetes-validate==1.31.*"
 PYTHON="${PYTHON:-python3}"
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
@@ -16,6 +20,7 @@ system_packages() {
     local missing=()
     command -v redis-server >/dev/null 2>&1 || [ -x /usr/bin/redis-server ] || missing+=(redis-server)
     command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+    command -v amtool >/dev/null 2>&1 || missing+=(prometheus-alertmanager)
     [ ${#missing[@]} -eq 0 ] && return 0
     if command -v apt-get >/dev/null 2>&1; then
         local sudo=""
@@ -24,7 +29,7 @@ system_packages() {
         $sudo apt-get update -qq
         DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
     else
-        echo "Please install: ${missing[*]} (redis-server >= 7 and Prometheus' promtool)." >&2
+        echo "Please install: ${missing[*]} (redis-server >= 7, Prometheus' promtool, Alertmanager's amtool)." >&2
         echo "  macOS: brew install redis prometheus    Fedora: dnf install redis prometheus" >&2
         exit 1
     fi
@@ -48,7 +53,21 @@ python_env() {
     fi
 }
 
-setup() { system_packages; python_env; }
+tools_env() {
+    local stamp="$TOOLS_VENV/.installed"
+    if [ ! -x "$TOOLS_VENV/bin/python" ]; then
+        say "creating tools virtualenv $TOOLS_VENV"
+        "$PYTHON" -m venv "$TOOLS_VENV"
+    fi
+    if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$TOOLS" ]; then
+        say "installing schema checkers: $TOOLS"
+        # shellcheck disable=SC2086 # word splitting of the requirement list is intended
+        "$TOOLS_VENV/bin/python" -m pip install -q $TOOLS
+        printf '%s' "$TOOLS" >"$stamp"
+    fi
+}
+
+setup() { system_packages; python_env; tools_env; }
 
 case "${1:-}" in
     setup) setup ;;

@@ -1,0 +1,1 @@
+"""Operations artefacts generated from code (Grafana dashboards); never imported by a worker."""
