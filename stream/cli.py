@@ -207,8 +207,9 @@ def replay(path: Path, mapping: str | None) -> None:
     n, publishing = asyncio.run(_replay(path, messages))
     overhead = time.perf_counter() - started - publishing
     console.print(
-        f"replayed {n:,} events in {publishing:.2f}s ({n / max(publishing, 1e-9):,.0f} events/s,"
-        f" until the last was acknowledged; plus {overhead:.2f}s to connect and start/stop)"
+        f"replayed {n:,} events in {publishing:.2f}s, {n / max(publishing, 1e-9):,.0f} events/s"
+        f" (to the last ack; +{overhead:.2f}s start/stop)",
+        soft_wrap=True,
     )
 
 
