@@ -15,6 +15,8 @@ from typing import Annotated
 
 import msgspec
 
+from stream.contract.identity import SEGMENT_CALLS as _SEGMENT_CALLS
+from stream.contract.identity import message_user_id
 from stream.contract.types import REPLY_AUTHORS, SCORE_RANGE, EventType, Reason
 
 #: Bounds on identifiers: they end up in Redis keys and hash fields, so keep them sane.
@@ -91,7 +93,6 @@ class Rejection(msgspec.Struct, gc=False):
 
 _EMPTY_PROPS = Properties()
 _NATIVE_TYPES: frozenset[str] = frozenset(t.value for t in EventType if t != EventType.IDENTIFY)
-_SEGMENT_CALLS: frozenset[str] = frozenset({"page", "screen", "track", "identify"})
 _decoder = msgspec.json.Decoder(RawMessage)
 # The field a validation error points at decides the reason code.
 _PATH_REASON: tuple[tuple[str, Reason], ...] = (
@@ -134,7 +135,8 @@ class Decoder:
             return Rejection(Reason.SCHEMA, "nesting too deep")
         kind = raw.type
         if kind in _NATIVE_TYPES:
-            # Fast path (the common case): our own envelope with an integer timestamp.
+            # Fast path (the common case): our own envelope with an integer timestamp. The user
+            # is `user_id`, as message_user_id() says for native types (without the call).
             event_id, user_id, ts = raw.event_id, raw.user_id, raw.ts
             if not event_id:
                 return Rejection(Reason.MISSING_EVENT_ID, "missing event_id")
@@ -163,7 +165,7 @@ class Decoder:
                 return Rejection(Reason.UNKNOWN_TYPE, f"unmapped track event {raw.event!r}")
             event_type = mapped
             event_id = raw.messageId or raw.event_id
-            user_id = raw.userId or raw.anonymousId or raw.user_id
+            user_id = message_user_id(kind, raw.user_id, raw.userId, raw.anonymousId)
             ts = raw.timestamp if raw.timestamp is not None else raw.ts
         elif kind is None:
             return Rejection(Reason.SCHEMA, "missing `type`")

@@ -83,3 +83,17 @@ def test_clicks_mostly_follow_an_impression_and_some_are_orphans() -> None:
             else:
                 orphans += 1
     assert with_imp > orphans > 0
+
+
+def test_active_crowd_starts_at_once() -> None:
+    """The live demo (activity 60) must have traffic from its first minute: first sessions come
+    `activity` times sooner, not spread over the same 6 hours as at activity 1."""
+    start = 1_795_000_000_000
+
+    def first_two_minutes(activity: float) -> int:
+        sim = Simulator(SimulationConfig(seed=7, users=1000, start_ms=start, activity=activity))
+        events = itertools.takewhile(lambda e: e.ts_ms < start + 120_000, sim.events())
+        return sum(1 for _ in events)
+
+    busy, calm = first_two_minutes(60.0), first_two_minutes(1.0)
+    assert busy > 20 * calm and busy > 500, (busy, calm)
