@@ -40,6 +40,7 @@ from stream.localstack import die_with_parent, free_port
 from stream.metrics.sessions import SessionState
 from stream.runtime import with_infrastructure, worker_environment
 from stream.settings import Settings, TopicNames
+from stream.tools.offsets import log_ends, partitions_of
 from stream.tools.publish import BatchPublisher
 from stream.tools.simulate import SimulationConfig, Simulator
 from stream.topics import ensure_topics
@@ -132,11 +133,7 @@ async def raw_loop(settings: Settings, expected: int) -> float:
     )
     await consumer.start()
     try:
-        tps = [
-            TopicPartition(t, p)
-            for t in settings.topics.inputs()
-            for p in (consumer.partitions_for_topic(t) or await _parts(consumer, t))
-        ]
+        tps = await partitions_of(consumer, settings.topics.inputs())
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         seen = 0
@@ -149,25 +146,6 @@ async def raw_loop(settings: Settings, expected: int) -> float:
                     loads(r.value)
                 seen += len(records)
         return seen / (time.perf_counter() - started)
-    finally:
-        await consumer.stop()
-
-
-async def _parts(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
-    await consumer._client.force_metadata_update()
-    return consumer.partitions_for_topic(topic) or set()
-
-
-async def end_offsets(settings: Settings) -> dict[TopicPartition, int]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers)
-    await consumer.start()
-    try:
-        tps = [
-            TopicPartition(t, p)
-            for t in settings.topics.inputs()
-            for p in (consumer.partitions_for_topic(t) or await _parts(consumer, t))
-        ]
-        return dict(await consumer.end_offsets(tps))
     finally:
         await consumer.stop()
 
@@ -356,7 +334,7 @@ async def run_bench(
             file=sys.stderr,
         )
         result.raw_loop_events_per_s = await raw_loop(settings, produced)
-        ends = await end_offsets(settings)
+        ends = await log_ends(settings)
         mem_before = int((await client.info("memory"))["used_memory"])
         print("pipeline (one worker process)…", file=sys.stderr)
         proc, port = start_worker(settings, workdir / "worker.log")

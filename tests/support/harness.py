@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from stream.app import build_fold_context, build_keyed_states, build_layout, topic_families
 from stream.connections import kafka_client_kwargs, redis_target
@@ -23,6 +23,7 @@ from stream.engine.keys import Keys
 from stream.engine.windows import Windows
 from stream.observability import WorkerMetrics
 from stream.settings import Settings
+from stream.tools.offsets import log_ends
 from stream.tools.publish import BatchPublisher
 from stream.topics import ensure_topics
 
@@ -53,27 +54,9 @@ async def publish_raw(
             await pub.send(topic, key, value)
 
 
-async def end_offsets(settings: Settings) -> dict[TopicPartition, int]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers)
-    await consumer.start()
-    try:
-        tps = []
-        for topic in settings.topics.inputs():
-            for p in consumer.partitions_for_topic(topic) or await _partitions(consumer, topic):
-                tps.append(TopicPartition(topic, p))
-        return dict(await consumer.end_offsets(tps))
-    finally:
-        await consumer.stop()
-
-
-async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
-    await consumer._client.force_metadata_update()
-    return consumer.partitions_for_topic(topic) or set()
-
-
 async def wait_caught_up(settings: Settings, timeout: float = 60.0) -> None:
     """Until Redis' stored offset of every input partition reaches its end offset."""
-    ends = await end_offsets(settings)
+    ends = await log_ends(settings)
     families = topic_families(settings)
     keys = Keys(settings.key_prefix)
     client = store.connect(redis_target(settings))
