@@ -30,9 +30,9 @@ from stream.engine.keyed import KeyedState
 from stream.engine.keys import Keys
 from stream.engine.windows import Windows
 from stream.exporter import BusinessExporter
-from stream.metrics.catalog import MetricOptions, QueryError
+from stream.metrics.catalog import MetricOptions
 from stream.metrics.clickstream import ClickstreamFold
-from stream.metrics.reader import Reader
+from stream.metrics.reader import QueryError, Reader
 from stream.metrics.sessions import SessionRules, SessionState
 from stream.observability import WorkerMetrics
 from stream.query import UnknownMetric, list_metrics, run_query
@@ -113,7 +113,11 @@ def build_fold_context(
 
 def build_layout(settings: Settings, windows: Windows) -> Layout:
     return Layout(
-        Keys(settings.key_prefix), windows, tuple(settings.granularities), settings.retention
+        Keys(settings.key_prefix),
+        windows,
+        tuple(settings.granularities),
+        settings.retention,
+        int(settings.allowed_lateness_seconds),
     )
 
 

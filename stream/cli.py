@@ -353,8 +353,8 @@ async def _query(metric: str, params: dict[str, str]) -> dict[str, Any]:
     from stream.engine import store
     from stream.engine.keys import Keys
     from stream.engine.windows import Windows
-    from stream.metrics.catalog import MetricOptions, QueryError
-    from stream.metrics.reader import Reader
+    from stream.metrics.catalog import MetricOptions
+    from stream.metrics.reader import QueryError, Reader
     from stream.query import UnknownMetric, run_query
 
     settings = _settings()

@@ -13,8 +13,8 @@ from datetime import date, datetime
 from typing import Any
 
 from stream.engine.windows import Windows
-from stream.metrics.catalog import CATALOG, MetricOptions, Query, QueryError, evaluate
-from stream.metrics.reader import Reader
+from stream.metrics.catalog import CATALOG, MetricOptions, Query, evaluate
+from stream.metrics.reader import QueryError, Reader
 
 MAX_POINTS = 2000
 DEFAULT_SPAN = {"minute": 3600, "hour": 48 * 3600, "day": 30 * 86400}

@@ -109,6 +109,8 @@ class Layout:
     windows: Windows
     granularities: tuple[str, ...]
     retention: Retention
+    #: allowed lateness: per-day bookkeeping (orphan-click pairs) must outlive it
+    lateness_s: int = 0
 
     def window_of(self, granularity: str, minute: int) -> int:
         if granularity == "minute":
@@ -214,8 +216,9 @@ def build_call(
         for day, entries in by_day.items():
             state_key = keys.extra(shard, "d", day, "adpairs")
             counters_key = keys.counters(shard, "d", day)
-            # Pair state only needs to outlive the day and its allowed lateness.
-            expire_at = max(layout.windows.end_of("day", day), now) + 3 * 86400
+            # Pair state only needs to outlive the day and its allowed lateness (+ a day).
+            keep = max(3 * 86400, layout.lateness_s + 86400)
+            expire_at = max(layout.windows.end_of("day", day), now) + keep
             call.ops += [
                 "O",
                 call.key_index(state_key),

@@ -17,17 +17,13 @@ from stream.engine.fold import ACTIVE_SET, EVENT_FIELD_PREFIX
 from stream.engine.keys import FIELD_SEP, escape, unescape
 from stream.engine.windows import Windows
 from stream.metrics import sessions
-from stream.metrics.reader import Reader
+from stream.metrics.reader import QueryError, Reader
 from stream.settings import Settings
 
 Value = float | None
 ALL_GRANULARITIES = ("minute", "hour", "day")
 DAY_ONLY = ("day",)
 CLICKSTREAM = (Family.CLICKSTREAM.value,)
-
-
-class QueryError(ValueError):
-    """A bad query parameter (the API answers 400 with the message)."""
 
 
 @dataclass(frozen=True)

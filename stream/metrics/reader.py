@@ -19,6 +19,10 @@ from stream.engine.windows import GRANULARITY_CODE
 _PFCOUNT_CHUNK = 8192
 
 
+class QueryError(ValueError):
+    """A bad or too large query (the API answers 400 with the message)."""
+
+
 class Reader:
     def __init__(self, client: aioredis.Redis, keys: Keys) -> None:
         self.client = client
@@ -90,7 +94,10 @@ class Reader:
                     continue
                 if len(keys) > _PFCOUNT_CHUNK:
                     # Too many keys for one call: merge into a temporary key first.
-                    raise ValueError("distinct count over too many windows; narrow the query")
+                    raise QueryError(
+                        f"a distinct count over {len(keys)} windows × partitions is more than "
+                        f"{_PFCOUNT_CHUNK}; narrow the time range or use a coarser granularity"
+                    )
                 pipe.pfcount(*keys)
                 plans.append(1)
             replies = iter(await pipe.execute())
