@@ -224,6 +224,12 @@ class BusinessExporter:
             ["feature"],
         )
         capped = cap_labels({(split_field(n)[1],): float(v) for n, v in users.items()}, self.limit)
+        if len(users) > self.limit:
+            # Distinct users do not add up: the folded features' series is their union.
+            kept = {f for (f,) in capped if f != OTHER}
+            folded = [n for n in feature_names if split_field(n)[1] not in kept]
+            (union,) = await r.distinct(click_shards, "day", [[day]], folded)
+            capped[(OTHER,)] = float(union)
         for (feature,), v in capped.items():
             g_fu.add_metric([feature], v)
             adoption = ratio(v, float(dau))
