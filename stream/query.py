@@ -76,7 +76,7 @@ async def run_query(
         if len(starts) > MAX_POINTS:
             raise QueryError(f"more than {MAX_POINTS} points; widen granularity or narrow range")
     filters = {k: v for k, v in params.items() if k not in RESERVED}
-    query = Query(granularity, starts, filters, windows, options)
+    query = Query(granularity, starts, filters, windows, options, now)
     values = await evaluate(spec, query, reader)
     return {
         "metric": name,
