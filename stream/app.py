@@ -37,7 +37,7 @@ from stream.metrics.sessions import SessionRules, SessionState
 from stream.metrics.social import SocialFold
 from stream.metrics.support import TicketState
 from stream.observability import WorkerMetrics
-from stream.query import UnknownMetric, list_metrics, run_query
+from stream.query import UnknownMetric, customer_value, list_metrics, run_query
 from stream.settings import Settings
 from stream.topics import ensure_topics
 
@@ -210,6 +210,10 @@ def build_app(settings: Settings) -> Application:
         except QueryError as exc:
             return view.json({"error": str(exc)}, status=400)
         return view.json(body)
+
+    @app.page("/api/v1/customers/{user_id}")
+    async def customer(view: faust.web.View, request: faust.web.Request, user_id: str) -> Any:
+        return view.json(await customer_value(user_id, reader))
 
     @app.page("/metrics")
     async def prometheus(view: faust.web.View, request: faust.web.Request) -> Any:

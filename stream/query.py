@@ -12,7 +12,9 @@ from collections.abc import Mapping
 from datetime import date, datetime
 from typing import Any
 
+from stream.contract.types import Family
 from stream.engine.windows import Windows
+from stream.metrics import accounts
 from stream.metrics.catalog import CATALOG, MetricOptions, Query, QueryError, evaluate
 from stream.metrics.reader import Reader
 
@@ -99,3 +101,11 @@ def list_metrics() -> list[dict[str, Any]]:
         }
         for spec in CATALOG.values()
     ]
+
+
+async def customer_value(user_id: str, reader: Reader) -> dict[str, Any]:
+    """A customer's lifetime value: the running total of their purchases and subscription
+    payments (never a Prometheus label: one series per customer would be unbounded)."""
+    shards = await reader.shards([Family.ACCOUNT.value])
+    cents = await reader.total_field(shards, accounts.LTV, accounts.customer_key(user_id))
+    return {"user_id": user_id, "lifetime_value": cents / 100}

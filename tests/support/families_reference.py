@@ -187,6 +187,7 @@ class FamiliesReference:
     transitions: list[tuple[int, str, str]] = field(default_factory=list)
     touchpoints: frozenset[str] = frozenset()
     platforms: frozenset[str] = frozenset()
+    _index: dict[str, dict[int, list[dict[str, Any]]]] = field(default_factory=dict)
 
     @classmethod
     def build(
@@ -221,7 +222,12 @@ class FamiliesReference:
         return _window(ts, g, self.zone) == start
 
     def _events(self, g: str, start: int, types: set[str]) -> list[dict[str, Any]]:
-        return [e for e in self.events if e["type"] in types and self._in(e["ts"], g, start)]
+        index = self._index.get(g)
+        if index is None:  # one pass per granularity: the comparison asks for many points
+            index = self._index[g] = defaultdict(list)
+            for e in self.events:
+                index[_window(e["ts"], g, self.zone)].append(e)
+        return [e for e in index.get(start, []) if e["type"] in types]
 
     def _ticket_slice(self, filters: dict[str, str]) -> list[TicketFact]:
         return [
