@@ -35,6 +35,7 @@ ACTIONS: dict[str, str] = {
     EventType.FOLLOW.value: "follow",
     EventType.UNFOLLOW.value: "unfollow",
 }
+ACTION_NAMES = tuple(ACTIONS.values())
 #: Interactions in the engagement rate's numerator.
 ENGAGEMENTS = ("like", "comment", "share", "save")
 _FOLLOW_DELTA = {EventType.FOLLOW.value: 1, EventType.UNFOLLOW.value: -1}

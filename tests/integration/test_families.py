@@ -21,6 +21,7 @@ from stream.contract.types import Family
 from stream.engine import store
 from stream.engine.keys import Keys
 from stream.engine.windows import Windows
+from stream.exporter import BusinessExporter
 from stream.metrics.catalog import MetricOptions
 from stream.metrics.reader import Reader
 from stream.query import customer_value, run_query
@@ -131,6 +132,56 @@ async def test_families_match_the_batch_reference(settings: Settings) -> None:
         for user in [*payers, "nobody"]:
             got = await customer_value(user, reader)
             assert got["lifetime_value"] == pytest.approx(fam.lifetime_value(user), abs=1e-9)
+
+        # Prometheus, 36 h into the data: "day" is its second day, "previous_day" its first.
+        now = start_ms / 1000 + 36 * 3600
+        exporter = BusinessExporter(
+            reader, windows, s.granularities, s.max_label_values, MetricOptions.from_settings(s)
+        )
+        exported = {f.name: f for f in await exporter.families(now=now)}
+        day = windows.start_of("day", now)
+        previous = windows.previous_days(day, 2)[-1]
+
+        def sample(family: str, suffix: str = "", **labels: str) -> float:
+            (value,) = [
+                x.value for x in exported[family].samples
+                if x.name == family + suffix and x.labels == labels
+            ]  # fmt: skip
+            return value
+
+        def want(metric: str, start: int, scale: float = 1.0) -> float:
+            value = ref.value(metric, "day", start, {})
+            assert value is not None, metric
+            return value * scale
+
+        assert sample("engagement_tickets_created", window="previous_day") == want(
+            "tickets_created", previous
+        )
+        assert sample("engagement_tickets_solved", window="day") == want("tickets_solved", day)
+        frt_count = sample(
+            "engagement_ticket_first_reply_seconds", "_gcount", window="previous_day"
+        )
+        frt_sum = sample("engagement_ticket_first_reply_seconds", "_gsum", window="previous_day")
+        assert frt_sum / frt_count == pytest.approx(want("first_reply_time_avg", previous))
+        assert sample("engagement_nps", window="day") == pytest.approx(want("nps", day))
+        assert sample("engagement_csat_ratio", window="day") == pytest.approx(
+            want("csat", day, 0.01)
+        )
+        assert sample("engagement_churn_ratio", window="day") == pytest.approx(
+            want("churn_rate", day, 0.01)
+        )
+        assert sample("engagement_revenue", window="day") == pytest.approx(want("revenue", day))
+        assert sample("engagement_ticket_backlog") == fam.backlog_now({})
+        assert sample(
+            "engagement_social_engagement_ratio", window="day", platform="twitter"
+        ) == pytest.approx(ref.value("social_engagement_rate", "day", day, {"platform": "twitter"})
+                           / 100)  # fmt: skip
+        allowed = {"window", "channel", "priority", "touchpoint", "platform", "action", "event",
+                   "survey", "type", "le", "campaign", "placement", "page", "feature"}  # fmt: skip
+        for family in exported.values():
+            for x in family.samples:
+                assert set(x.labels) <= allowed, (family.name, x.labels)
+                assert not any(v.startswith("u0") for v in x.labels.values())
     finally:
         await client.aclose()
 
