@@ -115,7 +115,7 @@ def families_table(samples: Samples) -> Table:
         "CES",
         "social engagement",
         "followers",
-        "new/lost customers",
+        "subs started/cancelled",
         "churn",
         "revenue",
     ):
