@@ -30,12 +30,17 @@ from stream.engine.keyed import KeyedState
 from stream.engine.keys import Keys
 from stream.engine.windows import Windows
 from stream.exporter import BusinessExporter
+from stream.metrics.accounts import AccountsFold, CustomerState
 from stream.metrics.catalog import MetricOptions
 from stream.metrics.clickstream import ClickstreamFold
+from stream.metrics.feedback import FeedbackFold
+from stream.metrics.labels import BoundedLabels
 from stream.metrics.reader import QueryError, Reader
 from stream.metrics.sessions import SessionRules, SessionState
+from stream.metrics.social import SocialFold
+from stream.metrics.support import TicketState
 from stream.observability import WorkerMetrics
-from stream.query import UnknownMetric, list_metrics, run_query
+from stream.query import UnknownMetric, customer_value, list_metrics, run_query
 from stream.settings import Settings
 from stream.topics import ensure_topics
 
@@ -72,7 +77,15 @@ def session_rules(settings: Settings) -> SessionRules:
 
 
 def build_keyed_states(settings: Settings) -> list[KeyedState]:
-    return [SessionState(session_rules(settings))]
+    return [
+        SessionState(session_rules(settings)),
+        TicketState(
+            BoundedLabels(settings.ticket_channels),
+            BoundedLabels(settings.ticket_priorities),
+            ttl_ms=int(settings.ticket_state_ttl_seconds * 1000),
+        ),
+        CustomerState(),
+    ]
 
 
 def _chain(first: Handler, second: Handler) -> Handler:
@@ -89,7 +102,10 @@ def build_handlers(
     """One handler per event type, chaining every metric family's handler for that type."""
     handlers: dict[str, Handler] = {}
     sources: list[dict[str, Handler]] = [
-        ClickstreamFold(windows, frozenset(settings.tracked_pages)).handlers()
+        ClickstreamFold(windows, frozenset(settings.tracked_pages)).handlers(),
+        FeedbackFold(BoundedLabels(settings.feedback_touchpoints)).handlers(),
+        SocialFold(BoundedLabels(settings.social_platforms)).handlers(),
+        AccountsFold().handlers(),
     ]
     for keyed in keyed_states if keyed_states is not None else build_keyed_states(settings):
         sources.append(keyed.handlers())
@@ -212,6 +228,10 @@ def build_app(settings: Settings) -> Application:
         except QueryError as exc:
             return view.json({"error": str(exc)}, status=400)
         return view.json(body)
+
+    @app.page("/api/v1/customers/{user_id}")
+    async def customer(view: faust.web.View, request: faust.web.Request, user_id: str) -> Any:
+        return view.json(await customer_value(user_id, reader))
 
     @app.page("/metrics")
     async def prometheus(view: faust.web.View, request: faust.web.Request) -> Any:

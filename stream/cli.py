@@ -304,6 +304,7 @@ def check(path: Path, mapping: str | None, as_json: bool) -> None:
 @click.option("--granularity", type=click.Choice(["minute", "hour", "day"]), default=None)
 @click.option("--filter", "filters", multiple=True, help="dimension=value, repeatable.")
 @click.option("--json", "as_json", is_flag=True)
+@click.option("--customer", default=None, help="A user id: print its lifetime value instead.")
 def query(
     metric: str | None,
     start: str | None,
@@ -311,10 +312,14 @@ def query(
     granularity: str | None,
     filters: tuple[str, ...],
     as_json: bool,
+    customer: str | None,
 ) -> None:
     """Print a metric's series (or, without METRIC, the list of metrics)."""
     from stream.query import list_metrics
 
+    if customer is not None:
+        click.echo(orjson.dumps(asyncio.run(_customer(customer))).decode())
+        return
     if metric is None:
         table = Table("metric", "unit", "granularities", "dimensions", "description")
         for m in list_metrics():
@@ -372,6 +377,22 @@ async def _query(metric: str, params: dict[str, str]) -> dict[str, Any]:
         ) from None
     except QueryError as exc:
         raise click.ClickException(str(exc)) from None
+    finally:
+        await client.aclose()
+
+
+async def _customer(user_id: str) -> dict[str, Any]:
+    from stream.engine import store
+    from stream.engine.keys import Keys
+    from stream.metrics.reader import Reader
+    from stream.query import customer_value
+
+    settings = _settings()
+    if not settings.redis_url:
+        raise click.ClickException("set REDIS_URL to the Redis the workers write to")
+    client = store.connect(settings.redis_url)
+    try:
+        return await customer_value(user_id, Reader(client, Keys(settings.key_prefix)))
     finally:
         await client.aclose()
 

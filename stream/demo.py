@@ -99,6 +99,56 @@ def _fmt(value: float | None, pattern: str = "{:,.0f}") -> str:
 DEMO_TIMING = {"STREAM_ALLOWED_LATENESS_SECONDS": "60", "STREAM_SESSION_TIMEOUT_SECONDS": "120"}
 
 
+def _mean(samples: Samples, histogram: str, labels: dict[str, str]) -> float | None:
+    count = _one(samples, histogram + "_gcount", labels)
+    total_s = _one(samples, histogram + "_gsum", labels)
+    return total_s / count if count and total_s is not None else None
+
+
+def families_table(samples: Samples) -> Table:
+    """Support, surveys, social and accounts today (ticket and customer facts settle after the
+    1-min demo lateness)."""
+    day = {"window": "day"}
+    table = Table(title="support, surveys, social and accounts today", expand=True)
+    for column in (
+        "tickets new/solved",
+        "backlog",
+        "1st reply avg",
+        "full resolution avg",
+        "NPS",
+        "CSAT",
+        "CES",
+        "social engagement",
+        "followers",
+        "subs started/cancelled",
+        "churn",
+        "revenue",
+    ):
+        table.add_column(column, justify="right")
+    impressions = total(samples, "engagement_social_actions", action="imp", **day)
+    engaged = sum(
+        total(samples, "engagement_social_actions", action=a, **day)
+        for a in ("like", "comment", "share", "save")
+    )
+    table.add_row(
+        f"{_fmt(total(samples, 'engagement_tickets_created', **day))}"
+        f" / {_fmt(total(samples, 'engagement_tickets_solved', **day))}",
+        _fmt(_one(samples, "engagement_ticket_backlog", {})),
+        _fmt(_mean(samples, "engagement_ticket_first_reply_seconds", day), "{:,.0f} s"),
+        _fmt(_mean(samples, "engagement_ticket_full_resolution_seconds", day), "{:,.0f} s"),
+        _fmt(_one(samples, "engagement_nps", day), "{:+.0f}"),
+        _fmt(_pct(samples, "engagement_csat_ratio", day), "{:.1f} %"),
+        _fmt(_one(samples, "engagement_ces_score", day), "{:.2f}"),
+        _fmt(engaged / impressions * 100 if impressions else None, "{:.2f} %"),
+        _fmt(total(samples, "engagement_social_followers")),
+        f"{_fmt(total(samples, 'engagement_subscription_events', event='started', **day))}"
+        f" / {_fmt(total(samples, 'engagement_subscription_events', event='cancelled', **day))}",
+        _fmt(_pct(samples, "engagement_churn_ratio", day), "{:.2f} %"),
+        _fmt(_one(samples, "engagement_revenue", day), "{:,.2f}"),
+    )
+    return table
+
+
 def render(samples: Samples, events_per_s: float, urls: Iterable[str]) -> Group:
     day = {"window": "day"}
     dau = total(samples, "engagement_dau")
@@ -170,6 +220,7 @@ def render(samples: Samples, events_per_s: float, urls: Iterable[str]) -> Group:
     return Group(
         headline,
         sessions,
+        families_table(samples),
         side,
         Panel("\n".join(urls), title="endpoints (Ctrl-C stops everything)"),
     )

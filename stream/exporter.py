@@ -22,6 +22,7 @@ from prometheus_client.registry import Collector
 from stream.engine.fold import ACTIVE_SET, EVENT_FIELD_PREFIX
 from stream.engine.keys import FIELD_SEP
 from stream.engine.windows import Windows
+from stream.family_gauges import FamilyGauges
 from stream.metrics import sessions
 from stream.metrics.catalog import (
     SESSION_VALUES,
@@ -242,6 +243,11 @@ class BusinessExporter:
             (fields,) = await r.counters(click_shards, g, [start])
             (durations,) = await r.hashes(click_shards, g, [start], sessions.DURATION_HASH)
             self._sessions(gauge, fams, label, fields, durations)
+        spans = [(label, "day" if label == "previous_day" else label, start)
+                 for label, start in session_windows]  # fmt: skip
+        await FamilyGauges(r, self.windows, self.options, self.limit, cap_labels).collect(
+            gauge, fams, spans, now
+        )
         return list(fams.values())
 
     def _sessions(

@@ -2,7 +2,7 @@
 
 Parameters: ``start``/``end`` (RFC 3339 with offset, a date ``YYYY-MM-DD`` meaning local
 midnight, or epoch seconds), ``granularity`` (minute|hour|day), and dimension filters. Bad input
-raises :class:`~stream.metrics.catalog.QueryError` with a message meant for the caller.
+raises :class:`~stream.metrics.reader.QueryError` with a message meant for the caller.
 """
 
 from __future__ import annotations
@@ -12,7 +12,9 @@ from collections.abc import Mapping
 from datetime import date, datetime
 from typing import Any
 
+from stream.contract.types import Family
 from stream.engine.windows import Windows
+from stream.metrics import accounts
 from stream.metrics.catalog import CATALOG, MetricOptions, Query, evaluate
 from stream.metrics.reader import QueryError, Reader
 
@@ -76,7 +78,7 @@ async def run_query(
         if len(starts) > MAX_POINTS:
             raise QueryError(f"more than {MAX_POINTS} points; widen granularity or narrow range")
     filters = {k: v for k, v in params.items() if k not in RESERVED}
-    query = Query(granularity, starts, filters, windows, options)
+    query = Query(granularity, starts, filters, windows, options, now)
     values = await evaluate(spec, query, reader)
     return {
         "metric": name,
@@ -99,3 +101,11 @@ def list_metrics() -> list[dict[str, Any]]:
         }
         for spec in CATALOG.values()
     ]
+
+
+async def customer_value(user_id: str, reader: Reader) -> dict[str, Any]:
+    """A customer's lifetime value: the running total of their purchases and subscription
+    payments (never a Prometheus label: one series per customer would be unbounded)."""
+    shards = await reader.shards([Family.ACCOUNT.value])
+    cents = await reader.total_field(shards, accounts.LTV, accounts.customer_key(user_id))
+    return {"user_id": user_id, "lifetime_value": cents / 100}

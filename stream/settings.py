@@ -178,6 +178,31 @@ class Settings(BaseSettings):
         description="Acquisition channel label values of session metrics; others are `other`.",
     )  # fmt: skip
 
+    ticket_channels: list[str] = Field(
+        default_factory=lambda: ["email", "chat", "web", "phone", "social", "api"],
+        description="Ticket channel label values (ticket_created `channel`); others are `other`.",
+    )
+    ticket_priorities: list[str] = Field(
+        default_factory=lambda: ["low", "normal", "high", "urgent"],
+        description="Ticket priority label values; others count as `other`.",
+    )
+    ticket_state_ttl_seconds: float = Field(
+        default=30 * 86400.0,
+        ge=0,
+        description="A solved/closed ticket's state is forgotten this long (event time) after "
+        "its last event.",
+    )
+    feedback_touchpoints: list[str] = Field(
+        default_factory=lambda: ["after_ticket", "in_app", "email", "web", "sms"],
+        description="Survey touchpoint label values; others count as `other`.",
+    )
+    social_platforms: list[str] = Field(
+        default_factory=lambda: [
+            "twitter", "x", "linkedin", "instagram", "facebook", "tiktok", "youtube"
+        ],
+        description="Social platform label values; others count as `other`.",
+    )  # fmt: skip
+
     # --- engine ---------------------------------------------------------------------------
     batch_max_records: int = Field(default=5000, ge=1)
     batch_timeout_ms: int = Field(default=200, ge=1)

@@ -44,6 +44,7 @@ class Deltas:
         "keyed",
         "keyed_updates",
         "orphan_pairs",
+        "totals",
         "users",
     )
 
@@ -62,6 +63,9 @@ class Deltas:
         self.keyed: dict[str, dict[Any, list[Any]]] = {}
         # keyed state name -> field -> (new value or None to delete, due time or None)
         self.keyed_updates: dict[str, dict[str, tuple[str | None, int | None]]] = {}
+        # running-total hash name -> field -> increment (not windowed, never expires): levels
+        # such as followers or customers, and per-customer lifetime values
+        self.totals: dict[str, dict[str, int]] = {}
 
     def count(self, minute: int, name: str, n: int = 1) -> None:
         bucket = self.counters.get(minute)
@@ -81,6 +85,12 @@ class Deltas:
             bucket = self.hashes[(minute, hash_name)] = {}
         bucket[name] = bucket.get(name, 0) + n
 
+    def total(self, hash_name: str, name: str, n: int) -> None:
+        bucket = self.totals.get(hash_name)
+        if bucket is None:
+            bucket = self.totals[hash_name] = {}
+        bucket[name] = bucket.get(name, 0) + n
+
     def ad_pair(
         self, key: tuple[int, str, str, str], orphan_field: str, *, impression: bool
     ) -> None:
@@ -98,6 +108,7 @@ class Deltas:
             or self.day_counters
             or self.hashes
             or self.keyed_updates
+            or self.totals
         )
 
 
@@ -229,6 +240,11 @@ def build_call(
             for digest, (di, dc, cfield) in entries:
                 call.ops += [digest, cfield, di, dc]
             call.n_ops += 1
+
+    for name, fields in deltas.totals.items():
+        # expire_at 0: a running total outlives every window (levels are read as total − the
+        # windows since), so it must never expire.
+        call.hincr(keys.totals(shard, name), 0, fields)
 
     for state_name, updates in deltas.keyed_updates.items():
         if not updates:

@@ -1,4 +1,4 @@
-"""Keyed open state for metrics that span batches (sessions; later tickets, scores).
+"""Keyed open state for metrics that span batches (sessions, tickets, customers; later scores).
 
 The fold collects a batch's items per entity key (``Deltas.keyed``); before the batch is applied
 the engine reads the entities it touches plus those whose due time the watermark has reached

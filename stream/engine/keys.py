@@ -8,6 +8,7 @@ Scheme (``P`` = the configured prefix, default ``es``)::
     P:{<family>.<partition>}:x:<g>:<start>:<name>     per-window state of a metric family (hash)
     P:{<family>.<partition>}:k:<name>                 open keyed state, e.g. sessions (hash)
     P:{<family>.<partition>}:kd:<name>                when each keyed entry is due (sorted set)
+    P:{<family>.<partition>}:t:<name>                 running totals, never expire (hash)
     P:shards                                          the shards that exist (set, read side)
 
 ``<g>`` is ``m``/``h``/``d``; ``<start>`` the window start in epoch seconds.
@@ -70,6 +71,9 @@ class Keys:
 
     def keyed_due(self, shard: str, name: str) -> str:
         return f"{self.prefix}:{{{shard}}}:kd:{name}"
+
+    def totals(self, shard: str, name: str) -> str:
+        return f"{self.prefix}:{{{shard}}}:t:{name}"
 
     def scan_pattern(self) -> str:
         """All keys of this deployment (tests, cleanup)."""

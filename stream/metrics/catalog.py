@@ -9,6 +9,7 @@ estimates (0.81 % standard error).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -16,7 +17,8 @@ from stream.contract.types import EventType, Family
 from stream.engine.fold import ACTIVE_SET, EVENT_FIELD_PREFIX
 from stream.engine.keys import FIELD_SEP, escape, unescape
 from stream.engine.windows import Windows
-from stream.metrics import sessions
+from stream.metrics import accounts, feedback, sessions, social, support
+from stream.metrics.levels import levels
 from stream.metrics.reader import QueryError, Reader
 from stream.settings import Settings
 
@@ -24,6 +26,10 @@ Value = float | None
 ALL_GRANULARITIES = ("minute", "hour", "day")
 DAY_ONLY = ("day",)
 CLICKSTREAM = (Family.CLICKSTREAM.value,)
+SUPPORT = (Family.SUPPORT.value,)
+FEEDBACK = (Family.FEEDBACK.value,)
+SOCIAL = (Family.SOCIAL.value,)
+ACCOUNT = (Family.ACCOUNT.value,)
 
 
 @dataclass(frozen=True)
@@ -32,10 +38,18 @@ class MetricOptions:
 
     tracked_pages: frozenset[str] = frozenset()
     bounce_definition: str = "ga4"  # ga4: not engaged; ua: at most one page view
+    granularities: tuple[str, ...] = ALL_GRANULARITIES
+    #: How far past now an accepted event can be stamped (levels sum windows up to there).
+    future_skew_seconds: float = 300.0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> MetricOptions:
-        return cls(frozenset(settings.tracked_pages), settings.bounce_definition)
+        return cls(
+            frozenset(settings.tracked_pages),
+            settings.bounce_definition,
+            tuple(settings.granularities),
+            settings.max_future_skew_seconds,
+        )
 
 
 @dataclass(frozen=True)
@@ -45,6 +59,7 @@ class Query:
     filters: dict[str, str]
     windows: Windows
     options: MetricOptions = MetricOptions()
+    now: float | None = None  # wall clock for current levels (None: time.time())
 
 
 Compute = Callable[[Query, Reader], Awaitable[list[Value]]]
@@ -91,12 +106,35 @@ async def _counters(q: Query, r: Reader, families: tuple[str, ...]) -> list[dict
     return await r.counters(shards, q.granularity, q.starts)
 
 
-def counter_metric(prefix: str, dims: tuple[str, ...]) -> Compute:
+def _field_sum(fields: dict[str, int], prefix: str, dims: tuple[str, ...], q: Query) -> float:
+    """A counter without dimensions, or the filtered sum of one with dimensions."""
+    if not dims:
+        return float(fields.get(prefix, 0))
+    return float(_sum_matching(fields, prefix, dims, q))
+
+
+def counter_metric(
+    prefix: str, dims: tuple[str, ...], families: tuple[str, ...] = CLICKSTREAM
+) -> Compute:
     async def compute(q: Query, r: Reader) -> list[Value]:
-        windows = await _counters(q, r, CLICKSTREAM)
-        if not dims:
-            return [float(w.get(prefix, 0)) for w in windows]
-        return [float(_sum_matching(w, prefix, dims, q)) for w in windows]
+        return [_field_sum(w, prefix, dims, q) for w in await _counters(q, r, families)]
+
+    return compute
+
+
+def sums_metric(
+    families: tuple[str, ...],
+    dims: tuple[str, ...],
+    prefixes: tuple[str, ...],
+    combine: Callable[..., Value],
+) -> Compute:
+    """A value combined from several (filtered) counter sums of one window, e.g. a ratio."""
+
+    async def compute(q: Query, r: Reader) -> list[Value]:
+        return [
+            combine(*(_field_sum(w, p, dims, q) for p in prefixes))
+            for w in await _counters(q, r, families)
+        ]
 
     return compute
 
@@ -178,15 +216,23 @@ async def _feature_adoption(q: Query, r: Reader) -> list[Value]:
     return [ratio(u, a, 100) for u, a in zip(users, active, strict=True)]
 
 
-def _session_slice(q: Query) -> tuple[str, str]:
-    """(counter suffix, duration-hash prefix) of the one platform/channel filter, if any."""
-    dims = [d for d in sessions.DIMENSIONS if d in q.filters]
+def one_dim_slice(q: Query, dimensions: tuple[str, ...]) -> tuple[str, str]:
+    """(counter suffix, histogram-hash prefix) of the one dimension filter, if any.
+
+    Facts with several dimensions (sessions, tickets) are stored once per dimension, not per
+    combination, so a query may filter by one of them at a time.
+    """
+    dims = [d for d in dimensions if d in q.filters]
     if len(dims) > 1:
-        raise QueryError("filter sessions by platform or by channel, not both")
+        raise QueryError(f"filter by one of {', '.join(dimensions)}, not several")
     if not dims:
         return "", "all" + FIELD_SEP
     value = escape(q.filters[dims[0]])
     return FIELD_SEP + dims[0] + FIELD_SEP + value, dims[0] + FIELD_SEP + value + FIELD_SEP
+
+
+def _session_slice(q: Query) -> tuple[str, str]:
+    return one_dim_slice(q, sessions.DIMENSIONS)
 
 
 def session_measures(fields: dict[str, int], suffix: str = "") -> dict[str, int]:
@@ -241,11 +287,13 @@ def median_of_counts(counts: dict[int, int]) -> Value:
     raise AssertionError("unreachable")
 
 
-async def _session_median(q: Query, r: Reader) -> list[Value]:
-    _, prefix = _session_slice(q)
-    shards = await r.shards(CLICKSTREAM)
+async def _hash_median(
+    q: Query, r: Reader, families: tuple[str, ...], hash_name: str, prefix: str
+) -> list[Value]:
+    """Median of the whole-second values counted under ``prefix`` in each window's hash."""
+    shards = await r.shards(families)
     out: list[Value] = []
-    for hist in await r.hashes(shards, q.granularity, q.starts, sessions.DURATION_HASH):
+    for hist in await r.hashes(shards, q.granularity, q.starts, hash_name):
         counts = {
             int(name[len(prefix) :]): n for name, n in hist.items() if name.startswith(prefix)
         }
@@ -253,8 +301,355 @@ async def _session_median(q: Query, r: Reader) -> list[Value]:
     return out
 
 
+async def _session_median(q: Query, r: Reader) -> list[Value]:
+    _, prefix = _session_slice(q)
+    return await _hash_median(q, r, CLICKSTREAM, sessions.DURATION_HASH, prefix)
+
+
+# ---- support tickets ---------------------------------------------------------------------
+
+
+def ticket_count(measure: str) -> Compute:
+    async def compute(q: Query, r: Reader) -> list[Value]:
+        suffix, _ = one_dim_slice(q, support.DIMENSIONS)
+        return [float(w.get("tix." + measure + suffix, 0)) for w in await _counters(q, r, SUPPORT)]
+
+    return compute
+
+
+def ticket_mean(measure: str) -> Compute:
+    async def compute(q: Query, r: Reader) -> list[Value]:
+        suffix, _ = one_dim_slice(q, support.DIMENSIONS)
+        stem = "tix." + measure
+        return [
+            ratio(float(w.get(stem + ".ms" + suffix, 0)), w.get(stem + ".n" + suffix, 0), 0.001)
+            for w in await _counters(q, r, SUPPORT)
+        ]
+
+    return compute
+
+
+def ticket_median(measure: str) -> Compute:
+    async def compute(q: Query, r: Reader) -> list[Value]:
+        _, prefix = one_dim_slice(q, support.DIMENSIONS)
+        return await _hash_median(
+            q, r, SUPPORT, support.DURATION_HASH, measure + FIELD_SEP + prefix
+        )
+
+    return compute
+
+
+async def _backlog(q: Query, r: Reader) -> list[Value]:
+    """Open tickets now: a current level (no history), so only the window holding now has it."""
+    suffix, _ = one_dim_slice(q, support.DIMENSIONS)
+    name = suffix[1:] if suffix else "all"
+    now = q.now if q.now is not None else time.time()
+    current = q.windows.start_of(q.granularity, now)
+    if current not in q.starts:
+        return [None] * len(q.starts)
+    shards = await r.shards(SUPPORT)
+    value = float(await r.total_field(shards, support.BACKLOG, name))
+    return [value if s == current else None for s in q.starts]
+
+
+# ---- levels: followers and customers -------------------------------------------------------
+
+
+async def _levels(
+    q: Query,
+    r: Reader,
+    families: tuple[str, ...],
+    totals_name: str,
+    total_of: Callable[[dict[str, int]], float],
+    change: Callable[[dict[str, int]], float],
+) -> list[tuple[float, float]]:
+    shards = await r.shards(families)
+    total = total_of(await r.totals(shards, totals_name))
+    return await levels(
+        r,
+        shards,
+        q.windows,
+        q.options.granularities,
+        q.granularity,
+        q.starts,
+        total,
+        change,
+        q.options.future_skew_seconds + 60,
+    )
+
+
+async def _followers(q: Query, r: Reader) -> list[tuple[float, float]]:
+    platform = q.filters.get("platform")
+
+    def total_of(fields: dict[str, int]) -> float:
+        if platform is None:
+            return float(sum(fields.values()))
+        return float(fields.get(escape(platform), 0))
+
+    def change(fields: dict[str, int]) -> float:
+        dims = social.DIMENSIONS
+        return _field_sum(fields, "soc.follow", dims, q) - _field_sum(
+            fields, "soc.unfollow", dims, q
+        )
+
+    return await _levels(q, r, SOCIAL, social.FOLLOWERS, total_of, change)
+
+
+async def _followers_end(q: Query, r: Reader) -> list[Value]:
+    return [start + change for start, change in await _followers(q, r)]
+
+
+async def _follower_growth(q: Query, r: Reader) -> list[Value]:
+    return [social.growth(start, start + change) for start, change in await _followers(q, r)]
+
+
+async def _customer_windows(q: Query, r: Reader) -> list[tuple[float, float, float]]:
+    """(customers at start, new, lost) per window."""
+    windows = await _counters(q, r, ACCOUNT)
+    starts = await _levels(
+        q,
+        r,
+        ACCOUNT,
+        accounts.CUSTOMERS,
+        lambda t: float(t.get("all", 0)),
+        lambda w: float(w.get("acc.new", 0) - w.get("acc.lost", 0)),
+    )
+    return [
+        (level, float(w.get("acc.new", 0)), float(w.get("acc.lost", 0)))
+        for (level, _), w in zip(starts, windows, strict=True)
+    ]
+
+
+async def _customers_end(q: Query, r: Reader) -> list[Value]:
+    return [start + new - lost for start, new, lost in await _customer_windows(q, r)]
+
+
+async def _churn(q: Query, r: Reader) -> list[Value]:
+    return [ratio(lost, start, 100) for start, _, lost in await _customer_windows(q, r)]
+
+
+async def _retention(q: Query, r: Reader) -> list[Value]:
+    return [
+        ratio(start + new - lost - new, start, 100)
+        for start, new, lost in await _customer_windows(q, r)
+    ]
+
+
 _CAMPAIGN_DIMS = ("campaign", "placement")
 _SESSION_DIMS = sessions.DIMENSIONS
+
+_TIX = support.DIMENSIONS
+_TP = feedback.DIMENSIONS
+_PLAT = social.DIMENSIONS
+_TIME_NAMES = {
+    "frt": ("first_reply_time", "ticket_created → first public agent reply"),
+    "fres": ("first_resolution_time", "ticket_created → first solve"),
+    "full": ("full_resolution_time", "ticket_created → latest solve"),
+}
+
+
+def _family_specs() -> list[MetricSpec]:
+    specs = [
+        MetricSpec(
+            "tickets_created",
+            "Tickets created (settled once the watermark passes them).",
+            "count",
+            ticket_count("new"),
+            dimensions=_TIX,
+            families=SUPPORT,
+        ),
+        MetricSpec(
+            "tickets_solved",
+            "Ticket solves (a re-solve after a reopen counts again).",
+            "count",
+            ticket_count("solved"),
+            dimensions=_TIX,
+            families=SUPPORT,
+        ),
+        MetricSpec(
+            "ticket_reopens",
+            "Solves beyond a ticket's first (reopens = solves − 1), in the re-solve's window.",
+            "count",
+            ticket_count("reopens"),
+            dimensions=_TIX,
+            families=SUPPORT,
+        ),
+        MetricSpec(
+            "ticket_backlog",
+            "Tickets open now (current value; only the window holding now has a point).",
+            "count",
+            _backlog,
+            dimensions=_TIX,
+            families=SUPPORT,
+        ),
+    ]
+    for measure, (name, what) in _TIME_NAMES.items():
+        specs.append(
+            MetricSpec(
+                name + "_avg",
+                f"Mean {what} (calendar hours), in the window of the completing event.",
+                "seconds",
+                ticket_mean(measure),
+                dimensions=_TIX,
+                families=SUPPORT,
+            )
+        )
+        specs.append(
+            MetricSpec(
+                name + "_median",
+                f"Median {what}, in whole seconds.",
+                "seconds",
+                ticket_median(measure),
+                dimensions=_TIX,
+                families=SUPPORT,
+            )
+        )
+    specs += [
+        MetricSpec(
+            "nps",
+            "Net Promoter Score: % promoters (9–10) − % detractors (0–6), −100..100.",
+            "score",
+            sums_metric(FEEDBACK, _TP, ("nps.n", "nps.pro", "nps.det"), feedback.nps),
+            dimensions=_TP,
+            families=FEEDBACK,
+        ),
+        MetricSpec(
+            "csat",
+            "CSAT: answers 4–5 / answers × 100 (1–5 scale).",
+            "percent",
+            sums_metric(FEEDBACK, _TP, ("csat.top", "csat.n"), lambda t, n: ratio(t, n, 100)),
+            dimensions=_TP,
+            families=FEEDBACK,
+        ),
+        MetricSpec(
+            "ces",
+            "Customer Effort Score: mean answer (1–7 agreement scale).",
+            "score",
+            sums_metric(FEEDBACK, _TP, ("ces.sum", "ces.n"), ratio),
+            dimensions=_TP,
+            families=FEEDBACK,
+        ),
+        MetricSpec(
+            "ces_agree_rate",
+            "CES answers 5–7 / answers × 100.",
+            "percent",
+            sums_metric(FEEDBACK, _TP, ("ces.hi", "ces.n"), lambda h, n: ratio(h, n, 100)),
+            dimensions=_TP,
+            families=FEEDBACK,
+        ),
+    ]
+    for survey in ("nps", "csat", "ces"):
+        specs.append(
+            MetricSpec(
+                f"{survey}_responses",
+                f"{survey.upper()} answers.",
+                "count",
+                counter_metric(f"{survey}.n", _TP, FEEDBACK),
+                dimensions=_TP,
+                families=FEEDBACK,
+            )
+        )
+    for action, name in (
+        ("imp", "post_impressions"),
+        ("like", "likes"),
+        ("comment", "comments"),
+        ("share", "shares"),
+        ("save", "saves"),
+        ("mention", "mentions"),
+        ("follow", "follows"),
+        ("unfollow", "unfollows"),
+    ):
+        specs.append(
+            MetricSpec(
+                name,
+                f"Social {name.replace('_', ' ')}.",
+                "count",
+                counter_metric("soc." + action, _PLAT, SOCIAL),
+                dimensions=_PLAT,
+                families=SOCIAL,
+            )
+        )
+    engagements = tuple("soc." + a for a in social.ENGAGEMENTS)
+    specs += [
+        MetricSpec(
+            "social_engagement_rate",
+            "(likes + comments + shares + saves) / post impressions × 100.",
+            "percent",
+            sums_metric(
+                SOCIAL, _PLAT, ("soc.imp", *engagements), lambda i, *e: ratio(sum(e), i, 100)
+            ),
+            dimensions=_PLAT,
+            families=SOCIAL,
+        ),
+        MetricSpec(
+            "followers",
+            "Followers at the window's end: follows − unfollows stamped before it.",
+            "count",
+            _followers_end,
+            dimensions=_PLAT,
+            families=SOCIAL,
+        ),
+        MetricSpec(
+            "follower_growth",
+            "(followers at end − at start) / at start × 100 (null when start ≤ 0).",
+            "percent",
+            _follower_growth,
+            dimensions=_PLAT,
+            families=SOCIAL,
+        ),
+    ]
+    for field_name, name in (
+        ("acc.started", "subscriptions_started"),
+        ("acc.renewed", "subscriptions_renewed"),
+        ("acc.upgraded", "subscriptions_upgraded"),
+        ("acc.cancelled", "subscriptions_cancelled"),
+        ("acc.purchases", "purchases"),
+        ("acc.new", "new_customers"),
+        ("acc.lost", "lost_customers"),
+    ):
+        specs.append(
+            MetricSpec(
+                name,
+                f"{name.replace('_', ' ').capitalize()} (customers: settled on the watermark).",
+                "count",
+                counter_metric(field_name, (), ACCOUNT),
+                families=ACCOUNT,
+            )
+        )
+    specs += [
+        MetricSpec(
+            "revenue",
+            "Sum of amount over purchases and started/renewed/upgraded subscriptions.",
+            "currency",
+            sums_metric(ACCOUNT, (), ("acc.revenue",), lambda c: c / 100),
+            families=ACCOUNT,
+        ),
+        MetricSpec(
+            "customers",
+            "Subscribed customers at the window's end.",
+            "count",
+            _customers_end,
+            families=ACCOUNT,
+        ),
+        MetricSpec(
+            "churn_rate",
+            "Customers lost in the window / customers at its start × 100.",
+            "percent",
+            _churn,
+            families=ACCOUNT,
+        ),
+        MetricSpec(
+            "retention_rate",
+            "(Customers at end − new customers) / customers at start × 100.",
+            "percent",
+            _retention,
+            families=ACCOUNT,
+        ),
+    ]
+    return specs
+
+
+FAMILY_SPECS = _family_specs()
 
 CATALOG: dict[str, MetricSpec] = {
     spec.name: spec
@@ -413,6 +808,7 @@ CATALOG: dict[str, MetricSpec] = {
             session_metric(SESSION_VALUES["pages_per_session"]),
             dimensions=_SESSION_DIMS,
         ),
+        *FAMILY_SPECS,
     )
 }
 

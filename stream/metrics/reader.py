@@ -54,6 +54,19 @@ class Reader:
             [[self.keys.extra(shard, code, start, name) for shard in shards] for start in starts]
         )
 
+    async def totals(self, shards: list[str], name: str) -> dict[str, int]:
+        """A running-total hash (never windowed) summed over shards."""
+        (total,) = await self._summed([[self.keys.totals(shard, name) for shard in shards]])
+        return total
+
+    async def total_field(self, shards: list[str], name: str, field: str) -> int:
+        """One field of a running-total hash, summed over shards (one round trip)."""
+        async with self.client.pipeline(transaction=False) as pipe:
+            for shard in shards:
+                pipe.hget(self.keys.totals(shard, name), field)
+            replies = await pipe.execute()
+        return sum(int(v) for v in replies if v is not None)
+
     async def _summed(self, key_groups: list[list[str]]) -> list[dict[str, int]]:
         """HGETALL every key in one round trip; sum the integer fields of each group."""
         async with self.client.pipeline(transaction=False) as pipe:

@@ -3,8 +3,10 @@
 A discrete-event simulation: every user is a generator of their own events in time order
 (sessions of clickstream events separated by long inactivity, social actions), ticket lifecycles
 and subscriptions are generators of their own, and a heap merges them into one stream ordered by
-event time. A cohort of users fades out (their rates decay quadratically to zero over
-``fade_seconds``) — the future churn risks. Same config, same stream: only
+event time — except that some tickets' creation is delivered just after their bot auto-reply
+(``delayed_ticket_created``), seconds out of order, as helpdesk webhooks do. A cohort of users
+fades out (their rates decay quadratically to zero over ``fade_seconds``) — the future churn
+risks. Same config, same stream: only
 ``random.Random`` seeded from the config is used.
 
 Pure: no I/O and no clock. Callers decide where events go and when (see ``stream.tools.emit``).
@@ -43,6 +45,9 @@ class SimulationConfig:
     platforms: tuple[str, ...] = ("web", "ios", "android")
     channels: tuple[str, ...] = ("organic", "paid", "social", "email", "referral", "direct")
     social_platforms: tuple[str, ...] = ("twitter", "linkedin", "instagram")
+    #: Share of tickets whose bot auto-reply is delivered before the ticket_created (a webhook
+    #: race, seconds apart): the out-of-order lifecycles the ticket metrics must survive.
+    delayed_ticket_created: float = 0.25
 
 
 @dataclass(frozen=True)
@@ -120,12 +125,13 @@ class Simulator:
         heap: list[tuple[int, int, Iterator[_Step], _User, _Step]] = []
         seq = 0
 
-        def push(proc: Iterator[_Step], user: _User) -> None:
+        def push(proc: Iterator[_Step], user: _User) -> _Step | None:
             nonlocal seq
             step = next(proc, None)
             if step is not None:
                 seq += 1
                 heapq.heappush(heap, (step[0], seq, proc, user, step))
+            return step
 
         for user in self._users:
             push(self._sessions(rng, user), user)
@@ -133,6 +139,7 @@ class Simulator:
             push(self._account(rng, user), user)
         counter = 0
         seed = self.config.seed
+        held: dict[str, SimEvent] = {}  # ticket id -> its creation, delivered after the bot reply
         while heap:
             ts, _, proc, user, (_, kind, props, session) = heapq.heappop(heap)
             counter += 1
@@ -142,9 +149,17 @@ class Simulator:
                 body["session_id"] = session
             if user.account is not None:
                 body["account_id"] = user.account
+            if kind == EventType.TICKET_CREATED:
+                first = push(self._ticket(rng, user, ts, props), user)
+                bot_first = first is not None and first[2].get("author") == "bot"
+                if bot_first and rng.random() < self.config.delayed_ticket_created:
+                    held[props["ticket_id"]] = SimEvent(Family.SUPPORT, body, ts)
+                    push(proc, user)
+                    continue
             yield SimEvent(FAMILY_OF[EventType(kind)], body, ts)
-            if kind == EventType.TICKET_CREATED and props.get("_spawn") is None:
-                push(self._ticket(rng, user, ts, props), user)
+            late_created = held.pop(props.get("ticket_id", ""), None) if held else None
+            if late_created is not None:
+                yield late_created  # stamped seconds before the reply just delivered
             push(proc, user)
 
     def _sessions(self, rng: random.Random, user: _User) -> Iterator[_Step]:

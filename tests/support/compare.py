@@ -69,9 +69,17 @@ def filter_sets(ref: Reference, metric: str) -> list[dict[str, str]]:
         sets += [{"feature": f} for f in sorted(ref.features())]
     if "page" in spec.dimensions:
         sets += [{"page": p} for p in sorted(ref.tracked_pages)]
-    if "platform" in spec.dimensions:
+    fam = ref.families
+    if "platform" in spec.dimensions and "channel" in spec.dimensions:  # sessions
         sets += [{"platform": p} for p in sorted({s.platform for s in ref.sessions})]
         sets += [{"channel": c} for c in sorted({s.channel for s in ref.sessions})]
+    elif "platform" in spec.dimensions and fam is not None:  # social
+        sets += [{"platform": p} for p in sorted(fam.platforms | {"other", "(not set)"})]
+    if "priority" in spec.dimensions and fam is not None:  # support
+        sets += [{"channel": c} for c in sorted({f.channel for f in fam.ticket_facts})]
+        sets += [{"priority": p} for p in sorted({f.priority for f in fam.ticket_facts})]
+    if "touchpoint" in spec.dimensions and fam is not None:
+        sets += [{"touchpoint": t} for t in sorted(fam.touchpoints | {"other", "(not set)"})]
     if "type" in spec.dimensions:
         sets += [{"type": t} for t in ("page_view", "click", "like", "nps_response")]
     return sets
@@ -90,6 +98,8 @@ async def compare_all(
     ref.distinct = oracle
     try:
         for metric, spec in CATALOG.items():
+            if metric == "ticket_backlog":
+                continue  # a current level with no history: compared on its own
             for g in granularities:
                 if g not in spec.granularities:
                     continue

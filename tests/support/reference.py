@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 from aiokafka.partitioner import murmur2
 
 from stream.settings import Settings
+from tests.support.families_reference import FamiliesReference
 
 SESSION_METRICS = {
     "sessions",
@@ -209,6 +210,7 @@ class Reference:
     engaged_after_ms: int = 10_000
     bounce_definition: str = "ga4"
     _session_index: dict[str, dict[int, list[RefSession]]] = field(default_factory=dict)
+    families: FamiliesReference | None = None
 
     @classmethod
     def build(cls, events: list[dict[str, Any]], settings: Settings) -> Reference:
@@ -259,6 +261,9 @@ class Reference:
                 bucket[(camp, place)] = bucket.get((camp, place), 0) + clicks
         ref.counts = {k: dict(v) for k, v in counts.items()}
         ref.users = dict(users)
+        ref.families = FamiliesReference.build(
+            events, settings, FAMILY, lambda user: partition_of(user, settings.topic_partitions)
+        )
         return ref
 
     # ---- metric values, named like the catalog --------------------------------------------
@@ -334,7 +339,9 @@ class Reference:
             return self.distinct(users) / active * 100 if active else None
         if metric in SESSION_METRICS:
             return self._session_value(metric, g, start, filters)
-        raise KeyError(metric)
+        if self.families is None:
+            raise KeyError(metric)
+        return self.families.value(metric, g, start, filters)
 
     def _session_value(
         self, metric: str, g: str, start: int, filters: dict[str, str]

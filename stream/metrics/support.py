@@ -1,0 +1,291 @@
+"""Support tickets (Zendesk semantics) as keyed state: lifecycle facts settled on the watermark.
+
+Definitions (metric-definitions.md):
+
+* first reply time: ``ticket_created`` → the first *public agent* reply (``author`` ``agent``,
+  ``public`` not false); bot and requester replies never count. A ticket created by an agent
+  (``properties.author = "agent"`` on ``ticket_created``) uses the second public agent reply,
+  because helpdesks export the agent's opening comment as a public agent reply too.
+* first resolution time: created → the first solve; full resolution time: created → the latest
+  solve (a reopened and re-solved ticket moves full, keeps first). Reopens = solves − 1.
+* A solve counts when the ticket is not already solved; ``ticket_reopened`` makes a solved
+  ticket open again; ``ticket_closed`` is final. Calendar hours (business hours: not built).
+* Facts land in the window of the event that completes them: the reply, the solve. When a
+  re-solve moves full resolution time, the earlier value is taken back out of its window.
+* Backlog = tickets open now (created or reopened, not solved or closed), by channel and
+  priority of their ``ticket_created``.
+
+Why it is exact under any arrival order within the allowed lateness: each ticket's events wait
+in its state until the partition watermark (max event time − allowed lateness) passes them;
+then they are applied in event-time order. Any event stamped earlier than the watermark would be
+late (dead-lettered), so the settled order is final and the facts equal a batch computation
+over the sorted lifecycle. The backlog cannot wait a day, so it is provisional: each time a
+ticket changes, its open/closed status is recomputed from everything known (settled + pending)
+and the running total ``backlog`` moves by the difference — it converges to the batch answer
+once all events arrived.
+
+All events of a ticket must carry the same ``user_id`` (the requester): it is the Kafka key, so
+the ticket's events meet in one partition. Reply or solve events of a ticket whose creation the
+stream never saw (before it started) count as solves/reopens under ``(not set)`` labels but give
+no times.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+from stream.contract.decode import Event
+from stream.contract.types import EventType, Family
+from stream.engine.deltas import Deltas, pair_digest
+from stream.engine.keys import FIELD_SEP, escape, field
+from stream.metrics.labels import NOT_SET, BoundedLabels
+
+Handler = Callable[[Event, int, Deltas], None]
+
+DIMENSIONS = ("channel", "priority")
+#: Hash (one per window) of durations in whole seconds: ``<measure>|all|<s>`` and
+#: ``<measure>|<dim>|<value>|<s>``.
+DURATION_HASH = "tixdur"
+#: Running total of open tickets: ``all``, ``channel|<c>``, ``priority|<p>``.
+BACKLOG = "backlog"
+#: Counted facts (``tix.<measure>[|<dim>|<value>]``).
+COUNTS = ("new", "solved", "reopens")
+#: Duration facts (``tix.<measure>.n`` and ``tix.<measure>.ms``, plus the duration hash).
+DURATIONS = ("frt", "fres", "full")
+NEVER = 2**53 - 1
+
+CREATED, REPLY, SOLVED, REOPENED, CLOSED = range(5)
+UNKNOWN, OPEN, IS_SOLVED, IS_CLOSED = range(4)
+_KINDS = {
+    EventType.TICKET_CREATED.value: CREATED,
+    EventType.TICKET_REPLIED.value: REPLY,
+    EventType.TICKET_SOLVED.value: SOLVED,
+    EventType.TICKET_REOPENED.value: REOPENED,
+    EventType.TICKET_CLOSED.value: CLOSED,
+}
+_NOT_SET = escape(NOT_SET)
+
+
+class TicketEvent(msgspec.Struct, array_like=True, frozen=True, order=True):
+    """One lifecycle event as the ticket state needs it; sorts by (ts, kind)."""
+
+    ts: int
+    kind: int
+    channel: str = ""  # escaped bounded label (created only)
+    priority: str = ""
+    flag: bool = False  # created: by an agent; reply: a public agent reply
+
+
+class Ticket(msgspec.Struct, array_like=True):
+    """Settled summary of one ticket, its unsettled events, and its backlog contribution."""
+
+    created: int | None = None
+    channel: str = _NOT_SET  # escaped labels of the settled ticket_created
+    priority: str = _NOT_SET
+    by_agent: bool = False
+    agent_replies: int = 0
+    replied: bool = False
+    solves: int = 0
+    last_solve: int | None = None
+    status: int = UNKNOWN
+    last_ts: int = 0
+    pending: list[TicketEvent] = []
+    backlog: str = ""  # "<channel>|<priority>" it counts under in the backlog; "" none
+
+    def labels(self) -> tuple[str, str]:
+        return (self.channel, self.priority)
+
+
+@dataclass(frozen=True)
+class Fact:
+    """A metric fact of a settled event: count ``n`` (±1) of ``measure`` at ``ts``."""
+
+    measure: str
+    ts: int
+    channel: str
+    priority: str
+    n: int = 1
+    duration_ms: int | None = None
+
+
+def apply_event(t: Ticket, e: TicketEvent, facts: list[Fact] | None) -> None:
+    """Move a ticket through one event (in event-time order), noting the facts it completes."""
+    t.last_ts = max(t.last_ts, e.ts)
+    if e.kind == CREATED:
+        if t.created is not None:
+            return  # a duplicate creation changes nothing
+        t.created, t.channel, t.priority, t.by_agent = e.ts, e.channel, e.priority, e.flag
+        if t.status == UNKNOWN:
+            t.status = OPEN
+        if facts is not None:
+            facts.append(Fact("new", e.ts, *t.labels()))
+    elif e.kind == REPLY:
+        if not e.flag or t.created is None or t.replied:
+            return
+        t.agent_replies += 1
+        if t.agent_replies == (2 if t.by_agent else 1):
+            t.replied = True
+            if facts is not None:
+                facts.append(Fact("frt", e.ts, *t.labels(), duration_ms=e.ts - t.created))
+    elif e.kind == SOLVED:
+        if t.status not in (UNKNOWN, OPEN):
+            return
+        t.status = IS_SOLVED
+        t.solves += 1
+        previous, t.last_solve = t.last_solve, e.ts
+        if facts is None:
+            return
+        labels = t.labels()
+        facts.append(Fact("solved", e.ts, *labels))
+        if t.solves >= 2:
+            facts.append(Fact("reopens", e.ts, *labels))
+        if t.created is None:
+            return
+        if t.solves == 1:
+            facts.append(Fact("fres", e.ts, *labels, duration_ms=e.ts - t.created))
+        if previous is not None:  # full resolution moves to the latest solve
+            facts.append(Fact("full", previous, *labels, -1, previous - t.created))
+        facts.append(Fact("full", e.ts, *labels, duration_ms=e.ts - t.created))
+    elif e.kind == REOPENED:
+        if t.status == IS_SOLVED:
+            t.status = OPEN
+    else:
+        t.status = IS_CLOSED
+
+
+def advance(t: Ticket, events: Iterable[TicketEvent], watermark: int) -> tuple[list[Fact], str]:
+    """Settle the events before the watermark (in order), keep the rest pending.
+
+    Returns the facts and the backlog label the ticket now counts under ("" if not open), from
+    everything known including the pending events.
+    """
+    ready: list[TicketEvent] = []
+    rest: list[TicketEvent] = []
+    for e in sorted(events):
+        # An event stamped at the watermark itself can still be followed by an earlier one.
+        (ready if e.ts < watermark else rest).append(e)
+    facts: list[Fact] = []
+    for e in ready:
+        apply_event(t, e, facts)
+    t.pending = rest
+    live = msgspec.structs.replace(t)
+    for e in rest:
+        apply_event(live, e, None)
+    return facts, (field(*live.labels()) if live.status == OPEN else "")
+
+
+def record(fact: Fact, deltas: Deltas) -> None:
+    """A fact's counters (all, per channel, per priority) and duration-histogram entries."""
+    minute = fact.ts // 60_000 * 60
+    suffixes = ("", field("", "channel", fact.channel), field("", "priority", fact.priority))
+    stem = "tix." + fact.measure
+    if fact.duration_ms is None:
+        for suffix in suffixes:
+            deltas.count(minute, stem + suffix, fact.n)
+        return
+    for suffix in suffixes:
+        deltas.count(minute, stem + ".n" + suffix, fact.n)
+        deltas.count(minute, stem + ".ms" + suffix, fact.n * fact.duration_ms)
+    seconds = str(fact.duration_ms // 1000)
+    m = fact.measure
+    deltas.hash_count(minute, DURATION_HASH, field(m, "all", seconds), fact.n)
+    deltas.hash_count(minute, DURATION_HASH, field(m, "channel", fact.channel, seconds), fact.n)
+    deltas.hash_count(minute, DURATION_HASH, field(m, "priority", fact.priority, seconds), fact.n)
+
+
+def move_backlog(before: str, after: str, deltas: Deltas) -> None:
+    for label, step in ((before, -1), (after, 1)):
+        if label:
+            channel, priority = label.split(FIELD_SEP)
+            deltas.total(BACKLOG, "all", step)
+            deltas.total(BACKLOG, field("channel", channel), step)
+            deltas.total(BACKLOG, field("priority", priority), step)
+
+
+_encode = msgspec.json.Encoder().encode
+_decode = msgspec.json.Decoder(Ticket).decode
+
+
+class TicketState:
+    """Tickets as engine keyed state: one hash field per ticket (digest of its id)."""
+
+    name = "tix"
+    families = frozenset({Family.SUPPORT.value})
+
+    def __init__(
+        self,
+        channels: BoundedLabels,
+        priorities: BoundedLabels,
+        ttl_ms: int = 30 * 86_400_000,
+        due_limit: int = 20_000,
+    ) -> None:
+        self.channels = channels
+        self.priorities = priorities
+        self.ttl_ms = ttl_ms
+        self.due_limit = due_limit
+
+    def handlers(self) -> dict[str, Handler]:
+        return {t: self.lifecycle for t in _KINDS}
+
+    def lifecycle(self, event: Event, minute: int, deltas: Deltas) -> None:
+        props = event.props
+        kind = _KINDS[event.type]
+        if kind == CREATED:
+            item = TicketEvent(
+                event.ts_ms,
+                kind,
+                self.channels(props.channel),
+                self.priorities(props.priority),
+                props.author == "agent",
+            )
+        elif kind == REPLY:
+            public_agent = props.author == "agent" and props.public is not False
+            item = TicketEvent(event.ts_ms, kind, flag=public_agent)
+        else:
+            item = TicketEvent(event.ts_ms, kind)
+        per_key = deltas.keyed.get(self.name)
+        if per_key is None:
+            per_key = deltas.keyed[self.name] = {}
+        items = per_key.get(props.ticket_id)
+        if items is None:
+            per_key[props.ticket_id] = [item]
+        else:
+            items.append(item)
+
+    def field_of(self, key: str) -> str:
+        # Ticket ids are free text: a digest keeps fields short and delimiter-free.
+        return pair_digest(key)
+
+    def settle(
+        self,
+        stored: Mapping[str, bytes | None],
+        items: Mapping[str, list[Any]],
+        watermark: int,
+        deltas: Deltas,
+    ) -> dict[str, tuple[str | None, int | None]]:
+        updates: dict[str, tuple[str | None, int | None]] = {}
+        for name in stored.keys() | items.keys():
+            before = stored.get(name)
+            ticket = _decode(before) if before else Ticket()
+            facts, backlog = advance(ticket, [*ticket.pending, *items.get(name, ())], watermark)
+            for fact in facts:
+                record(fact, deltas)
+            if backlog != ticket.backlog:
+                move_backlog(ticket.backlog, backlog, deltas)
+                ticket.backlog = backlog
+            if ticket.pending:
+                due = ticket.pending[0].ts + 1
+            elif ticket.status == OPEN:
+                due = NEVER
+            else:  # solved, closed or never seen created: forget it after the TTL
+                due = ticket.last_ts + self.ttl_ms
+                if due <= watermark:
+                    if before is not None:
+                        updates[name] = (None, None)
+                    continue
+            updates[name] = (_encode(ticket).decode(), due)
+        return updates

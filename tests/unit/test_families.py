@@ -1,0 +1,190 @@
+"""Feedback, social and account math without Kafka or Redis: definitions and stream == batch.
+
+The customer property test runs random subscription histories in random arrival orders and
+batch cuts through the real handlers and ``CustomerState.settle`` and compares the settled new
+and lost customers with the batch replay of tests/support/families_reference.py.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from typing import Any
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from stream.metrics import accounts, feedback, social
+from stream.metrics.accounts import AccountsFold, CustomerState
+from stream.metrics.feedback import FeedbackFold
+from stream.metrics.labels import BoundedLabels
+from stream.metrics.social import SocialFold
+from tests.support.events import event
+from tests.support.families_reference import customer_transitions, partition_watermarks
+from tests.support.keyed_driver import Outcome, run_keyed
+from tests.support.reference import FAMILY, partition_of
+
+MIN = 60_000
+T0 = 1_767_225_600_000
+LATENESS = 30 * MIN
+PARTITIONS = 2
+
+
+def test_nps_range_and_passives() -> None:
+    assert feedback.nps(0, 0, 0) is None
+    assert feedback.nps(4, 4, 0) == 100 and feedback.nps(4, 0, 4) == -100
+    assert feedback.nps(4, 1, 1) == 0  # two passives count only in the denominator
+
+
+def test_score_buckets_at_the_edges() -> None:
+    assert feedback.score_measures("nps_response", 9) == {"nps.pro": 1, "nps.det": 0}
+    assert feedback.score_measures("nps_response", 7) == {"nps.pro": 0, "nps.det": 0}
+    assert feedback.score_measures("nps_response", 6) == {"nps.pro": 0, "nps.det": 1}
+    assert feedback.score_measures("csat_response", 3) == {"csat.top": 0}  # 3 counts as bad
+    assert feedback.score_measures("csat_response", 4) == {"csat.top": 1}
+    assert feedback.score_measures("ces_response", 5) == {"ces.sum": 5, "ces.hi": 1}
+
+
+def test_follower_growth_null_without_a_start() -> None:
+    assert social.growth(0, 5) is None
+    assert social.growth(-2, 5) is None
+    assert social.growth(200, 150) == -25.0
+
+
+def test_labels_are_bounded_and_escaped() -> None:
+    labels = BoundedLabels(["in_app", "a|b"])
+    assert labels("in_app") == "in_app"
+    assert labels("carrier pigeon") == "other"
+    assert labels(None) == "%28not%20set%29"
+    assert labels("a|b") == "a%7Cb"
+
+
+def _fold(handlers: dict[str, Any], events: list[dict[str, Any]]) -> Outcome:
+    class NoState:
+        name = "none"
+        due_limit = 0
+        families = frozenset[str]()
+
+        def handlers(self) -> dict[str, Any]:
+            return {}
+
+        def field_of(self, key: Any) -> str:
+            return str(key)
+
+        def settle(self, *args: Any) -> dict[str, tuple[str | None, int | None]]:
+            return {}
+
+    return run_keyed(NoState(), handlers, events, [], partitions=1, lateness_ms=LATENESS)
+
+
+def test_survey_fields_per_touchpoint() -> None:
+    out = _fold(
+        FeedbackFold(BoundedLabels(["in_app"])).handlers(),
+        [
+            event("nps_response", "a", T0, score=10, touchpoint="in_app"),
+            event("nps_response", "b", T0, score=3, touchpoint="kiosk"),
+            event("csat_response", "a", T0, score=5),
+            event("ces_response", "a", T0, score=6, touchpoint="in_app"),
+        ],
+    )
+    fields = {f: v for (_, f), v in out.counters.items()}
+    assert fields == {
+        "nps.n|in_app": 1, "nps.pro|in_app": 1, "nps.n|other": 1, "nps.det|other": 1,
+        "csat.n|%28not%20set%29": 1, "csat.top|%28not%20set%29": 1,
+        "ces.n|in_app": 1, "ces.sum|in_app": 6, "ces.hi|in_app": 1,
+    }  # fmt: skip
+
+
+def test_social_actions_and_follower_total() -> None:
+    out = _fold(
+        SocialFold(BoundedLabels(["x"])).handlers(),
+        [
+            event("follow", "a", T0, platform="x"),
+            event("follow", "b", T0, platform="x"),
+            event("unfollow", "a", T0 + MIN, platform="x"),
+            event("like", "a", T0, platform="myspace", post_id="p"),
+        ],
+    )
+    assert out.totals == Counter({(social.FOLLOWERS, "x"): 1})
+    assert sum(v for (_, f), v in out.counters.items() if f == "soc.like|other") == 1
+
+
+def test_revenue_and_lifetime_value_in_minor_units() -> None:
+    out = _fold(
+        AccountsFold().handlers(),
+        [
+            event("purchase", "a", T0, amount=19.99),
+            event("subscription_started", "a", T0, amount=29.0, plan="pro"),
+            event("subscription_cancelled", "a", T0, amount=500.0),  # no revenue
+            event("purchase", "b", T0),  # no amount: a purchase, no revenue
+        ],
+    )
+    fields = Counter({f: v for (_, f), v in out.counters.items()})
+    assert fields["acc.revenue"] == 4899 and fields["acc.purchases"] == 2
+    assert out.totals[(accounts.LTV, accounts.customer_key("a"))] == 4899
+    assert (accounts.LTV, accounts.customer_key("b")) not in out.totals
+
+
+def test_customer_status_settles_in_event_time_order() -> None:
+    active, transitions, rest = accounts.advance(False, [(30, 1), (10, 0), (50, 0)], 40)
+    assert (active, transitions, rest) == (False, [(10, 0), (30, 1)], [(50, 0)])
+    # a cancel of a customer never seen starting loses nobody; a second start gains nobody
+    assert accounts.advance(False, [(1, 1)], 10)[1] == []
+    assert accounts.advance(True, [(1, 0)], 10)[1] == []
+    assert accounts.unpack(accounts.pack(True, [(5, 1)])) == (True, [(5, 1)])
+
+
+def _customers(events: list[dict[str, Any]], cuts: list[int]) -> tuple[Outcome, Counter[Any]]:
+    state = CustomerState()
+    out = run_keyed(
+        state, state.handlers(), events, cuts, partitions=PARTITIONS, lateness_ms=LATENESS
+    )
+    marks = partition_watermarks(
+        out.on_time, FAMILY, lambda u: partition_of(u, PARTITIONS), LATENESS
+    )
+    want: Counter[Any] = Counter()
+    for ts, _, kind in customer_transitions(
+        out.on_time, lambda u: marks[("account", partition_of(u, PARTITIONS))]
+    ):
+        want[(ts // MIN * 60, "acc." + kind)] += 1
+        want[("total",)] += 1 if kind == "new" else -1
+    return out, want
+
+
+@st.composite
+def subscriptions(draw: st.DrawFn) -> tuple[list[dict[str, Any]], list[int]]:
+    events = [
+        event(
+            draw(st.sampled_from(["subscription_started", "subscription_cancelled"])),
+            draw(st.sampled_from(["ann", "bob", "cyd", "dan"])),
+            T0 + draw(st.integers(0, 48)) * 5 * MIN + draw(st.sampled_from([0, 1])),
+        )
+        for _ in range(draw(st.integers(1, 30)))
+    ]
+    events.sort(key=lambda e: e["ts"])
+    rng = random.Random(draw(st.integers(0, 2**32)))
+    arrival = sorted(events, key=lambda e: e["ts"] + rng.randint(0, 45 * MIN))
+    cuts = draw(st.lists(st.integers(0, len(arrival)), max_size=6))
+    return arrival, cuts
+
+
+@given(subscriptions())
+def test_stream_customers_equal_batch_replay(case: tuple[list[dict[str, Any]], list[int]]) -> None:
+    out, want = _customers(*case)
+    got: Counter[Any] = Counter(out.counters)
+    got[("total",)] = out.totals.get((accounts.CUSTOMERS, "all"), 0)
+    assert {k: v for k, v in got.items() if v} == {k: v for k, v in want.items() if v}
+
+
+def test_property_harness_sees_customers_come_and_go() -> None:
+    events = [
+        event("subscription_started", "ann", T0),
+        event("subscription_cancelled", "ann", T0 + 20 * MIN),
+        event("subscription_started", "ann", T0 + 10 * MIN),  # out of order: a duplicate start
+        event("subscription_started", "bob", T0 + 5 * MIN),
+        event("subscription_started", "ann", T0 + 3 * 60 * MIN),  # moves the watermark
+        event("subscription_started", "bob", T0 + 3 * 60 * MIN),
+    ]
+    out, want = _customers(events, [1, 2])
+    assert want[("total",)] == 1 and sum(want.values()) > 1
+    assert out.totals[(accounts.CUSTOMERS, "all")] == 1

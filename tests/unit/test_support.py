@@ -1,0 +1,268 @@
+"""Ticket lifecycle math without Kafka or Redis: Zendesk edge cases, and stream == batch.
+
+The property test feeds random lifecycles (bot/requester/agent replies, agent-created tickets,
+reopens, tickets whose creation the stream never sees) in random arrival orders and batch cuts
+through the real handlers and ``TicketState.settle`` (tests/support/keyed_driver.py) and
+compares every counter, duration-histogram entry and the backlog with the plain replay of
+tests/support/families_reference.py, which shares no code with it.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from typing import Any
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from stream.engine.keys import escape
+from stream.metrics.labels import BoundedLabels
+from stream.metrics.support import BACKLOG, DURATION_HASH, TicketState
+from tests.support.events import event
+from tests.support.families_reference import TicketFact, partition_watermarks, replay_ticket
+from tests.support.keyed_driver import Outcome, run_keyed
+from tests.support.reference import FAMILY, partition_of
+
+MIN = 60_000
+HOUR = 60 * MIN
+LATENESS = 30 * MIN
+PARTITIONS = 2
+T0 = 1_767_225_600_000  # 2026-01-01T00:00Z; test times are offsets from it
+CHANNELS = frozenset({"email", "chat"})
+PRIORITIES = frozenset({"low", "high"})
+
+
+def state() -> TicketState:
+    return TicketState(BoundedLabels(CHANNELS), BoundedLabels(PRIORITIES))
+
+
+def run(events: list[dict[str, Any]], cuts: list[int] | None = None) -> Outcome:
+    s = state()
+    return run_keyed(
+        s, s.handlers(), events, cuts or [], partitions=PARTITIONS, lateness_ms=LATENESS
+    )
+
+
+def tix(kind: str, ts: int, ticket: str = "T1", user: str = "ann", **props: Any) -> dict[str, Any]:
+    return event("ticket_" + kind, user, T0 + ts, ticket_id=ticket, **props)
+
+
+def reply(ts: int, author: str, **props: Any) -> dict[str, Any]:
+    return tix("replied", ts, author=author, **props)
+
+
+def flush(ts: int) -> dict[str, Any]:
+    """An unrelated ticket's event far later: moves the watermark past everything before."""
+    return tix("created", ts, ticket="flush")
+
+
+def durations(out: Outcome, measure: str) -> list[int]:
+    """Whole seconds of every settled (net) duration of ``measure``, all channels."""
+    prefix = measure + "|all|"
+    found: list[int] = []
+    for (_, name, f), n in out.hashes.items():
+        if name == DURATION_HASH and f.startswith(prefix):
+            found += [int(f[len(prefix) :])] * n
+    return sorted(found)
+
+
+def count(out: Outcome, field_name: str) -> int:
+    return sum(v for (_, f), v in out.counters.items() if f == field_name)
+
+
+def test_first_reply_skips_bots_requesters_and_private_notes() -> None:
+    out = run(
+        [
+            tix("created", 0, channel="email", priority="high"),
+            reply(1 * MIN, "bot"),
+            reply(2 * MIN, "requester"),
+            reply(3 * MIN, "agent", public=False),
+            reply(10 * MIN, "agent"),
+            reply(20 * MIN, "agent"),
+            flush(10 * HOUR),
+        ]
+    )
+    assert durations(out, "frt") == [600]
+    assert count(out, "tix.frt.n|channel|email") == 1
+    assert count(out, "tix.frt.n|priority|high") == 1
+
+
+def test_agent_created_ticket_uses_the_second_public_agent_reply() -> None:
+    out = run(
+        [
+            tix("created", 0, author="agent"),
+            reply(5 * MIN, "agent"),
+            reply(9 * MIN, "bot"),
+            reply(30 * MIN, "agent"),
+            flush(10 * HOUR),
+        ]
+    )
+    assert durations(out, "frt") == [1800]
+
+
+def test_reopen_moves_full_resolution_and_keeps_first() -> None:
+    out = run(
+        [
+            tix("created", 0),
+            tix("solved", 1 * HOUR),
+            tix("reopened", 2 * HOUR),
+            tix("solved", 5 * HOUR),
+            tix("solved", 6 * HOUR),  # already solved: not a new solve
+            flush(20 * HOUR),
+        ]
+    )
+    assert durations(out, "fres") == [3600]
+    assert durations(out, "full") == [5 * 3600]  # the 1 h value was taken back out
+    assert count(out, "tix.solved") == 2 and count(out, "tix.reopens") == 1
+    assert count(out, "tix.full.n") == 1 and count(out, "tix.full.ms") == 5 * HOUR
+
+
+def test_reply_before_its_ticket_created_still_counts_once_both_arrived() -> None:
+    events = [
+        reply(10 * MIN, "agent"),  # in a batch of its own, before the ticket exists
+        tix("created", 0, channel="chat"),
+        tix("solved", 40 * MIN),
+        flush(10 * HOUR),
+    ]
+    out = run(events, cuts=[1, 2, 3])
+    assert durations(out, "frt") == [600]
+    assert durations(out, "fres") == [2400]
+    assert count(out, "tix.new|channel|chat") == 1
+
+
+def test_facts_wait_for_the_watermark() -> None:
+    out = run([tix("created", 0), reply(10 * MIN, "agent"), tix("solved", 20 * MIN)])
+    # max ts 20 min − 30 min lateness: nothing is settled yet, but the backlog is live
+    assert not out.counters
+    assert out.totals[(BACKLOG, "all")] == 0  # solved: not open
+    out = run([tix("created", 0), reply(10 * MIN, "agent")])
+    assert out.totals[(BACKLOG, "all")] == 1
+    assert out.totals[(BACKLOG, "channel|" + escape("(not set)"))] == 1
+
+
+def test_closed_ticket_state_is_forgotten_after_the_ttl() -> None:
+    out = run(
+        [tix("created", 0), tix("solved", HOUR), tix("closed", 2 * HOUR), flush(40 * 24 * HOUR)]
+    )
+    p = partition_of("ann", PARTITIONS)
+    assert len(out.stored[p]) == 1  # only the flush ticket is left
+
+
+# ---- stream == batch under any arrival order ----------------------------------------------
+
+
+def expected_fields(facts: list[TicketFact]) -> tuple[Counter[tuple[int, str]], Counter[str]]:
+    """The documented counter and histogram fields of the reference's facts."""
+    counters: Counter[tuple[int, str]] = Counter()
+    hist: Counter[str] = Counter()
+    for f in facts:
+        minute = f.ts // MIN * 60
+        c, p = escape(f.channel), escape(f.priority)
+        suffixes = ["", f"|channel|{c}", f"|priority|{p}"]
+        if f.duration_ms is None:
+            for s in suffixes:
+                counters[(minute, f"tix.{f.measure}{s}")] += 1
+            continue
+        for s in suffixes:
+            counters[(minute, f"tix.{f.measure}.n{s}")] += 1
+            counters[(minute, f"tix.{f.measure}.ms{s}")] += f.duration_ms
+        secs = f.duration_ms // 1000
+        for slice_ in ("all", f"channel|{c}", f"priority|{p}"):
+            hist[f"{f.measure}|{slice_}|{secs}"] += 1
+    return counters, hist
+
+
+def batch(
+    on_time: list[dict[str, Any]],
+) -> tuple[Counter[tuple[int, str]], Counter[str], Counter[str]]:
+    marks = partition_watermarks(on_time, FAMILY, lambda u: partition_of(u, PARTITIONS), LATENESS)
+    by_ticket: dict[str, list[dict[str, Any]]] = {}
+    for e in on_time:
+        by_ticket.setdefault(e["properties"]["ticket_id"], []).append(e)
+    facts: list[TicketFact] = []
+    backlog: Counter[str] = Counter()
+    for evs in by_ticket.values():
+        wm = marks[("support", partition_of(evs[0]["user_id"], PARTITIONS))]
+        got, open_labels = replay_ticket(evs, wm, CHANNELS, PRIORITIES)
+        facts += got
+        if open_labels is not None:
+            backlog["all"] += 1
+            backlog["channel|" + escape(open_labels[0])] += 1
+            backlog["priority|" + escape(open_labels[1])] += 1
+    counters, hist = expected_fields(facts)
+    return counters, hist, backlog
+
+
+def net(counter: Counter[Any]) -> Counter[Any]:
+    return Counter({k: v for k, v in counter.items() if v})
+
+
+@st.composite
+def lifecycles(draw: st.DrawFn) -> tuple[list[dict[str, Any]], list[int]]:
+    events: list[dict[str, Any]] = []
+    grid = st.integers(0, 8 * 12).map(lambda i: i * 5 * MIN)
+    for n in range(draw(st.integers(1, 4))):
+        ticket, user = f"T{n}", draw(st.sampled_from(["ann", "bob", "cyd"]))
+        if draw(st.booleans()) or n == 0:
+            props = {
+                "channel": draw(st.sampled_from(["email", "chat", "fax", None])),
+                "priority": draw(st.sampled_from(["low", "high", None])),
+            }
+            if draw(st.booleans()):
+                props["author"] = "agent"
+            props = {k: v for k, v in props.items() if v is not None}
+            events.append(tix("created", draw(grid), ticket, user, **props))
+        for _ in range(draw(st.integers(0, 7))):
+            kind = draw(st.sampled_from(["replied", "replied", "solved", "reopened", "closed"]))
+            props = {}
+            if kind == "replied":
+                props["author"] = draw(st.sampled_from(["agent", "agent", "bot", "requester"]))
+                public = draw(st.sampled_from([True, False, None]))
+                if public is not None:
+                    props["public"] = public
+            ts = draw(grid) + draw(st.sampled_from([0, 1, 59_999]))
+            events.append(tix(kind, ts, ticket, user, **props))
+    events.sort(key=lambda e: e["ts"])
+    rng = random.Random(draw(st.integers(0, 2**32)))
+    # displaced by up to 45 min: mostly within the 30-min lateness, some late (dropped)
+    arrival = sorted(events, key=lambda e: e["ts"] + rng.randint(0, 45 * MIN))
+    if draw(st.booleans()):
+        arrival.append(flush(2 * 24 * HOUR))  # settle everything
+    cuts = draw(st.lists(st.integers(0, len(arrival)), max_size=6))
+    return arrival, cuts
+
+
+@given(lifecycles())
+def test_stream_tickets_equal_batch_replay(case: tuple[list[dict[str, Any]], list[int]]) -> None:
+    events, cuts = case
+    out = run(events, cuts)
+    counters, hist, backlog = batch(out.on_time)
+    assert net(out.counters) == net(counters)
+    stream_hist: Counter[str] = Counter()
+    for (_, name, f), v in out.hashes.items():
+        if name == DURATION_HASH:
+            stream_hist[f] += v
+    assert net(stream_hist) == net(hist)
+    assert net(Counter({f: v for (name, f), v in out.totals.items() if name == BACKLOG})) == net(
+        backlog
+    )
+
+
+def test_property_harness_sees_every_fact() -> None:
+    """Guard against a vacuous property: a fixed lifecycle yields every kind of fact."""
+    events = [
+        tix("created", 0, channel="email"),
+        reply(MIN, "agent"),
+        tix("solved", HOUR),
+        tix("reopened", 2 * HOUR),
+        tix("solved", 3 * HOUR),
+        tix("created", 3 * HOUR, ticket="open-one"),
+        flush(2 * 24 * HOUR),
+    ]
+    out = run(events, [3])
+    counters, _, backlog = batch(out.on_time)
+    assert {f.split("|")[0] for _, f in counters} >= {
+        "tix.new", "tix.solved", "tix.reopens", "tix.frt.n", "tix.fres.n", "tix.full.n"
+    }  # fmt: skip
+    assert backlog["all"] == 2 and net(out.counters) == net(counters)
