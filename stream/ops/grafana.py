@@ -10,8 +10,8 @@ PromQL conventions (docs/metrics.md): business gauges (``engagement_*``) are the
 on every worker, so they are aggregated with ``max``; operational series (``stream_*``) are per
 worker and summed. Template variables only range over bounded label sets.
 
-Must never: reference a series the code does not export (the panels for social, survey, support
-and engagement-score metrics are added together with those metrics).
+Must never: reference a series the code does not export (the engagement-score panels are added
+together with those metrics).
 """
 
 from __future__ import annotations
@@ -130,7 +130,7 @@ OVERVIEW = Dashboard(
         Variable("window", "Window", values=("minute", "hour", "day"), default="day"),
         Variable(
             "session_window",
-            "Session window",
+            "Settled window (sessions, tickets)",
             values=("minute", "hour", "day", "previous_day"),
             default="previous_day",
         ),
@@ -269,8 +269,105 @@ OVERVIEW = Dashboard(
                 ),
             ),
         ),
-        # Social engagement, NPS/CSAT/CES, support times, engagement-score bands and churn-risk
-        # transitions: add their rows here once the worker exports those series.
+        Row(
+            "Surveys (NPS, CSAT, CES)",
+            (
+                business("NPS, current $window", f"max(engagement_nps{{{W}}})", "NPS"),
+                business(
+                    "CSAT (top-2 box), current $window",
+                    f"max(engagement_csat_ratio{{{W}}})",
+                    "CSAT",
+                    unit="percentunit",
+                ),
+                business("CES (mean, 1–7), current $window", f"max(engagement_ces_score{{{W}}})"),
+                business(
+                    "CES agree (5–7), current $window",
+                    f"max(engagement_ces_agree_ratio{{{W}}})",
+                    "agree",
+                    unit="percentunit",
+                ),
+                business(
+                    "Survey responses, current $window",
+                    f"max by (survey) (engagement_survey_responses{{{W}}})",
+                    "{{survey}}",
+                    description="Hide a score computed from too few answers.",
+                ),
+            ),
+        ),
+        Row(
+            "Social",
+            (
+                business(
+                    "Social actions, current $window",
+                    f"max by (action) (engagement_social_actions{{{W}}})",
+                    "{{action}}",
+                ),
+                business(
+                    "Social engagement rate, current $window",
+                    f"max by (platform) (engagement_social_engagement_ratio{{{W}}})",
+                    "{{platform}}",
+                    unit="percentunit",
+                ),
+                business(
+                    "Followers",
+                    "max by (platform) (engagement_social_followers)",
+                    "{{platform}}",
+                ),
+            ),
+        ),
+        Row(
+            "Support (settled on the watermark)",
+            (
+                Panel(
+                    "Tickets",
+                    (
+                        Target(f"max(engagement_tickets_created{{{SW}}})", "created"),
+                        Target(f"max(engagement_tickets_solved{{{SW}}})", "solved"),
+                        Target(f"max(engagement_ticket_reopens{{{SW}}})", "reopens"),
+                    ),
+                ),
+                stat("Backlog (open now)", "max(engagement_ticket_backlog)"),
+                Panel(
+                    "First reply and resolution time (median)",
+                    tuple(
+                        Target(
+                            "histogram_quantile(0.5, max by (le) "
+                            f"(engagement_ticket_{m}_seconds_bucket{{{SW}}}))",
+                            legend,
+                        )
+                        for m, legend in (
+                            ("first_reply", "first reply"),
+                            ("first_resolution", "first resolution"),
+                            ("full_resolution", "full resolution"),
+                        )
+                    ),
+                    unit="s",
+                    description="Gauge histograms (calendar hours): no rate(); max across workers.",
+                ),
+            ),
+        ),
+        Row(
+            "Accounts",
+            (
+                business(
+                    "Subscription events, current $window",
+                    f"max by (event) (engagement_subscription_events{{{W}}})",
+                    "{{event}}",
+                ),
+                business("Revenue, current $window", f"max(engagement_revenue{{{W}}})", "revenue"),
+                business("Customers", f"max(engagement_customers{{{W}}})", "customers"),
+                Panel(
+                    "Churn and retention, current $window",
+                    (
+                        Target(f"max(engagement_churn_ratio{{{W}}})", "churn"),
+                        Target(f"max(engagement_retention_ratio{{{W}}})", "retention"),
+                    ),
+                    unit="percentunit",
+                ),
+            ),
+        ),
+        # Engagement-score bands and churn-risk transitions: add their rows here once the worker
+        # exports those series.
     ),
 )
 
