@@ -11,7 +11,19 @@ Definitions (metric-definitions.md):
 * A solve counts when the ticket is not already solved; ``ticket_reopened`` makes a solved
   ticket open again; ``ticket_closed`` is final. Calendar hours (business hours: not built).
 * Facts land in the window of the event that completes them: the reply, the solve. When a
-  re-solve moves full resolution time, the earlier value is taken back out of its window.
+  re-solve moves full resolution time, the earlier value is taken back out of its window —
+  exactly the value that was recorded (``Ticket.full_solve``), never one recomputed from the
+  latest solve.
+* Times are measured from the ``ticket_created`` and only to events after it in event time
+  (same-millisecond events apply in the order created, replied, solved, reopened, closed; of
+  duplicate creations in one millisecond, the one with the lowest escaped (channel, priority)
+  labels counts — the order never depends on arrival).
+  Before its creation a ticket is like one whose creation the stream never saw: a solve stamped
+  earlier than the creation counts as a solve (and a reopen when it is not the first) under
+  ``(not set)`` labels, but has no resolution time. Such a ticket has no first resolution time
+  (its first solve precedes its creation); its full resolution time runs from the creation to
+  its latest solve after the creation, if any. A creation does not reopen a ticket solved or
+  closed before it.
 * Backlog = tickets open now (created or reopened, not solved or closed), by channel and
   priority of their ``ticket_created``.
 
@@ -90,7 +102,9 @@ class Ticket(msgspec.Struct, array_like=True):
     agent_replies: int = 0
     replied: bool = False
     solves: int = 0
-    last_solve: int | None = None
+    # The solve whose full resolution time is in the counters: set only when a solve records one
+    # (the ticket was created by then), so a re-solve takes back exactly what was added.
+    full_solve: int | None = None
     status: int = UNKNOWN
     last_ts: int = 0
     pending: list[TicketEvent] = []
@@ -136,14 +150,15 @@ def apply_event(t: Ticket, e: TicketEvent, facts: list[Fact] | None) -> None:
             return
         t.status = IS_SOLVED
         t.solves += 1
-        previous, t.last_solve = t.last_solve, e.ts
-        if facts is None:
-            return
         labels = t.labels()
-        facts.append(Fact("solved", e.ts, *labels))
-        if t.solves >= 2:
-            facts.append(Fact("reopens", e.ts, *labels))
+        if facts is not None:
+            facts.append(Fact("solved", e.ts, *labels))
+            if t.solves >= 2:
+                facts.append(Fact("reopens", e.ts, *labels))
         if t.created is None:
+            return  # solved before its creation (or one never seen): no resolution times
+        previous, t.full_solve = t.full_solve, e.ts
+        if facts is None:
             return
         if t.solves == 1:
             facts.append(Fact("fres", e.ts, *labels, duration_ms=e.ts - t.created))

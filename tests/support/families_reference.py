@@ -13,6 +13,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 NOT_SET = "(not set)"
@@ -70,8 +71,26 @@ def replay_ticket(
     events: list[dict[str, Any]], watermark: int, channels: frozenset[str],
     priorities: frozenset[str],
 ) -> tuple[list[TicketFact], tuple[str, str] | None]:  # fmt: skip
-    """Facts of one ticket's settled events, and its backlog labels over all events (or None)."""
-    ordered = sorted(events, key=lambda e: (e["ts"], TICKET_ORDER[e["type"]]))
+    """Facts of one ticket's settled events, and its backlog labels over all events (or None).
+
+    Order: event time, then created, replied, solved, reopened, closed; duplicate creations in
+    the same millisecond by their percent-encoded (channel, priority) labels, then not by an agent
+    first — never by arrival order, which the stream cannot know.
+    """
+
+    def order(e: dict[str, Any]) -> tuple[int, int, str, str, bool]:
+        props = e.get("properties", {})
+        if e["type"] != "ticket_created":
+            return (e["ts"], TICKET_ORDER[e["type"]], "", "", False)
+        return (
+            e["ts"],
+            TICKET_ORDER[e["type"]],
+            quote(bounded(props.get("channel"), channels), safe=""),
+            quote(bounded(props.get("priority"), priorities), safe=""),
+            props.get("author") == "agent",
+        )
+
+    ordered = sorted(events, key=order)
     facts: list[TicketFact] = []
 
     def walk(evs: list[dict[str, Any]], keep: bool) -> tuple[str, tuple[str, str]]:

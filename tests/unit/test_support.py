@@ -13,7 +13,7 @@ import random
 from collections import Counter
 from typing import Any
 
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from stream.engine.keys import escape
@@ -131,6 +131,54 @@ def test_reply_before_its_ticket_created_still_counts_once_both_arrived() -> Non
     assert count(out, "tix.new|channel|chat") == 1
 
 
+def solved_before_created() -> list[dict[str, Any]]:
+    """Hypothesis' falsifying lifecycle: solves stamped before the ticket's creation."""
+    return [
+        tix("reopened", 0, "T0"),
+        tix("replied", 0, "T0", author="agent", public=True),
+        tix("replied", 0, "T0", author="agent", public=True),
+        tix("solved", 0, "T0"),
+        tix("solved", 5 * MIN, "T0"),
+        tix("created", 5 * MIN, "T0", channel="email", priority="low"),
+        tix("replied", 35 * MIN + 1, "T0", author="agent", public=True),
+    ]
+
+
+def test_a_solve_before_the_creation_counts_but_has_no_resolution_time() -> None:
+    # In event time: solve at 0 (before the creation: counted under (not set), no time), reopen
+    # (same ms, applied after the solve), created at 5 min, re-solve at 5 min (applied after the
+    # creation). The re-solve is the first solve with a time: full = 0 s in its window and
+    # nothing taken out of the 0-min window, which never had a full resolution time.
+    out = run(solved_before_created())
+    assert count(out, "tix.solved") == 2 and count(out, "tix.reopens") == 1
+    assert count(out, "tix.solved|channel|" + escape("(not set)")) == 1
+    assert count(out, "tix.solved|channel|email") == 1
+    assert durations(out, "fres") == []  # the first solve preceded the creation: undefined
+    assert durations(out, "full") == [0]
+    full = {k: v for k, v in out.counters.items() if k[1].startswith("tix.full.n") and v}
+    minute = (T0 + 5 * MIN) // 1000
+    assert full == {
+        (minute, "tix.full.n"): 1,
+        (minute, "tix.full.n|channel|email"): 1,
+        (minute, "tix.full.n|priority|low"): 1,
+    }
+    assert not any(v for k, v in out.counters.items() if k[1].startswith("tix.full.ms"))
+    counters, _, _ = batch(out.on_time)
+    assert net(out.counters) == net(counters)
+
+
+def test_duplicate_creations_in_one_millisecond_do_not_depend_on_arrival() -> None:
+    email = tix("created", 0, channel="email", priority="low")
+    chat = tix("created", 0, channel="chat", priority="high")
+    for first, second in ((email, chat), (chat, email)):
+        out = run([first, second, tix("solved", MIN), flush(10 * HOUR)])
+        assert count(out, "tix.new") == 1
+        assert count(out, "tix.new|channel|chat") == 1  # "chat" < "email"
+        assert count(out, "tix.solved|priority|high") == 1
+        counters, _, _ = batch(out.on_time)
+        assert net(out.counters) == net(counters)
+
+
 def test_facts_wait_for_the_watermark() -> None:
     out = run([tix("created", 0), reply(10 * MIN, "agent"), tix("solved", 20 * MIN)])
     # max ts 20 min − 30 min lateness: nothing is settled yet, but the backlog is live
@@ -212,7 +260,12 @@ def lifecycles(draw: st.DrawFn) -> tuple[list[dict[str, Any]], list[int]]:
             if draw(st.booleans()):
                 props["author"] = "agent"
             props = {k: v for k, v in props.items() if v is not None}
-            events.append(tix("created", draw(grid), ticket, user, **props))
+            created = tix("created", draw(grid), ticket, user, **props)
+            events.append(created)
+            if draw(st.integers(0, 4)) == 0:  # a duplicate creation, often in the same ms
+                again = draw(st.sampled_from([created["ts"] - T0, draw(grid)]))
+                labels = {"channel": draw(st.sampled_from(["email", "chat", "fax"]))}
+                events.append(tix("created", again, ticket, user, **labels))
         for _ in range(draw(st.integers(0, 7))):
             kind = draw(st.sampled_from(["replied", "replied", "solved", "reopened", "closed"]))
             props = {}
@@ -234,6 +287,7 @@ def lifecycles(draw: st.DrawFn) -> tuple[list[dict[str, Any]], list[int]]:
 
 
 @given(lifecycles())
+@example((solved_before_created(), []))
 def test_stream_tickets_equal_batch_replay(case: tuple[list[dict[str, Any]], list[int]]) -> None:
     events, cuts = case
     out = run(events, cuts)
