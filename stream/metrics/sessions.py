@@ -212,31 +212,46 @@ def unpack(value: bytes | str | None) -> list[Session]:
 # ---- metric facts of closed sessions ------------------------------------------------------
 
 
+@lru_cache(maxsize=4096)
+def _closed_fields(platform: str, channel: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Counter fields per measure (all, by platform, by channel) and duration-hash prefixes.
+
+    Platform and channel come from bounded sets, so these strings are built once, not per
+    closed session (which, once the watermark starts closing sessions, is per few events).
+    """
+    suffixes = ("", field("", "platform", escape(platform)), field("", "channel", escape(channel)))
+    counters = tuple("ses." + measure + suffix for measure in MEASURES for suffix in suffixes)
+    durations = (
+        field("all", ""),
+        field("platform", escape(platform), ""),
+        field("channel", escape(channel), ""),
+    )
+    return counters, durations
+
+
 def record_closed(session: Session, rules: SessionRules, deltas: Deltas) -> None:
     """Count a closed session into the window of its first event."""
     minute = session.first // 60_000 * 60
     duration = session.duration_ms
-    values = {
-        "n": 1,
-        "ms": duration,
-        "eng": int(session.engaged(rules)),
-        "conv": int(session.conversions > 0),
-        "pv": session.page_views,
-        "1p": int(session.page_views <= 1),
-    }
-    slices = (
-        ("ses.", ""),
-        ("ses.", field("", "platform", escape(session.platform))),
-        ("ses.", field("", "channel", escape(session.channel))),
+    values = (  # in MEASURES order
+        1,
+        duration,
+        int(session.engaged(rules)),
+        int(session.conversions > 0),
+        session.page_views,
+        int(session.page_views <= 1),
     )
-    for stem, suffix in slices:
-        for measure, n in values.items():
-            if n:
-                deltas.count(minute, stem + measure + suffix, n)
+    names, prefixes = _closed_fields(session.platform, session.channel)
+    bucket = deltas.counters.get(minute)
+    if bucket is None:
+        bucket = deltas.counters[minute] = {}
+    for i, n in enumerate(values):
+        if n:
+            for name in names[3 * i : 3 * i + 3]:
+                bucket[name] = bucket.get(name, 0) + n
     seconds = str(duration // 1000)
-    deltas.hash_count(minute, DURATION_HASH, field("all", seconds))
-    deltas.hash_count(minute, DURATION_HASH, field("platform", escape(session.platform), seconds))
-    deltas.hash_count(minute, DURATION_HASH, field("channel", escape(session.channel), seconds))
+    for prefix in prefixes:
+        deltas.hash_count(minute, DURATION_HASH, prefix + seconds)
 
 
 # ---- the engine side: fold handler and keyed state -----------------------------------------
