@@ -204,7 +204,7 @@ class Settings(BaseSettings):
     )  # fmt: skip
 
     # --- engine ---------------------------------------------------------------------------
-    batch_max_records: int = Field(default=5000, ge=1)
+    batch_max_records: int = Field(default=20_000, ge=1)
     batch_timeout_ms: int = Field(default=200, ge=1)
     dedupe_window_events: int = Field(
         default=50_000,
