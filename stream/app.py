@@ -32,7 +32,9 @@ from stream.engine.windows import Windows
 from stream.exporter import BusinessExporter
 from stream.metrics.catalog import MetricOptions, QueryError
 from stream.metrics.clickstream import ClickstreamFold
+from stream.metrics.customers import CustomerState
 from stream.metrics.reader import Reader
+from stream.metrics.score import Activity, ScoreRules
 from stream.metrics.sessions import SessionRules, SessionState
 from stream.observability import WorkerMetrics
 from stream.query import UnknownMetric, list_metrics, run_query
@@ -71,8 +73,30 @@ def session_rules(settings: Settings) -> SessionRules:
     )
 
 
+def score_rules(settings: Settings) -> ScoreRules:
+    s = settings.score
+    w = s.health_weights
+    return ScoreRules(
+        activities=tuple(
+            Activity(name, frozenset(a.events), a.weight, a.target)
+            for name, a in s.activities.items()
+        ),
+        bucket_ms=s.bucket_seconds * 1000,
+        lookback_buckets=s.lookback_seconds // s.bucket_seconds,
+        drop_points=s.drop_points,
+        drop_buckets=s.drop_window_seconds // s.bucket_seconds,
+        health_weights=(w.get("engagement", 0), w.get("feedback", 0), w.get("support", 0)),
+        reply_target_ms=s.reply_target_seconds * 1000,
+    )
+
+
 def build_keyed_states(settings: Settings) -> list[KeyedState]:
-    return [SessionState(session_rules(settings))]
+    return [
+        SessionState(session_rules(settings)),
+        CustomerState(
+            score_rules(settings), frozenset(settings.session_channels), settings.score.due_limit
+        ),
+    ]
 
 
 def _chain(first: Handler, second: Handler) -> Handler:
