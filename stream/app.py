@@ -28,11 +28,12 @@ from stream.engine.dlq import DlqPolicy
 from stream.engine.fold import FoldContext, Handler
 from stream.engine.keyed import KeyedState
 from stream.engine.keys import Keys
+from stream.engine.outbox import OutboxPublisher
 from stream.engine.windows import Windows
 from stream.exporter import BusinessExporter
 from stream.metrics.catalog import MetricOptions, QueryError
 from stream.metrics.clickstream import ClickstreamFold
-from stream.metrics.customers import CustomerState
+from stream.metrics.customers import OUTBOX, CustomerState
 from stream.metrics.reader import Reader
 from stream.metrics.score import Activity, ScoreRules
 from stream.metrics.sessions import SessionRules, SessionState
@@ -141,6 +142,29 @@ def build_layout(settings: Settings, windows: Windows) -> Layout:
     )
 
 
+def build_churn_publisher(
+    settings: Settings, engine: BatchEngine, keys: Keys, metrics: WorkerMetrics
+) -> OutboxPublisher:
+    """Churn-risk transitions of the partitions this worker owns, to ``topics.churn_risk``."""
+    home = settings.topics.clickstream
+
+    def owned() -> list[tuple[str, int]]:
+        return [
+            (st.shard, tp.partition) for tp, st in engine.partitions.items() if tp.topic == home
+        ]
+
+    return OutboxPublisher(
+        store.connect(redis_target(settings)),
+        keys,
+        OUTBOX,
+        settings.topics.churn_risk,
+        settings.kafka_bootstrap_servers,
+        owned,
+        metrics.churn_risk_transitions,
+        kafka_client_kwargs(settings),
+    )
+
+
 @dataclass
 class Application:
     app: faust.App
@@ -203,6 +227,7 @@ def build_app(settings: Settings) -> Application:
         send,
         keyed_states=keyed_states,
     )
+    churn_publisher = build_churn_publisher(settings, engine, keys, metrics)
     reader_client = store.connect(redis_target(settings))
     reader = Reader(reader_client, keys)
     exporter = BusinessExporter(
@@ -218,6 +243,7 @@ def build_app(settings: Settings) -> Application:
     async def start_engine() -> None:
         await ensure_topics(settings)
         await app.add_runtime_dependency(engine)
+        await app.add_runtime_dependency(churn_publisher)
 
     @app.page("/api/v1/metrics")
     async def metrics_index(view: faust.web.View, request: faust.web.Request) -> Any:
