@@ -31,6 +31,7 @@ from stream.engine.keys import Keys
 from stream.engine.outbox import OutboxPublisher
 from stream.engine.windows import Windows
 from stream.exporter import BusinessExporter
+from stream.metrics import customer_reader
 from stream.metrics.catalog import MetricOptions, QueryError
 from stream.metrics.clickstream import ClickstreamFold
 from stream.metrics.customers import OUTBOX, CustomerState
@@ -258,6 +259,23 @@ def build_app(settings: Settings) -> Application:
         except QueryError as exc:
             return view.json({"error": str(exc)}, status=400)
         return view.json(body)
+
+    rules = score_rules(settings)
+
+    @app.page("/api/v1/customers/{user_id}")
+    async def customer_page(view: faust.web.View, request: faust.web.Request, user_id: str) -> Any:
+        body = await customer_reader.customer(reader, rules, user_id)
+        if body is None:
+            return view.json({"error": "unknown customer"}, status=404)
+        return view.json(body)
+
+    @app.page("/api/v1/customers")
+    async def customers_page(view: faust.web.View, request: faust.web.Request) -> Any:
+        try:
+            _, limit, cursor = customer_reader.list_params(dict(request.query))
+        except ValueError as exc:
+            return view.json({"error": str(exc)}, status=400)
+        return view.json(await customer_reader.at_risk(reader, limit, cursor))
 
     @app.page("/metrics")
     async def prometheus(view: faust.web.View, request: faust.web.Request) -> Any:

@@ -304,6 +304,10 @@ def check(path: Path, mapping: str | None, as_json: bool) -> None:
 @click.option("--granularity", type=click.Choice(["minute", "hour", "day"]), default=None)
 @click.option("--filter", "filters", multiple=True, help="dimension=value, repeatable.")
 @click.option("--json", "as_json", is_flag=True)
+@click.option("--customer", default=None, help="A customer's score, health, contributions.")
+@click.option("--at-risk", "at_risk", is_flag=True, help="Customers at risk, lowest score first.")
+@click.option("--limit", default=50, show_default=True, help="With --at-risk: page size.")
+@click.option("--cursor", default=None, help="With --at-risk: next_cursor of the last page.")
 def query(
     metric: str | None,
     start: str | None,
@@ -311,10 +315,17 @@ def query(
     granularity: str | None,
     filters: tuple[str, ...],
     as_json: bool,
+    customer: str | None,
+    at_risk: bool,
+    limit: int,
+    cursor: str | None,
 ) -> None:
     """Print a metric's series (or, without METRIC, the list of metrics)."""
     from stream.query import list_metrics
 
+    if customer is not None or at_risk:
+        click.echo(orjson.dumps(asyncio.run(_customers(customer, limit, cursor))).decode())
+        return
     if metric is None:
         table = Table("metric", "unit", "granularities", "dimensions", "description")
         for m in list_metrics():
@@ -346,6 +357,30 @@ def query(
         value = point["value"]
         table.add_row(point["start"], "—" if value is None else f"{value:,.4g}")
     Console().print(table)
+
+
+async def _customers(user: str | None, limit: int, cursor: str | None) -> Any:
+    from stream.app import score_rules
+    from stream.connections import redis_target
+    from stream.engine import store
+    from stream.engine.keys import Keys
+    from stream.metrics import customer_reader
+    from stream.metrics.reader import Reader
+
+    settings = _settings()
+    if not settings.redis_url:
+        raise click.ClickException("set REDIS_URL to the Redis the workers write to")
+    client = store.connect(redis_target(settings))
+    try:
+        reader = Reader(client, Keys(settings.key_prefix))
+        if user is not None:
+            body = await customer_reader.customer(reader, score_rules(settings), user)
+            if body is None:
+                raise click.ClickException(f"unknown customer {user!r}")
+            return body
+        return await customer_reader.at_risk(reader, limit, cursor)
+    finally:
+        await client.aclose()
 
 
 async def _query(metric: str, params: dict[str, str]) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from prometheus_client.registry import Collector
 from stream.engine.fold import ACTIVE_SET, EVENT_FIELD_PREFIX
 from stream.engine.keys import FIELD_SEP
 from stream.engine.windows import Windows
-from stream.metrics import sessions
+from stream.metrics import customer_reader, sessions
 from stream.metrics.catalog import (
     SESSION_VALUES,
     MetricOptions,
@@ -236,7 +236,7 @@ class BusinessExporter:
             (fields,) = await r.counters(click_shards, g, [start])
             (durations,) = await r.hashes(click_shards, g, [start], sessions.DURATION_HASH)
             self._sessions(gauge, fams, label, fields, durations)
-        return list(fams.values())
+        return [*fams.values(), *await customer_reader.gauge_families(r)]
 
     def _sessions(
         self,

@@ -18,7 +18,9 @@ from stream.app import build_keyed_states
 from stream.engine import store
 from stream.engine.keys import Keys
 from stream.engine.outbox import OutboxPublisher
+from stream.metrics import customer_reader
 from stream.metrics.customers import AT_RISK_SET, OUTBOX, CustomerState
+from stream.metrics.reader import Reader
 from stream.metrics.score import unpack
 from stream.observability import WorkerMetrics
 from stream.settings import ScoreActivity, ScoreSettings, Settings
@@ -150,13 +152,32 @@ async def test_fading_cohort_and_exactly_once_churn_risk(settings: Settings) -> 
         for shard, _ in owned():
             for value in (await client.hgetall(keys.keyed(shard, "cus"))).values():
                 c = unpack(value, n)
-                if c.user in series and series[c.user]:
+                if series.get(c.user):
                     assert c.score == series[c.user][-1][1], c.user
             at_risk_members |= {
                 m.decode() for m in await client.zrange(keys.zset(shard, AT_RISK_SET), 0, -1)
             }
         want_at_risk = {u for u, sc in series.items() if sc and sc[-1][1] <= 40}
         assert at_risk_members == want_at_risk
+
+        # Read side: one customer, the at-risk list page by page, the band gauges.
+        reader = Reader(client, keys)
+        some = sorted(u for u in fading if series.get(u))[0]
+        body = await customer_reader.customer(reader, state.rules, some)
+        assert body is not None and body["score"] == series[some][-1][1]
+        assert body["band"] == "at_risk"
+        listed, cursor = [], None
+        while True:
+            page = await customer_reader.at_risk(reader, 7, cursor)
+            listed += [(c["score"], c["customer"]) for c in page["customers"]]
+            cursor = page["next_cursor"]
+            if cursor is None:
+                break
+        assert listed == sorted((series[u][-1][1], u) for u in want_at_risk)
+        gauges = {m.name: m for m in await customer_reader.gauge_families(reader)}
+        bands = {s.labels["band"]: s.value for s in gauges["engagement_customers"].samples}
+        assert bands["at_risk"] == len(want_at_risk)
+        assert sum(bands.values()) == sum(1 for sc in series.values() if sc)
 
         metrics = WorkerMetrics()
         crashing = CrashBeforeTrim(
