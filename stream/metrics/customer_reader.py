@@ -15,7 +15,7 @@ from typing import Any
 from prometheus_client.core import GaugeHistogramMetricFamily, GaugeMetricFamily, Metric
 
 from stream.engine.deltas import pair_digest
-from stream.metrics.customers import AT_RISK_SET, NAME, TOTALS
+from stream.metrics.customers import AT_RISK_SET, NAME, SCORE_SUM, TOTALS
 from stream.metrics.reader import Reader
 from stream.metrics.score import BANDS, HOME_FAMILY, SCORE_BOUNDS, ScoreRules, contributions
 from stream.metrics.score import unpack as unpack_customer
@@ -147,5 +147,5 @@ async def gauge_families(reader: Reader) -> list[Metric]:
     histogram = GaugeHistogramMetricFamily(
         "engagement_customer_score", "Distribution of current engagement scores (0-100)."
     )
-    histogram.add_metric([], buckets, None)
+    histogram.add_metric([], buckets, t.get(SCORE_SUM, 0))
     return [bands, by_channel, histogram]

@@ -48,6 +48,7 @@ TOTALS = "cus"
 AT_RISK_SET = "atrisk"
 OUTBOX = "churn"
 OTHER = "other"
+SCORE_SUM = "score_sum"  # sum of current scores (the gauge histogram's _gsum)
 
 _HEALTH_EVENTS = frozenset(
     t.value
@@ -175,9 +176,11 @@ class CustomerState:
         if band is not None:
             for f in totals_fields(band, score, channel):
                 deltas.total(TOTALS, f, -1)
+            deltas.total(TOTALS, SCORE_SUM, -score)
         if c.band is not None:
             for f in totals_fields(c.band, c.score, c.channel):
                 deltas.total(TOTALS, f, 1)
+            deltas.total(TOTALS, SCORE_SUM, c.score)
         ranking = deltas.zsets.setdefault(AT_RISK_SET, {})
         if c.band == AT_RISK:
             ranking[c.user] = c.score

@@ -13,11 +13,13 @@ from typing import Any
 import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer
+from prometheus_client import CollectorRegistry, generate_latest
 
 from stream.app import build_keyed_states
 from stream.engine import store
 from stream.engine.keys import Keys
 from stream.engine.outbox import OutboxPublisher
+from stream.exporter import _Static
 from stream.metrics import customer_reader
 from stream.metrics.customers import AT_RISK_SET, OUTBOX, CustomerState
 from stream.metrics.reader import Reader
@@ -178,6 +180,13 @@ async def test_fading_cohort_and_exactly_once_churn_risk(settings: Settings) -> 
         bands = {s.labels["band"]: s.value for s in gauges["engagement_customers"].samples}
         assert bands["at_risk"] == len(want_at_risk)
         assert sum(bands.values()) == sum(1 for sc in series.values() if sc)
+        (gsum,) = [
+            x for x in gauges["engagement_customer_score"].samples if x.name.endswith("_gsum")
+        ]
+        assert gsum.value == sum(sc[-1][1] for sc in series.values() if sc)
+        registry = CollectorRegistry()
+        registry.register(_Static(list(gauges.values())))
+        assert b"engagement_customer_score_gsum" in generate_latest(registry)
 
         metrics = WorkerMetrics()
         crashing = CrashBeforeTrim(
