@@ -69,7 +69,7 @@ def test_score_renormalises_missing_factors_and_saturates() -> None:
 
 
 def test_blend_drops_missing_parts() -> None:
-    assert blend([(60, 50.0), (25, None), (15, 100.0)]) == 60  # (3000 + 1500) / 75
+    assert blend([(60, 50), (25, None), (15, 100)]) == 60  # (3000 + 1500) / 75
     assert blend([(60, None), (40, None)]) == 0
 
 
