@@ -28,19 +28,23 @@ from stream.engine.dlq import DlqPolicy
 from stream.engine.fold import FoldContext, Handler
 from stream.engine.keyed import KeyedState
 from stream.engine.keys import Keys
+from stream.engine.outbox import OutboxPublisher
 from stream.engine.windows import Windows
 from stream.exporter import BusinessExporter
-from stream.metrics.accounts import AccountsFold, CustomerState
+from stream.metrics import customer_reader
+from stream.metrics.accounts import AccountsFold, SubscriptionState
 from stream.metrics.catalog import MetricOptions
 from stream.metrics.clickstream import ClickstreamFold
+from stream.metrics.customers import OUTBOX, CustomerState
 from stream.metrics.feedback import FeedbackFold
 from stream.metrics.labels import BoundedLabels
 from stream.metrics.reader import QueryError, Reader
+from stream.metrics.score import Activity, ScoreRules
 from stream.metrics.sessions import SessionRules, SessionState
 from stream.metrics.social import SocialFold
 from stream.metrics.support import TicketState
 from stream.observability import WorkerMetrics
-from stream.query import UnknownMetric, customer_value, list_metrics, run_query
+from stream.query import UnknownMetric, customer_report, list_metrics, run_query
 from stream.settings import Settings
 from stream.topics import ensure_topics
 
@@ -76,6 +80,23 @@ def session_rules(settings: Settings) -> SessionRules:
     )
 
 
+def score_rules(settings: Settings) -> ScoreRules:
+    s = settings.score
+    w = s.health_weights
+    return ScoreRules(
+        activities=tuple(
+            Activity(name, frozenset(a.events), a.weight, a.target)
+            for name, a in s.activities.items()
+        ),
+        bucket_ms=s.bucket_seconds * 1000,
+        lookback_buckets=s.lookback_seconds // s.bucket_seconds,
+        drop_points=s.drop_points,
+        drop_buckets=s.drop_window_seconds // s.bucket_seconds,
+        health_weights=(w.get("engagement", 0), w.get("feedback", 0), w.get("support", 0)),
+        reply_target_ms=s.reply_target_seconds * 1000,
+    )
+
+
 def build_keyed_states(settings: Settings) -> list[KeyedState]:
     return [
         SessionState(session_rules(settings)),
@@ -84,7 +105,10 @@ def build_keyed_states(settings: Settings) -> list[KeyedState]:
             BoundedLabels(settings.ticket_priorities),
             ttl_ms=int(settings.ticket_state_ttl_seconds * 1000),
         ),
-        CustomerState(),
+        SubscriptionState(),
+        CustomerState(
+            score_rules(settings), frozenset(settings.session_channels), settings.score.due_limit
+        ),
     ]
 
 
@@ -134,6 +158,29 @@ def build_layout(settings: Settings, windows: Windows) -> Layout:
         tuple(settings.granularities),
         settings.retention,
         int(settings.allowed_lateness_seconds),
+    )
+
+
+def build_churn_publisher(
+    settings: Settings, engine: BatchEngine, keys: Keys, metrics: WorkerMetrics
+) -> OutboxPublisher:
+    """Churn-risk transitions of the partitions this worker owns, to ``topics.churn_risk``."""
+    home = settings.topics.clickstream
+
+    def owned() -> list[tuple[str, int]]:
+        return [
+            (st.shard, tp.partition) for tp, st in engine.partitions.items() if tp.topic == home
+        ]
+
+    return OutboxPublisher(
+        store.connect(redis_target(settings)),
+        keys,
+        OUTBOX,
+        settings.topics.churn_risk,
+        settings.kafka_bootstrap_servers,
+        owned,
+        metrics.churn_risk_transitions,
+        kafka_client_kwargs(settings),
     )
 
 
@@ -199,6 +246,7 @@ def build_app(settings: Settings) -> Application:
         send,
         keyed_states=keyed_states,
     )
+    churn_publisher = build_churn_publisher(settings, engine, keys, metrics)
     reader_client = store.connect(redis_target(settings))
     reader = Reader(reader_client, keys)
     exporter = BusinessExporter(
@@ -214,6 +262,7 @@ def build_app(settings: Settings) -> Application:
     async def start_engine() -> None:
         await ensure_topics(settings)
         await app.add_runtime_dependency(engine)
+        await app.add_runtime_dependency(churn_publisher)
 
     @app.page("/api/v1/metrics")
     async def metrics_index(view: faust.web.View, request: faust.web.Request) -> Any:
@@ -229,9 +278,22 @@ def build_app(settings: Settings) -> Application:
             return view.json({"error": str(exc)}, status=400)
         return view.json(body)
 
+    rules = score_rules(settings)
+
     @app.page("/api/v1/customers/{user_id}")
-    async def customer(view: faust.web.View, request: faust.web.Request, user_id: str) -> Any:
-        return view.json(await customer_value(user_id, reader))
+    async def customer_page(view: faust.web.View, request: faust.web.Request, user_id: str) -> Any:
+        body = await customer_report(user_id, reader, rules)
+        if body is None:
+            return view.json({"error": "unknown customer"}, status=404)
+        return view.json(body)
+
+    @app.page("/api/v1/customers")
+    async def customers_page(view: faust.web.View, request: faust.web.Request) -> Any:
+        try:
+            _, limit, cursor = customer_reader.list_params(dict(request.query))
+        except ValueError as exc:
+            return view.json({"error": str(exc)}, status=400)
+        return view.json(await customer_reader.at_risk(reader, limit, cursor))
 
     @app.page("/metrics")
     async def prometheus(view: faust.web.View, request: faust.web.Request) -> Any:

@@ -37,6 +37,8 @@ from stream.contract.types import Family
 from stream.engine import store
 from stream.engine.keys import Keys
 from stream.localstack import die_with_parent, free_port
+from stream.metrics.customers import AT_RISK_SET, OUTBOX, TOTALS
+from stream.metrics.customers import NAME as CUSTOMERS
 from stream.metrics.sessions import SessionState
 from stream.runtime import with_infrastructure, worker_environment
 from stream.settings import Settings, TopicNames
@@ -73,6 +75,8 @@ class BenchResult:
     active_users: int = 0
     open_sessions: int = 0
     redis_bytes_per_open_session: float = 0.0
+    scored_customers: int = 0
+    redis_bytes_per_scored_customer: float = 0.0
     notes: list[str] = field(default_factory=list)
 
 
@@ -351,6 +355,9 @@ async def run_bench(
         result.open_sessions, result.redis_bytes_per_open_session = await open_session_memory(
             client, settings
         )
+        result.scored_customers, result.redis_bytes_per_scored_customer = await customer_memory(
+            client, settings
+        )
         rate = result.worker_events_per_s / 2
         result.latency_rate_events_per_s = rate
         print(f"latency at {rate:,.0f} events/s for {latency_seconds:.0f}s…", file=sys.stderr)
@@ -380,11 +387,37 @@ async def open_session_memory(client: Any, settings: Settings) -> tuple[int, flo
     used = 0
     for partition in range(settings.topic_partitions):
         shard = keys.shard(Family.CLICKSTREAM.value, partition)
-        for key in (keys.keyed(shard, SessionState.name), keys.keyed_due(shard, SessionState.name)):
-            used += int(await client.memory_usage(key, samples=0) or 0)
+        name = SessionState.name
+        used += await _keys_memory(client, [keys.keyed(shard, name), keys.keyed_due(shard, name)])
         async for _, value in client.hscan_iter(keys.keyed(shard, SessionState.name), count=1000):
             sessions += value.count(b";") + 1
     return sessions, used / max(sessions, 1)
+
+
+async def _keys_memory(client: Any, keys: list[str]) -> int:
+    return sum([int(await client.memory_usage(k, samples=0) or 0) for k in keys])
+
+
+async def customer_memory(client: Any, settings: Settings) -> tuple[int, float]:
+    """Scored customers and the Redis bytes per customer of everything the score keeps
+    (state hash, due set, at-risk ranking, totals, outbox)."""
+    keys = Keys(settings.key_prefix)
+    customers = 0
+    used = 0
+    for partition in range(settings.topic_partitions):
+        shard = keys.shard(Family.CLICKSTREAM.value, partition)
+        used += await _keys_memory(
+            client,
+            [
+                keys.keyed(shard, CUSTOMERS),
+                keys.keyed_due(shard, CUSTOMERS),
+                keys.zset(shard, AT_RISK_SET),
+                keys.totals(shard, TOTALS),
+                keys.outbox(shard, OUTBOX),
+            ],
+        )
+        customers += int(await client.hlen(keys.keyed(shard, CUSTOMERS)))
+    return customers, used / max(customers, 1)
 
 
 def report(result: BenchResult) -> str:
@@ -408,6 +441,11 @@ def report(result: BenchResult) -> str:
             f"Redis bytes per open session, {result.open_sessions:,} open (bar ≤ 300)",
             f"{result.redis_bytes_per_open_session:,.0f}",
             result.redis_bytes_per_open_session <= 300,
+        ),
+        (
+            f"Redis bytes per scored customer, {result.scored_customers:,} (bar ≤ 500)",
+            f"{result.redis_bytes_per_scored_customer:,.0f}",
+            result.redis_bytes_per_scored_customer <= 500,
         ),
         (
             "worker peak RSS (bar < 300 MB)",

@@ -304,7 +304,12 @@ def check(path: Path, mapping: str | None, as_json: bool) -> None:
 @click.option("--granularity", type=click.Choice(["minute", "hour", "day"]), default=None)
 @click.option("--filter", "filters", multiple=True, help="dimension=value, repeatable.")
 @click.option("--json", "as_json", is_flag=True)
-@click.option("--customer", default=None, help="A user id: print its lifetime value instead.")
+@click.option(
+    "--customer", default=None, help="A customer's score, health, contributions, lifetime value."
+)
+@click.option("--at-risk", "at_risk", is_flag=True, help="Customers at risk, lowest score first.")
+@click.option("--limit", default=50, show_default=True, help="With --at-risk: page size.")
+@click.option("--cursor", default=None, help="With --at-risk: next_cursor of the last page.")
 def query(
     metric: str | None,
     start: str | None,
@@ -313,12 +318,15 @@ def query(
     filters: tuple[str, ...],
     as_json: bool,
     customer: str | None,
+    at_risk: bool,
+    limit: int,
+    cursor: str | None,
 ) -> None:
     """Print a metric's series (or, without METRIC, the list of metrics)."""
     from stream.query import list_metrics
 
-    if customer is not None:
-        click.echo(orjson.dumps(asyncio.run(_customer(customer))).decode())
+    if customer is not None or at_risk:
+        click.echo(orjson.dumps(asyncio.run(_customers(customer, limit, cursor))).decode())
         return
     if metric is None:
         table = Table("metric", "unit", "granularities", "dimensions", "description")
@@ -353,6 +361,31 @@ def query(
     Console().print(table)
 
 
+async def _customers(user: str | None, limit: int, cursor: str | None) -> Any:
+    from stream.app import score_rules
+    from stream.connections import redis_target
+    from stream.engine import store
+    from stream.engine.keys import Keys
+    from stream.metrics import customer_reader
+    from stream.metrics.reader import Reader
+    from stream.query import customer_report
+
+    settings = _settings()
+    if not settings.redis_url:
+        raise click.ClickException("set REDIS_URL to the Redis the workers write to")
+    client = store.connect(redis_target(settings))
+    try:
+        reader = Reader(client, Keys(settings.key_prefix))
+        if user is not None:
+            body = await customer_report(user, reader, score_rules(settings))
+            if body is None:
+                raise click.ClickException(f"unknown customer {user!r}")
+            return body
+        return await customer_reader.at_risk(reader, limit, cursor)
+    finally:
+        await client.aclose()
+
+
 async def _query(metric: str, params: dict[str, str]) -> dict[str, Any]:
     from stream.connections import redis_target
     from stream.engine import store
@@ -377,22 +410,6 @@ async def _query(metric: str, params: dict[str, str]) -> dict[str, Any]:
         ) from None
     except QueryError as exc:
         raise click.ClickException(str(exc)) from None
-    finally:
-        await client.aclose()
-
-
-async def _customer(user_id: str) -> dict[str, Any]:
-    from stream.engine import store
-    from stream.engine.keys import Keys
-    from stream.metrics.reader import Reader
-    from stream.query import customer_value
-
-    settings = _settings()
-    if not settings.redis_url:
-        raise click.ClickException("set REDIS_URL to the Redis the workers write to")
-    client = store.connect(settings.redis_url)
-    try:
-        return await customer_value(user_id, Reader(client, Keys(settings.key_prefix)))
     finally:
         await client.aclose()
 

@@ -96,7 +96,14 @@ def _fmt(value: float | None, pattern: str = "{:,.0f}") -> str:
 #: Sessions close only once the watermark (max event time − allowed lateness) passes their last
 #: event + the inactivity timeout: 24 h 30 min with production defaults. The demo shortens both
 #: so that closed sessions show up within minutes; set the variables yourself to override.
-DEMO_TIMING = {"STREAM_ALLOWED_LATENESS_SECONDS": "60", "STREAM_SESSION_TIMEOUT_SECONDS": "120"}
+DEMO_TIMING = {
+    "STREAM_ALLOWED_LATENESS_SECONDS": "60",
+    "STREAM_SESSION_TIMEOUT_SECONDS": "120",
+    # Scores: minute buckets over a 15-minute lookback, so bands move while you watch.
+    "STREAM_SCORE__BUCKET_SECONDS": "60",
+    "STREAM_SCORE__LOOKBACK_SECONDS": "900",
+    "STREAM_SCORE__DROP_WINDOW_SECONDS": "300",
+}
 
 
 def _mean(samples: Samples, histogram: str, labels: dict[str, str]) -> float | None:
@@ -215,12 +222,20 @@ def render(samples: Samples, events_per_s: float, urls: Iterable[str]) -> Group:
         features.add_row(
             labels["feature"], _fmt(value), _fmt(None if share is None else share * 100, "{:.1f} %")
         )
+    bands = Table("at risk", "engaged", "highly", title="customers per score band", expand=True)
+    bands.add_row(
+        *(
+            _fmt(total(samples, "engagement_score_band_customers", band=b))
+            for b in ("at_risk", "engaged", "highly")
+        )
+    )
     side = Table.grid(expand=True)
     side.add_row(by_type, features)
     return Group(
         headline,
         sessions,
         families_table(samples),
+        bands,
         side,
         Panel("\n".join(urls), title="endpoints (Ctrl-C stops everything)"),
     )

@@ -23,7 +23,7 @@ from stream.engine.fold import ACTIVE_SET, EVENT_FIELD_PREFIX
 from stream.engine.keys import FIELD_SEP
 from stream.engine.windows import Windows
 from stream.family_gauges import FamilyGauges
-from stream.metrics import sessions
+from stream.metrics import customer_reader, sessions
 from stream.metrics.catalog import (
     SESSION_VALUES,
     MetricOptions,
@@ -248,7 +248,7 @@ class BusinessExporter:
         await FamilyGauges(r, self.windows, self.options, self.limit, cap_labels).collect(
             gauge, fams, spans, now
         )
-        return list(fams.values())
+        return [*fams.values(), *await customer_reader.gauge_families(r)]
 
     def _sessions(
         self,

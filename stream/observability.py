@@ -30,6 +30,12 @@ class WorkerMetrics:
             ["topic", "reason"],
             registry=r,
         )
+        self.churn_risk_transitions = Counter(
+            "stream_churn_risk_transitions",
+            "Churn-risk transitions published to the output topic (exactly once), by reason.",
+            ["reason"],
+            registry=r,
+        )
         self.late = Counter(
             "stream_events_late",
             "Events behind their partition's watermark (also counted as rejected/late).",

@@ -14,9 +14,10 @@ from typing import Any
 
 from stream.contract.types import Family
 from stream.engine.windows import Windows
-from stream.metrics import accounts
+from stream.metrics import accounts, customer_reader
 from stream.metrics.catalog import CATALOG, MetricOptions, Query, evaluate
 from stream.metrics.reader import QueryError, Reader
+from stream.metrics.score import ScoreRules
 
 MAX_POINTS = 2000
 DEFAULT_SPAN = {"minute": 3600, "hour": 48 * 3600, "day": 30 * 86400}
@@ -109,3 +110,17 @@ async def customer_value(user_id: str, reader: Reader) -> dict[str, Any]:
     shards = await reader.shards([Family.ACCOUNT.value])
     cents = await reader.total_field(shards, accounts.LTV, accounts.customer_key(user_id))
     return {"user_id": user_id, "lifetime_value": cents / 100}
+
+
+async def customer_report(user_id: str, reader: Reader, rules: ScoreRules) -> dict[str, Any] | None:
+    """Everything the read side knows of one customer: engagement and health score (the
+    clickstream partitions' customer state) and lifetime value (the account partitions' running
+    totals). None when neither knows the customer."""
+    body = await customer_reader.customer(reader, rules, user_id)
+    value = (await customer_value(user_id, reader))["lifetime_value"]
+    if body is None:
+        if not value:
+            return None
+        body = {"customer": user_id, "score": None, "band": None, "health_score": None}
+    body["lifetime_value"] = value
+    return body

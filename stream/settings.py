@@ -27,6 +27,7 @@ from pydantic_settings import (
 from stream.contract.types import EventType
 
 Granularity = Literal["minute", "hour", "day"]
+HealthPart = Literal["engagement", "feedback", "support"]
 
 #: Events that do not show intent by the user (served impressions, opened emails) do not make a
 #: user "active" (metric-definitions.md: passive events excluded).
@@ -85,6 +86,64 @@ def _default_segment_map() -> dict[str, str]:
         "Email Opened": EventType.EMAIL_OPENED,
         "Survey Responded": EventType.NPS_RESPONSE,
     }
+
+
+class ScoreActivity(BaseModel):
+    """One factor of the engagement score (metric-definitions.md)."""
+
+    events: list[str] = Field(min_length=1, description="Event types counted as this activity.")
+    weight: int = Field(ge=1, le=100, description="Points at saturation; all weights sum to 100.")
+    target: int = Field(ge=1, description="Count in the lookback at which the factor saturates.")
+
+
+_DEFAULT_HEALTH_WEIGHTS: dict[HealthPart, int] = {"engagement": 60, "feedback": 25, "support": 15}
+
+
+def _default_activities() -> dict[str, ScoreActivity]:
+    a = ScoreActivity
+    return {
+        "page_views": a(events=["page_view", "screen_view"], weight=25, target=60),
+        "feature_use": a(events=["feature_used"], weight=20, target=20),
+        "purchases": a(events=["conversion", "purchase"], weight=10, target=2),
+        "clicks": a(events=["click"], weight=5, target=30),
+        "renewals": a(
+            events=["subscription_renewed", "subscription_upgraded"], weight=20, target=1
+        ),
+        "social": a(events=["like", "comment", "share"], weight=10, target=10),
+        "email_opens": a(events=["email_opened"], weight=5, target=8),
+        "support_contacts": a(events=["ticket_created"], weight=5, target=1),
+    }
+
+
+class ScoreSettings(BaseModel):
+    """Engagement score, health score and churn-risk signals (docs/metrics.md)."""
+
+    activities: dict[str, ScoreActivity] = Field(default_factory=_default_activities)
+    bucket_seconds: int = Field(default=86400, ge=1, description="Evaluation step (a day).")
+    lookback_seconds: int = Field(default=30 * 86400, ge=1, description="Activity lookback.")
+    drop_points: int = Field(default=20, ge=1, le=100, description="Drop signal: N points ...")
+    drop_window_seconds: int = Field(default=7 * 86400, ge=1, description="... within M.")
+    health_weights: dict[HealthPart, int] = Field(
+        default_factory=lambda: _DEFAULT_HEALTH_WEIGHTS.copy()
+    )
+    reply_target_seconds: int = Field(default=8 * 3600, ge=1, description="First-reply target.")
+    due_limit: int = Field(default=20_000, ge=1, description="Silent re-scores per batch cap.")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ScoreSettings:
+        total = sum(a.weight for a in self.activities.values())
+        if total != 100:
+            raise ValueError(f"score.activities weights must sum to 100, not {total}")
+        known = {t.value for t in EventType}
+        bad = sorted({e for a in self.activities.values() for e in a.events} - known)
+        if bad:
+            raise ValueError(f"score.activities name unknown event types: {bad}")
+        for name in ("lookback_seconds", "drop_window_seconds"):
+            if getattr(self, name) % self.bucket_seconds:
+                raise ValueError(f"score.{name} must be a multiple of score.bucket_seconds")
+        if sum(self.health_weights.values()) <= 0:
+            raise ValueError("score.health_weights must not all be 0")
+        return self
 
 
 class Settings(BaseSettings):
@@ -202,6 +261,7 @@ class Settings(BaseSettings):
         ],
         description="Social platform label values; others count as `other`.",
     )  # fmt: skip
+    score: ScoreSettings = Field(default_factory=ScoreSettings)
 
     # --- engine ---------------------------------------------------------------------------
     batch_max_records: int = Field(default=20_000, ge=1)

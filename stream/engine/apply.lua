@@ -18,7 +18,12 @@ as one MessagePack array, flat:
         day's orphan counter so the result does not depend on the order events arrive in.
   K keyidx expire_at n  dueidx (field value due) ...
         keyed open state (sessions, ...): HSET field value and ZADD due in KEYS[dueidx];
-        an empty value deletes the field and its due entry.
+        an empty value deletes the field and its due entry; a negative due time keeps the
+        field but takes it off the due set (nothing can change it without an event).
+  Z keyidx expire_at n  member score ...           ZADD; an empty score ZREMs the member
+  X keyidx expire_at n  seqfield payload ...       outbox: each payload gets the next sequence
+        number (HINCRBY seqfield in the partition state) and is XADDed with id 0-<seq>, so the
+        publisher can tell what it already sent (stream/engine/outbox.py).
 Returns {1} when applied, {0, stored_offset, stored_max_ts} when refused.
 
 es_read_keyed_v1 (read-only) -- KEYS[1] state hash, KEYS[2] due set; ARGV: due_until, limit,
@@ -108,7 +113,7 @@ local function apply_batch(keys, args)
     elseif op == 'K' then
       local due = keys[tonumber(ops[i])]
       i = i + 1
-      local sets, dues, gone = {}, {}, {}
+      local sets, dues, gone, gone_due = {}, {}, {}, {}
       for _ = 1, n do
         local f, value, at = ops[i], ops[i + 1], ops[i + 2]
         i = i + 3
@@ -117,14 +122,41 @@ local function apply_batch(keys, args)
         else
           sets[#sets + 1] = f
           sets[#sets + 1] = value
-          dues[#dues + 1] = at
-          dues[#dues + 1] = f
+          if tonumber(at) < 0 then
+            gone_due[#gone_due + 1] = f
+          else
+            dues[#dues + 1] = at
+            dues[#dues + 1] = f
+          end
         end
       end
       call_chunked('HSET', key, sets)
       call_chunked('ZADD', due, dues)
       call_chunked('HDEL', key, gone)
       call_chunked('ZREM', due, gone)
+      call_chunked('ZREM', due, gone_due)
+    elseif op == 'Z' then
+      local adds, rems = {}, {}
+      for _ = 1, n do
+        local member, score = ops[i], ops[i + 1]
+        i = i + 2
+        if score == '' then
+          rems[#rems + 1] = member
+        else
+          adds[#adds + 1] = score
+          adds[#adds + 1] = member
+        end
+      end
+      call_chunked('ZADD', key, adds)
+      call_chunked('ZREM', key, rems)
+    elseif op == 'X' then
+      local seqfield = ops[i]
+      i = i + 1
+      for _ = 1, n do
+        local seq = redis.call('HINCRBY', state, seqfield, 1)
+        redis.call('XADD', key, '0-' .. seq, 'm', ops[i])
+        i = i + 1
+      end
     else
       return redis.error_reply('unknown op ' .. tostring(op))
     end

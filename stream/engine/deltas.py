@@ -44,8 +44,10 @@ class Deltas:
         "keyed",
         "keyed_updates",
         "orphan_pairs",
+        "outbox",
         "totals",
         "users",
+        "zsets",
     )
 
     def __init__(self) -> None:
@@ -64,14 +66,24 @@ class Deltas:
         # keyed state name -> field -> (new value or None to delete, due time or None)
         self.keyed_updates: dict[str, dict[str, tuple[str | None, int | None]]] = {}
         # running-total hash name -> field -> increment (not windowed, never expires): levels
-        # such as followers or customers, and per-customer lifetime values
+        # such as followers, customers or customers per band, and per-customer lifetime values
         self.totals: dict[str, dict[str, int]] = {}
+        # sorted-set name -> member -> score, or None to remove it
+        self.zsets: dict[str, dict[str, int | None]] = {}
+        # outbox name -> messages, sequenced by the apply (see stream.engine.outbox)
+        self.outbox: dict[str, list[str]] = {}
 
     def count(self, minute: int, name: str, n: int = 1) -> None:
         bucket = self.counters.get(minute)
         if bucket is None:
             bucket = self.counters[minute] = {}
         bucket[name] = bucket.get(name, 0) + n
+
+    def total(self, name: str, field_: str, n: int) -> None:
+        fields = self.totals.get(name)
+        if fields is None:
+            fields = self.totals[name] = {}
+        fields[field_] = fields.get(field_, 0) + n
 
     def add_user(self, minute: int, set_name: str, member: str) -> None:
         members = self.users.get((minute, set_name))
@@ -83,12 +95,6 @@ class Deltas:
         bucket = self.hashes.get((minute, hash_name))
         if bucket is None:
             bucket = self.hashes[(minute, hash_name)] = {}
-        bucket[name] = bucket.get(name, 0) + n
-
-    def total(self, hash_name: str, name: str, n: int) -> None:
-        bucket = self.totals.get(hash_name)
-        if bucket is None:
-            bucket = self.totals[hash_name] = {}
         bucket[name] = bucket.get(name, 0) + n
 
     def ad_pair(
@@ -109,6 +115,8 @@ class Deltas:
             or self.hashes
             or self.keyed_updates
             or self.totals
+            or self.zsets
+            or self.outbox
         )
 
 
@@ -259,6 +267,18 @@ def build_call(
         for name, (value, due) in updates.items():
             call.ops += [name, "" if value is None else value, -1 if due is None else due]
         call.n_ops += 1
+
+    for name, ranked in deltas.zsets.items():
+        if ranked:
+            call.ops += ["Z", call.key_index(keys.zset(shard, name)), 0, len(ranked)]
+            for member, score in ranked.items():
+                call.ops += [member, "" if score is None else score]
+            call.n_ops += 1
+    for name, messages in deltas.outbox.items():
+        if messages:
+            call.ops += ["X", call.key_index(keys.outbox(shard, name)), 0, len(messages), name]
+            call.ops += messages
+            call.n_ops += 1
 
     argv: list[str | int | bytes] = [
         expected_offset,

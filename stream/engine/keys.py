@@ -8,7 +8,10 @@ Scheme (``P`` = the configured prefix, default ``es``)::
     P:{<family>.<partition>}:x:<g>:<start>:<name>     per-window state of a metric family (hash)
     P:{<family>.<partition>}:k:<name>                 open keyed state, e.g. sessions (hash)
     P:{<family>.<partition>}:kd:<name>                when each keyed entry is due (sorted set)
-    P:{<family>.<partition>}:t:<name>                 running totals, never expire (hash)
+    P:{<family>.<partition>}:t:<name>                 running totals, never expire (hash): levels,
+                                                      lifetime values, customers per band
+    P:{<family>.<partition>}:z:<name>                 a ranking, e.g. at-risk customers (sorted set)
+    P:{<family>.<partition>}:ob:<name>                outbox to Kafka, sequenced (stream)
     P:shards                                          the shards that exist (set, read side)
 
 ``<g>`` is ``m``/``h``/``d``; ``<start>`` the window start in epoch seconds.
@@ -74,6 +77,12 @@ class Keys:
 
     def totals(self, shard: str, name: str) -> str:
         return f"{self.prefix}:{{{shard}}}:t:{name}"
+
+    def zset(self, shard: str, name: str) -> str:
+        return f"{self.prefix}:{{{shard}}}:z:{name}"
+
+    def outbox(self, shard: str, name: str) -> str:
+        return f"{self.prefix}:{{{shard}}}:ob:{name}"
 
     def scan_pattern(self) -> str:
         """All keys of this deployment (tests, cleanup)."""

@@ -9,7 +9,7 @@ never the id in clear) is the lifetime value the API reads; it is never a Promet
 
 Customers, churn and retention need per-customer state, because a cancellation only loses a
 customer who was subscribed *at that moment in event time*, and events arrive out of order.
-:class:`CustomerState` keeps each customer's status plus the events it cannot judge yet, and
+:class:`SubscriptionState` keeps each customer's status plus the events it cannot judge yet, and
 settles an event only once the partition watermark has passed it (no earlier event of that
 customer can still arrive, so the order is final). A settled ``subscription_started`` of an
 inactive customer is a *new* customer (``acc.new``, running total ``customers`` + 1); a settled
@@ -122,7 +122,7 @@ _KIND = {
 }
 
 
-class CustomerState:
+class SubscriptionState:
     """Keyed state: one hash field per customer (digest of the user id) with status + pending."""
 
     name = "cust"

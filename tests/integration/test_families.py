@@ -20,6 +20,7 @@ from typing import Any
 import orjson
 import pytest
 
+from stream.app import score_rules
 from stream.contract.types import Family
 from stream.engine import store
 from stream.engine.keys import Keys
@@ -27,7 +28,7 @@ from stream.engine.windows import Windows
 from stream.exporter import BusinessExporter
 from stream.metrics.catalog import MetricOptions
 from stream.metrics.reader import Reader
-from stream.query import customer_value, run_query
+from stream.query import customer_report, customer_value, run_query
 from stream.settings import Settings
 from stream.tools.simulate import DAY, HOUR, MINUTE, SimulationConfig, Simulator
 from tests.support.compare import compare_all
@@ -171,6 +172,12 @@ async def test_families_match_the_batch_reference(settings: Settings) -> None:
         for user in [*payers, "nobody"]:
             got = await customer_value(user, reader)
             assert got["lifetime_value"] == pytest.approx(fam.lifetime_value(user), abs=1e-9)
+            report = await customer_report(user, reader, score_rules(s))  # the API's answer
+            if user == "nobody":
+                assert report is None
+            else:
+                assert report is not None
+                assert report["lifetime_value"] == got["lifetime_value"]
 
         # Prometheus, 36 h into the data: "day" is its second day, "previous_day" its first.
         now = start_ms / 1000 + 36 * 3600
@@ -216,7 +223,8 @@ async def test_families_match_the_batch_reference(settings: Settings) -> None:
         ) == pytest.approx(ref.value("social_engagement_rate", "day", day, {"platform": "twitter"})
                            / 100)  # fmt: skip
         allowed = {"window", "channel", "priority", "touchpoint", "platform", "action", "event",
-                   "survey", "type", "le", "campaign", "placement", "page", "feature"}  # fmt: skip
+                   "survey", "type", "le", "campaign", "placement", "page", "feature",
+                   "band"}  # fmt: skip
         for family in exported.values():
             for x in family.samples:
                 assert set(x.labels) <= allowed, (family.name, x.labels)

@@ -1,7 +1,7 @@
 """Feedback, social and account math without Kafka or Redis: definitions and stream == batch.
 
 The customer property test runs random subscription histories in random arrival orders and
-batch cuts through the real handlers and ``CustomerState.settle`` and compares the settled new
+batch cuts through the real handlers and ``SubscriptionState.settle`` and compares the settled new
 and lost customers with the batch replay of tests/support/families_reference.py.
 """
 
@@ -15,7 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from stream.metrics import accounts, feedback, social
-from stream.metrics.accounts import AccountsFold, CustomerState
+from stream.metrics.accounts import AccountsFold, SubscriptionState
 from stream.metrics.feedback import FeedbackFold
 from stream.metrics.labels import BoundedLabels
 from stream.metrics.social import SocialFold
@@ -135,7 +135,7 @@ def test_customer_status_settles_in_event_time_order() -> None:
 
 
 def _customers(events: list[dict[str, Any]], cuts: list[int]) -> tuple[Outcome, Counter[Any]]:
-    state = CustomerState()
+    state = SubscriptionState()
     out = run_keyed(
         state, state.handlers(), events, cuts, partitions=PARTITIONS, lateness_ms=LATENESS
     )

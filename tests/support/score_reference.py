@@ -1,0 +1,70 @@
+"""Batch reference for engagement scores and churn-risk transitions: plain Python, no engine.
+
+Written from metric-definitions.md independently of ``stream.metrics.score``: it evaluates the
+score at *every* bucket boundary (not only where something changes) by scanning the customer's
+events, which is slow and obviously right.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from fractions import Fraction
+from typing import Any
+
+from stream.contract.types import FAMILY_OF, EventType
+
+
+def _band(score: int) -> str:
+    return "at_risk" if score <= 40 else ("engaged" if score <= 75 else "highly")
+
+
+def reference_scores(
+    events: list[dict[str, Any]],
+    activities: dict[str, tuple[list[str], int, int]],  # name -> (events, weight, target)
+    bucket_ms: int,
+    lookback_buckets: int,
+    drop_points: int,
+    drop_buckets: int,
+    watermark: int,
+    home: str = "clickstream",
+) -> tuple[dict[str, list[tuple[int, int]]], list[tuple[str, int, str, int, int]]]:
+    """Per user the (boundary, score) series up to the watermark; the transitions
+    (user, boundary, reason, old, new) in boundary order per user."""
+    present = {
+        name: any(FAMILY_OF[EventType(e)].value == home for e in evs)
+        for name, (evs, _, _) in activities.items()
+    }
+    total_w = sum(w for name, (_, w, _) in activities.items() if present[name])
+    by_user: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for e in events:
+        by_user[e["user_id"]].append(e)
+    series: dict[str, list[tuple[int, int]]] = {}
+    transitions: list[tuple[str, int, str, int, int]] = []
+    last = watermark // bucket_ms
+    for user, evs in sorted(by_user.items()):
+        counted = [e for e in evs if any(e["type"] in a[0] for a in activities.values())]
+        if not counted:
+            continue
+        first = min(e["ts"] for e in counted) // bucket_ms + 1
+        scores: list[tuple[int, int]] = []
+        armed_from = first
+        for b in range(first, last + 1):
+            lo, hi = (b - lookback_buckets) * bucket_ms, b * bucket_ms
+            points = Fraction(0)
+            for name, (evs_, w, target) in activities.items():
+                if not present[name]:
+                    continue
+                n = sum(1 for e in counted if e["type"] in evs_ and lo <= e["ts"] < hi)
+                points += Fraction(w * 100, total_w) * min(Fraction(n, target), Fraction(1))
+            score = int(points + Fraction(1, 2))
+            if scores:
+                old = scores[-1][1]
+                if _band(old) != "at_risk" and _band(score) == "at_risk":
+                    transitions.append((user, b, "entered_at_risk", old, score))
+                window = [s for bb, s in scores if max(b - drop_buckets, armed_from) <= bb < b]
+                if window and max(window) - score >= drop_points:
+                    transitions.append((user, b, "dropped", old, score))
+                    armed_from = b
+            scores.append((b, score))
+        series[user] = scores
+    return series, transitions

@@ -1,0 +1,195 @@
+"""Engagement score math and the customer keyed state against the batch reference."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
+from stream.app import score_rules
+from stream.contract.decode import Event, Properties
+from stream.engine.deltas import Deltas
+from stream.metrics.customers import CustomerState
+from stream.metrics.score import (
+    Customer,
+    ScoreRules,
+    blend,
+    engagement_score,
+    pack,
+    unpack,
+)
+from stream.settings import ScoreActivity, ScoreSettings, Settings
+from tests.support.score_reference import reference_scores
+
+DAY = 86_400_000
+ACTIVITIES = {
+    "views": (["page_view"], 50, 4),
+    "features": (["feature_used"], 30, 2),
+    "social": (["like"], 20, 1),  # another family: a missing factor on the home partitions
+}
+
+
+def rules_of(lookback: int = 5, drop_points: int = 20, drop_buckets: int = 3) -> ScoreRules:
+    s = Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        score=ScoreSettings(
+            activities={
+                k: ScoreActivity(events=e, weight=w, target=t)
+                for k, (e, w, t) in ACTIVITIES.items()
+            },
+            bucket_seconds=86400,
+            lookback_seconds=lookback * 86400,
+            drop_points=drop_points,
+            drop_window_seconds=drop_buckets * 86400,
+        ),
+    )
+    return score_rules(s)
+
+
+def test_weights_not_summing_to_100_are_refused() -> None:
+    with pytest.raises(ValidationError, match="weights must sum to 100, not 90"):
+        ScoreSettings(activities={"a": ScoreActivity(events=["page_view"], weight=90, target=1)})
+
+
+def test_unknown_event_types_are_refused() -> None:
+    with pytest.raises(ValidationError, match="unknown event types"):
+        ScoreSettings(activities={"a": ScoreActivity(events=["teleport"], weight=100, target=1)})
+
+
+def test_score_renormalises_missing_factors_and_saturates() -> None:
+    rules = rules_of()
+    # views 50 and features 30 are present (clickstream); social (20) is missing: /80.
+    assert engagement_score([4, 2, 0], rules) == 100
+    assert engagement_score([100, 0, 5], rules) == 63  # 50/80 = 62.5 -> 63 (half up)
+    assert engagement_score([1, 1, 0], rules) == 34  # (12.5 + 15) / 80 * 100 = 34.375
+
+
+def test_blend_drops_missing_parts() -> None:
+    assert blend([(60, 50), (25, None), (15, 100)]) == 60  # (3000 + 1500) / 75
+    assert blend([(60, None), (40, None)]) == 0
+
+
+def _event(kind: str, user: str, ts: int) -> dict[str, Any]:
+    return {"type": kind, "user_id": user, "ts": ts}
+
+
+def _run_stream(
+    events: list[dict[str, Any]], cuts: list[int], rules: ScoreRules, lateness: int
+) -> tuple[dict[str, Customer], list[tuple[str, int, str, int, int]], int]:
+    """Drive CustomerState.settle as the engine does: batches in arrival order, a store of
+    fields and due times, the due read at the watermark."""
+    state = CustomerState(rules, frozenset({"organic"}))
+    store: dict[str, str] = {}
+    due: dict[str, int] = {}
+    transitions = []
+    max_ts = -1
+    bounds = [0, *sorted(set(cuts)), len(events)]
+    import orjson
+
+    for lo, hi in itertools.pairwise(bounds):
+        deltas = Deltas()
+        for e in events[lo:hi]:
+            if e["ts"] < max_ts - lateness:
+                continue  # late: the fold would dead-letter it
+            max_ts = max(max_ts, e["ts"])
+            ev = Event(f"{lo}", e["type"], e["ts"], e["user_id"], None, None, Properties())
+            handler = state.handlers().get(e["type"])
+            if handler:
+                handler(ev, e["ts"] // 60_000 * 60, deltas)
+        watermark = max_ts - lateness
+        items: dict[str, list[Any]] = {
+            state.field_of(k): v for k, v in deltas.keyed.get("cus", {}).items()
+        }
+        wanted = set(items) | {f for f, d in due.items() if d <= watermark}
+        stored = {f: store[f].encode() if f in store else None for f in wanted}
+        updates = state.settle(stored, items, watermark, deltas)
+        for f, (value, at) in updates.items():
+            assert value is not None
+            store[f] = value
+            if at is None or at < 0:
+                due.pop(f, None)
+            else:
+                due[f] = at
+        for msg in deltas.outbox.get("churn", []):
+            m = orjson.loads(msg)
+            transitions.append(
+                (m["customer"], m["ts"] // DAY, m["reason"], m["old_score"], m["new_score"])
+            )
+    customers = {c.user: c for c in (unpack(v, len(rules.activities)) for v in store.values())}
+    return customers, transitions, max_ts - lateness
+
+
+user_events = st.lists(
+    st.tuples(
+        st.sampled_from(["u1", "u2", "u3"]),
+        st.sampled_from(["page_view", "feature_used", "like", "click"]),
+        st.integers(0, 40 * DAY),
+    ),
+    min_size=1,
+    max_size=80,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    raw=user_events,
+    cuts=st.lists(st.integers(0, 80), max_size=6),
+    lookback=st.integers(1, 6),
+    drop_points=st.integers(5, 40),
+    shuffle=st.randoms(use_true_random=False),
+)
+def test_stream_equals_batch_reference(
+    raw: list[tuple[str, str, int]],
+    cuts: list[int],
+    lookback: int,
+    drop_points: int,
+    shuffle: Any,
+) -> None:
+    """Any arrival order within the lateness and any batch cuts give the reference's result."""
+    lateness = 2 * DAY
+    events = sorted((_event(k, u, ts) for u, k, ts in raw), key=lambda e: e["ts"])
+    # displace arrival by up to a day (inside the lateness), then keep what is on time
+    arrival = sorted(events, key=lambda e: e["ts"] + shuffle.randrange(0, DAY))
+    rules = rules_of(lookback, drop_points, 3)
+    customers, transitions, watermark = _run_stream(arrival, cuts, rules, lateness)
+    on_time: list[dict[str, Any]] = []
+    running = -1
+    for e in arrival:
+        if e["ts"] >= running - lateness:
+            on_time.append(e)
+            running = max(running, e["ts"])
+    acts = {k: (e, w, t) for k, (e, w, t) in ACTIVITIES.items()}
+    series, expected = reference_scores(on_time, acts, DAY, lookback, drop_points, 3, watermark)
+    assert sorted(transitions) == sorted(expected)
+    for user, scores in series.items():
+        if scores:
+            assert customers[user].score == scores[-1][1], user
+
+
+def test_silence_lowers_the_score_into_at_risk_without_events() -> None:
+    rules = rules_of(lookback=5)
+    events = [_event("page_view", "quiet", d * DAY + 1000) for d in range(5) for _ in range(4)]
+    events += [_event("feature_used", "quiet", d * DAY + 2000) for d in range(5) for _ in range(2)]
+    # another user's events move the watermark on; "quiet" sends nothing more
+    events += [_event("click", "busy", d * DAY) for d in range(5, 12)]
+    customers, transitions, _ = _run_stream(events, list(range(0, len(events), 3)), rules, 0)
+    assert customers["quiet"].score == 0
+    reasons = [t[2] for t in transitions if t[0] == "quiet"]
+    assert "entered_at_risk" in reasons and "dropped" in reasons
+
+
+def test_packed_state_round_trips_and_stays_small() -> None:
+    rules = score_rules(Settings(_env_file=None))  # type: ignore[call-arg]
+    c = Customer("user-123456", evaluated=20_000, score=57, health=61, first_ts=1, channel="paid")
+    n = len(rules.activities)
+    for k in range(19_970, 20_000):
+        c.buckets[k] = [3, 1, 0, 2] + [0] * (n - 4)
+    c.history = [(19_995, 70), (19_999, 57)]
+    c.recent = [(19_990, "dropped", 80, 57)]
+    text = pack(c)
+    assert unpack(text, n) == c
+    assert len(text) < 260, len(text)
