@@ -55,4 +55,5 @@ def worker_environment(settings: Settings) -> dict[str, str]:
         "STREAM_TIMEZONE": settings.timezone,
         "STREAM_ALLOWED_LATENESS_SECONDS": str(settings.allowed_lateness_seconds),
         "STREAM_SESSION_TIMEOUT_SECONDS": str(settings.session_timeout_seconds),
+        "STREAM_SCORE": settings.score.model_dump_json(),
     }

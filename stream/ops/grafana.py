@@ -10,8 +10,7 @@ PromQL conventions (docs/metrics.md): business gauges (``engagement_*``) are the
 on every worker, so they are aggregated with ``max``; operational series (``stream_*``) are per
 worker and summed. Template variables only range over bounded label sets.
 
-Must never: reference a series the code does not export (the engagement-score panels are added
-together with those metrics).
+Must never: reference a series the code does not export.
 """
 
 from __future__ import annotations
@@ -117,6 +116,7 @@ def quantiles(title: str, metric: str, by: str = "", description: str = "", **kw
     )
 
 
+RATE = "[$__rate_interval]"
 W = 'window="$window"'
 SW = 'window="$session_window"'
 CAMPAIGN = f'{W}, campaign=~"$campaign"'
@@ -366,12 +366,48 @@ OVERVIEW = Dashboard(
                 ),
             ),
         ),
-        # Engagement-score bands and churn-risk transitions: add their rows here once the worker
-        # exports those series.
+        Row(
+            "Engagement score and churn risk",
+            (
+                business(
+                    "Customers per engagement band",
+                    "max by (band) (engagement_score_band_customers)",
+                    "{{band}}",
+                    description="0–40 at risk, 41–75 engaged, 76–100 highly engaged.",
+                ),
+                Panel(
+                    "Engagement score distribution (median, p10)",
+                    (
+                        Target(
+                            "histogram_quantile(0.5, max by (le) "
+                            "(engagement_customer_score_bucket))",
+                            "median",
+                        ),
+                        Target(
+                            "histogram_quantile(0.1, max by (le) "
+                            "(engagement_customer_score_bucket))",
+                            "p10",
+                        ),
+                    ),
+                    description="Gauge histogram of current scores: no rate(); max across workers.",
+                ),
+                Panel(
+                    "Churn-risk transitions per hour",
+                    (
+                        Target(
+                            f"sum by (reason) (rate(stream_churn_risk_transitions_total{RATE})) "
+                            "* 3600",
+                            "{{reason}}",
+                        ),
+                    ),
+                    description="Published to the churn-risk topic exactly once (summed across "
+                    "workers: each publishes its own partitions' transitions).",
+                ),
+            ),
+        ),
     ),
 )
 
-RATE = "[$__rate_interval]"
 T = 'job=~"$job", topic=~"$topic"'
 
 PIPELINE = Dashboard(
