@@ -12,7 +12,8 @@ import logging
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -361,57 +362,55 @@ def query(
     Console().print(table)
 
 
-async def _customers(user: str | None, limit: int, cursor: str | None) -> Any:
-    from stream.app import score_rules
+@asynccontextmanager
+async def _reader(settings: Settings) -> AsyncIterator[Any]:
+    """A read-side Reader on the Redis the workers write to (the CLI never starts a stack)."""
     from stream.connections import redis_target
     from stream.engine import store
     from stream.engine.keys import Keys
-    from stream.metrics import customer_reader
     from stream.metrics.reader import Reader
-    from stream.query import customer_report
 
-    settings = _settings()
     if not settings.redis_url:
         raise click.ClickException("set REDIS_URL to the Redis the workers write to")
     client = store.connect(redis_target(settings))
     try:
-        reader = Reader(client, Keys(settings.key_prefix))
+        yield Reader(client, Keys(settings.key_prefix))
+    finally:
+        await client.aclose()
+
+
+async def _customers(user: str | None, limit: int, cursor: str | None) -> Any:
+    from stream.app import score_rules
+    from stream.metrics import customer_reader
+    from stream.query import customer_report
+
+    settings = _settings()
+    async with _reader(settings) as reader:
         if user is not None:
             body = await customer_report(user, reader, score_rules(settings))
             if body is None:
                 raise click.ClickException(f"unknown customer {user!r}")
             return body
         return await customer_reader.at_risk(reader, limit, cursor)
-    finally:
-        await client.aclose()
 
 
 async def _query(metric: str, params: dict[str, str]) -> dict[str, Any]:
-    from stream.connections import redis_target
-    from stream.engine import store
-    from stream.engine.keys import Keys
     from stream.engine.windows import Windows
     from stream.metrics.catalog import MetricOptions
-    from stream.metrics.reader import QueryError, Reader
+    from stream.metrics.reader import QueryError
     from stream.query import UnknownMetric, run_query
 
     settings = _settings()
-    if not settings.redis_url:
-        raise click.ClickException("set REDIS_URL to the Redis the workers write to")
-    client = store.connect(redis_target(settings))
-    try:
-        reader = Reader(client, Keys(settings.key_prefix))
-        return await run_query(
-            metric, params, reader, Windows(settings.zone), MetricOptions.from_settings(settings)
-        )
-    except UnknownMetric:
-        raise click.ClickException(
-            f"unknown metric {metric!r}; `stream query` lists them"
-        ) from None
-    except QueryError as exc:
-        raise click.ClickException(str(exc)) from None
-    finally:
-        await client.aclose()
+    async with _reader(settings) as reader:
+        try:
+            options = MetricOptions.from_settings(settings)
+            return await run_query(metric, params, reader, Windows(settings.zone), options)
+        except UnknownMetric:
+            raise click.ClickException(
+                f"unknown metric {metric!r}; `stream query` lists them"
+            ) from None
+        except QueryError as exc:
+            raise click.ClickException(str(exc)) from None
 
 
 @cli.command()

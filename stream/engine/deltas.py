@@ -85,6 +85,18 @@ class Deltas:
             fields = self.totals[name] = {}
         fields[field_] = fields.get(field_, 0) + n
 
+    def keyed_item(self, state: str, key: Any, item: Any) -> None:
+        """Collect one item of an entity of a keyed state (see stream.engine.keyed). The
+        clickstream states (sessions, customer scores) inline this: it runs per event there."""
+        per_key = self.keyed.get(state)
+        if per_key is None:
+            per_key = self.keyed[state] = {}
+        items = per_key.get(key)
+        if items is None:
+            per_key[key] = [item]
+        else:
+            items.append(item)
+
     def add_user(self, minute: int, set_name: str, member: str) -> None:
         members = self.users.get((minute, set_name))
         if members is None:

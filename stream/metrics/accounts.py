@@ -135,15 +135,7 @@ class SubscriptionState:
         return {t: self.subscription for t in _KIND}
 
     def subscription(self, event: Event, minute: int, deltas: Deltas) -> None:
-        per_key = deltas.keyed.get(self.name)
-        if per_key is None:
-            per_key = deltas.keyed[self.name] = {}
-        item = (event.ts_ms, _KIND[event.type])
-        items = per_key.get(event.user_id)
-        if items is None:
-            per_key[event.user_id] = [item]
-        else:
-            items.append(item)
+        deltas.keyed_item(self.name, event.user_id, (event.ts_ms, _KIND[event.type]))
 
     def field_of(self, key: str) -> str:
         return customer_key(key)

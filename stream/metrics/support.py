@@ -262,14 +262,7 @@ class TicketState:
             item = TicketEvent(event.ts_ms, kind, flag=public_agent)
         else:
             item = TicketEvent(event.ts_ms, kind)
-        per_key = deltas.keyed.get(self.name)
-        if per_key is None:
-            per_key = deltas.keyed[self.name] = {}
-        items = per_key.get(props.ticket_id)
-        if items is None:
-            per_key[props.ticket_id] = [item]
-        else:
-            items.append(item)
+        deltas.keyed_item(self.name, props.ticket_id, item)
 
     def field_of(self, key: str) -> str:
         # Ticket ids are free text: a digest keeps fields short and delimiter-free.
