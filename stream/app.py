@@ -19,11 +19,11 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from stream import web_auth
 from stream.connections import faust_broker_credentials, kafka_client_kwargs, redis_target
-from stream.contract.decode import Decoder, Event
+from stream.contract.decode import Decoder
 from stream.contract.types import Family
 from stream.engine import store
 from stream.engine.consumer import BatchEngine, EngineConfig
-from stream.engine.deltas import Deltas, Layout
+from stream.engine.deltas import Layout
 from stream.engine.dlq import DlqPolicy
 from stream.engine.fold import FoldContext, Handler
 from stream.engine.keyed import KeyedState
@@ -112,19 +112,11 @@ def build_keyed_states(settings: Settings) -> list[KeyedState]:
     ]
 
 
-def _chain(first: Handler, second: Handler) -> Handler:
-    def both(event: Event, minute: int, deltas: Deltas) -> None:
-        first(event, minute, deltas)
-        second(event, minute, deltas)
-
-    return both
-
-
 def build_handlers(
     settings: Settings, windows: Windows, keyed_states: list[KeyedState] | None = None
-) -> dict[str, Handler]:
-    """One handler per event type, chaining every metric family's handler for that type."""
-    handlers: dict[str, Handler] = {}
+) -> dict[str, tuple[Handler, ...]]:
+    """Every metric family's handler for each event type, in a fixed order."""
+    handlers: dict[str, tuple[Handler, ...]] = {}
     sources: list[dict[str, Handler]] = [
         ClickstreamFold(windows, frozenset(settings.tracked_pages)).handlers(),
         FeedbackFold(BoundedLabels(settings.feedback_touchpoints)).handlers(),
@@ -135,8 +127,7 @@ def build_handlers(
         sources.append(keyed.handlers())
     for source in sources:
         for event_type, handler in source.items():
-            existing = handlers.get(event_type)
-            handlers[event_type] = handler if existing is None else _chain(existing, handler)
+            handlers[event_type] = (*handlers.get(event_type, ()), handler)
     return handlers
 
 

@@ -63,7 +63,7 @@ class FoldResult:
 @dataclass(frozen=True)
 class FoldContext:
     decoder: Decoder
-    handlers: Mapping[str, Handler]
+    handlers: Mapping[str, tuple[Handler, ...]]  # every family's handler per event type
     passive_events: frozenset[str]
     lateness_ms: int
     lag_sample_every: int = 64
@@ -144,8 +144,7 @@ def fold_records(
             if members is None:
                 members = users[(minute, ACTIVE_SET)] = set()
             members.add(event.user_id)
-        handler = handlers.get(event.type)
-        if handler is not None:
+        for handler in handlers.get(event.type, ()):
             handler(event, minute, deltas)
         accepted += 1
         if accepted % sample_every == 1:
