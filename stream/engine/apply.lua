@@ -24,22 +24,35 @@ as one MessagePack array, flat:
   X keyidx expire_at n  seqfield payload ...       outbox: each payload gets the next sequence
         number (HINCRBY seqfield in the partition state) and is XADDed with id 0-<seq>, so the
         publisher can tell what it already sent (stream/engine/outbox.py).
+  A keyidx expire_at n  dueidx (field due user last first channel m (bucket activity count)*m) ...
+        pending activity of keyed state that is not evaluated yet (customer scores): merged into
+        the MessagePack record [user, last, first, channel, (bucket, activity, count)...] in
+        KEYS[keyidx] without reading the entity's state -- last = max, (first, channel) = min
+        (channel compared bytewise), counts added -- and ZADD LT due (the due time only moves
+        earlier; a new member is added).
+  D keyidx expire_at n  field ...                  HDEL (pending records folded into the state)
 Returns {1} when applied, {0, stored_offset, stored_max_ts} when refused.
 
-es_read_keyed_v1 (read-only) -- KEYS[1] state hash, KEYS[2] due set; ARGV: due_until, limit,
-fields... Returns MessagePack [field, value-or-false, ...] for the named fields and for up to `limit` entries
-due at or before due_until, so one round trip fetches everything a batch must settle.
+es_read_keyed_v1 (read-only) -- KEYS[1] state hash, KEYS[2] due set, optional KEYS[3] pending
+hash (op A); ARGV: due_until, limit, fields... Returns MessagePack [field, value-or-false, ...]
+(with KEYS[3]: [field, value-or-false, pending-record-or-false, ...]) for the named fields and for up to
+`limit` entries due at or before due_until, so one round trip fetches everything a batch must
+settle.
 ]]
 
 -- Variadic commands over a long argument list, in slices that stay far below Lua's C stack
 -- limit for unpack(); CHUNK is even, so field/value pairs stay together.
 local CHUNK = 4000
-local function call_chunked(cmd, key, args)
+local function call_chunked(cmd, key, args, flag)
   local n = #args
   local j = 1
   while j <= n do
     local last = math.min(n, j + CHUNK - 1)
-    redis.call(cmd, key, unpack(args, j, last))
+    if flag then
+      redis.call(cmd, key, flag, unpack(args, j, last))
+    else
+      redis.call(cmd, key, unpack(args, j, last))
+    end
     j = last + 1
   end
 end
@@ -55,6 +68,67 @@ local function hmget_chunked(key, fields)
     j = last + 1
   end
   return out
+end
+
+-- Byte-wise string order (= Python's code-point order for UTF-8); Lua's < follows the locale.
+local function bytes_lt(a, b)
+  local n = math.min(#a, #b)
+  for j = 1, n do
+    local x, y = string.byte(a, j), string.byte(b, j)
+    if x ~= y then return x < y end
+  end
+  return #a < #b
+end
+
+-- Op A: merge pending activity records (see the header), one HMGET and one HSET per batch.
+local function merge_pending(key, due, ops, i, n)
+  local fields, starts = {}, {}
+  local j = i
+  for k = 1, n do
+    fields[k] = ops[j]
+    starts[k] = j
+    j = j + 7 + 3 * tonumber(ops[j + 6])
+  end
+  local olds = hmget_chunked(key, fields)
+  local sets, dues = {}, {}
+  for k = 1, n do
+    local s = starts[k]
+    local m = tonumber(ops[s + 6])
+    local rec
+    local old = olds[k]
+    if old then
+      rec = cmsgpack.unpack(old)
+      if ops[s + 3] > rec[2] then rec[2] = ops[s + 3] end
+      local first, ch = ops[s + 4], ops[s + 5]
+      if first < rec[3] or (first == rec[3] and bytes_lt(ch, rec[4])) then
+        rec[3] = first
+        rec[4] = ch
+      end
+      local at = {}
+      for p = 5, #rec, 3 do at[rec[p] * 4096 + rec[p + 1]] = p end
+      for q = s + 7, s + 6 + 3 * m, 3 do
+        local p = at[ops[q] * 4096 + ops[q + 1]]
+        if p then
+          rec[p + 2] = rec[p + 2] + ops[q + 2]
+        else
+          local len = #rec
+          rec[len + 1] = ops[q]
+          rec[len + 2] = ops[q + 1]
+          rec[len + 3] = ops[q + 2]
+        end
+      end
+    else
+      rec = {ops[s + 2], ops[s + 3], ops[s + 4], ops[s + 5]}
+      for q = 0, 3 * m - 1 do rec[5 + q] = ops[s + 7 + q] end
+    end
+    sets[#sets + 1] = fields[k]
+    sets[#sets + 1] = cmsgpack.pack(rec)
+    dues[#dues + 1] = ops[s + 1]
+    dues[#dues + 1] = fields[k]
+  end
+  call_chunked('HSET', key, sets)
+  call_chunked('ZADD', due, dues, 'LT')
+  return j
 end
 
 local function apply_batch(keys, args)
@@ -149,6 +223,13 @@ local function apply_batch(keys, args)
       end
       call_chunked('ZADD', key, adds)
       call_chunked('ZREM', key, rems)
+    elseif op == 'A' then
+      i = merge_pending(key, keys[tonumber(ops[i])], ops, i + 1, n)
+    elseif op == 'D' then
+      local gone = {}
+      for k = 1, n do gone[k] = ops[i + k - 1] end
+      i = i + n
+      call_chunked('HDEL', key, gone)
     elseif op == 'X' then
       local seqfield = ops[i]
       i = i + 1
@@ -185,6 +266,16 @@ local function read_keyed(keys, args)
     end
   end
   local values = hmget_chunked(keys[1], fields)
+  if keys[3] then
+    local pending = hmget_chunked(keys[3], fields)
+    for k = 1, #fields do
+      out[#out + 1] = fields[k]
+      out[#out + 1] = values[k]
+      -- nested as an array (a MessagePack blob inside the reply would not be valid UTF-8)
+      out[#out + 1] = pending[k] and cmsgpack.unpack(pending[k])
+    end
+    return cmsgpack.pack(out)
+  end
   for k = 1, #fields do
     out[#out + 1] = fields[k]
     out[#out + 1] = values[k]

@@ -45,6 +45,8 @@ class Deltas:
         "keyed_updates",
         "orphan_pairs",
         "outbox",
+        "pending",
+        "pending_done",
         "totals",
         "users",
         "zsets",
@@ -65,6 +67,11 @@ class Deltas:
         self.keyed: dict[str, dict[Any, list[Any]]] = {}
         # keyed state name -> field -> (new value or None to delete, due time or None)
         self.keyed_updates: dict[str, dict[str, tuple[str | None, int | None]]] = {}
+        # keyed state name -> [entries, flat op-A entries]: activity merged into a pending record
+        # without reading the entity (apply.lua op A; customer scores)
+        self.pending: dict[str, list[Any]] = {}
+        # keyed state name -> fields whose pending record was folded into the state (op D)
+        self.pending_done: dict[str, list[str]] = {}
         # running-total hash name -> field -> increment (not windowed, never expires): levels
         # such as followers, customers or customers per band, and per-customer lifetime values
         self.totals: dict[str, dict[str, int]] = {}
@@ -114,6 +121,8 @@ class Deltas:
             or self.day_counters
             or self.hashes
             or self.keyed_updates
+            or self.pending
+            or self.pending_done
             or self.totals
             or self.zsets
             or self.outbox
@@ -267,6 +276,23 @@ def build_call(
         for name, (value, due) in updates.items():
             call.ops += [name, "" if value is None else value, -1 if due is None else due]
         call.n_ops += 1
+
+    for state_name, (count, entries) in deltas.pending.items():
+        if count:
+            call.ops += [
+                "A",
+                call.key_index(keys.keyed_pending(shard, state_name)),
+                0,
+                count,
+                call.key_index(keys.keyed_due(shard, state_name)),
+            ]
+            call.ops += entries
+            call.n_ops += 1
+    for state_name, done in deltas.pending_done.items():
+        if done:
+            call.ops += ["D", call.key_index(keys.keyed_pending(shard, state_name)), 0, len(done)]
+            call.ops += done
+            call.n_ops += 1
 
     for name, ranked in deltas.zsets.items():
         if ranked:

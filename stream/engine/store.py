@@ -121,24 +121,49 @@ class KeyedRead:
     fields: list[str]
     due_until: int
     limit: int
+    #: the state's pending hash (apply.lua op A): values are then (stored, pending) pairs
+    pending_key: str | None = None
 
 
-async def read_keyed(
-    client: aioredis.Redis, reads: list[KeyedRead]
-) -> list[dict[str, bytes | None]]:
-    """All reads of a batch in one round trip (read-only function calls, pipelined)."""
+def _bytes_or_none(v: Any) -> bytes | None:
+    return v.encode() if isinstance(v, str) else v or None
+
+
+async def read_keyed(client: aioredis.Redis, reads: list[KeyedRead]) -> list[dict[str, Any]]:
+    """All reads of a batch in one round trip (read-only function calls, pipelined).
+
+    Per read: field -> stored value (bytes or None), or with a pending key -> (stored value,
+    pending record as a list or None).
+    """
     if not reads:
         return []
     async with client.pipeline(transaction=False) as pipe:
         for r in reads:
-            pipe.fcall_ro(
-                READ_KEYED_FUNCTION, 2, r.state_key, r.due_key, r.due_until, r.limit, *r.fields
-            )
+            if r.pending_key is None:
+                pipe.fcall_ro(
+                    READ_KEYED_FUNCTION, 2, r.state_key, r.due_key, r.due_until, r.limit, *r.fields
+                )
+            else:
+                pipe.fcall_ro(
+                    READ_KEYED_FUNCTION, 3, r.state_key, r.due_key, r.pending_key, r.due_until,
+                    r.limit, *r.fields,
+                )  # fmt: skip
         replies = await pipe.execute()
-    out = []
-    for reply in replies:
+    out: list[dict[str, Any]] = []
+    for r, reply in zip(reads, replies, strict=True):
         flat = msgspec.msgpack.decode(reply)
         it = iter(flat)
+        if r.pending_key is not None:
+            out.append(
+                {
+                    (f.decode() if isinstance(f, bytes) else f): (
+                        _bytes_or_none(v),
+                        p or None,
+                    )
+                    for f, v, p in zip(it, it, it, strict=True)
+                }
+            )
+            continue
         out.append(
             {
                 (f.decode() if isinstance(f, bytes) else f): (

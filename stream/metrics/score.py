@@ -37,7 +37,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from functools import cached_property
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import msgspec
 
@@ -292,6 +292,62 @@ def _absorb(c: Customer, hit: Hit, rules: ScoreRules, index: Mapping[str, list[i
     elif kind in _ENDS:
         c.had_support = True
         c.open_tickets.pop(hit.ticket, None)
+
+
+# ---- pending activity (not evaluated yet) -----------------------------------------------
+# Between two evaluations a batch only adds activity to a customer: counts in buckets no
+# boundary the watermark reached yet can see, the latest event time, and possibly an earlier
+# first event (ts, channel). That is a commutative merge, so the apply does it in Redis (op A of
+# apply.lua) on a small record of its own without the worker reading the customer's state; the
+# record is folded into the state when the customer is next evaluated (:func:`absorb_pending`).
+# Record (MessagePack array): [user, last_ts, first_ts, channel, (bucket, activity, count)...].
+# Counts are not capped there: absorbing caps each bucket at the target, as per event would.
+
+
+def merge_pending(old: list[Any] | None, new: Sequence[Any]) -> list[Any]:
+    """What op A does to a pending record (the reference the Lua code follows; tests use it)."""
+    if old is None:
+        return list(new)
+    rec = list(old)
+    if new[1] > rec[1]:
+        rec[1] = new[1]
+    if (new[2], new[3]) < (rec[2], rec[3]):
+        rec[2], rec[3] = new[2], new[3]
+    at = {(rec[p], rec[p + 1]): p for p in range(4, len(rec), 3)}
+    for q in range(4, len(new), 3):
+        p = at.get((new[q], new[q + 1]))
+        if p is None:
+            rec += new[q : q + 3]
+        else:
+            rec[p + 2] += new[q + 2]
+    return rec
+
+
+def absorb_pending(c: Customer, rec: Sequence[Any], rules: ScoreRules) -> None:
+    """Fold a pending record into the state: the same as absorbing its events one by one."""
+    first, channel = rec[2], rec[3]
+    if c.first_ts < 0 or (first, channel) < (c.first_ts, c.channel):
+        c.first_ts, c.channel = first, channel
+    if rec[1] > c.last_ts:
+        c.last_ts = rec[1]
+    n = len(rules.activities)
+    activities = rules.activities
+    buckets = c.buckets
+    for p in range(4, len(rec), 3):
+        k, i = rec[p], rec[p + 1]
+        if i >= n:  # an activity removed from the configuration since
+            continue
+        counts = buckets.get(k)
+        if counts is None:
+            counts = buckets[k] = [0] * n
+        target = activities[i].target
+        if counts[i] < target:  # a count above a since lowered target stays, as per event
+            counts[i] = min(target, counts[i] + rec[p + 2])
+
+
+def decode_pending(value: bytes | str) -> list[Any]:
+    rec: list[Any] = msgspec.msgpack.decode(value.encode() if isinstance(value, str) else value)
+    return rec
 
 
 def change_boundaries(c: Customer, after: int, until: int, rules: ScoreRules) -> list[int]:
