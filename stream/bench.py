@@ -400,7 +400,8 @@ async def _keys_memory(client: Any, keys: list[str]) -> int:
 
 async def customer_memory(client: Any, settings: Settings) -> tuple[int, float]:
     """Scored customers and the Redis bytes per customer of everything the score keeps
-    (state hash, pending records, due set, at-risk ranking, totals, outbox)."""
+    (state hash with the pending records after the values, due set, at-risk ranking, totals,
+    outbox)."""
     keys = Keys(settings.key_prefix)
     customers = 0
     used = 0
@@ -410,17 +411,13 @@ async def customer_memory(client: Any, settings: Settings) -> tuple[int, float]:
             client,
             [
                 keys.keyed(shard, CUSTOMERS),
-                keys.keyed_pending(shard, CUSTOMERS),
                 keys.keyed_due(shard, CUSTOMERS),
                 keys.zset(shard, AT_RISK_SET),
                 keys.totals(shard, TOTALS),
                 keys.outbox(shard, OUTBOX),
             ],
         )
-        # a customer not evaluated yet may only have a pending record (CustomerState)
-        fields = set(await client.hkeys(keys.keyed(shard, CUSTOMERS)))
-        fields |= set(await client.hkeys(keys.keyed_pending(shard, CUSTOMERS)))
-        customers += len(fields)
+        customers += int(await client.hlen(keys.keyed(shard, CUSTOMERS)))
     return customers, used / max(customers, 1)
 
 

@@ -26,18 +26,19 @@ as one MessagePack array, flat:
         publisher can tell what it already sent (stream/engine/outbox.py).
   A keyidx expire_at n  dueidx (field due user last first channel m (bucket activity count)*m) ...
         pending activity of keyed state that is not evaluated yet (customer scores): merged into
-        the MessagePack record [user, last, first, channel, (bucket, activity, count)...] in
-        KEYS[keyidx] without reading the entity's state -- last = max, (first, channel) = min
-        (channel compared bytewise), counts added -- and ZADD LT due (the due time only moves
-        earlier; a new member is added).
-  D keyidx expire_at n  field ...                  HDEL (pending records folded into the state)
+        the MessagePack record [user, last, first, channel, (bucket, activity, count)...] that
+        follows a NUL byte after the entity's value in KEYS[keyidx] (the state's own encoding
+        never contains one; the user is blanked when a state precedes it) -- last = max,
+        (first, channel) = min (channel compared bytewise), counts added -- and ZADD LT due (the
+        due time only moves earlier; a new member is added). Op K's HSET of a new value drops
+        the record, which the worker has then folded in.
 Returns {1} when applied, {0, stored_offset, stored_max_ts} when refused.
 
-es_read_keyed_v1 (read-only) -- KEYS[1] state hash, KEYS[2] due set, optional KEYS[3] pending
-hash (op A); ARGV: due_until, limit, fields... Returns MessagePack [field, value-or-false, ...]
-(with KEYS[3]: [field, value-or-false, pending-record-or-false, ...]) for the named fields and for up to
+es_read_keyed_v1 (read-only) -- KEYS[1] state hash, KEYS[2] due set; ARGV: due_until, limit,
+fields... Returns MessagePack [field, value-or-false, ...] for the named fields and for up to
 `limit` entries due at or before due_until, so one round trip fetches everything a batch must
-settle.
+settle. es_read_keyed_split_v1: the same for a state with pending records (op A), as
+[field, value-or-false, pending-record-or-false, ...].
 ]]
 
 -- Variadic commands over a long argument list, in slices that stay far below Lua's C stack
@@ -89,13 +90,18 @@ local function merge_pending(key, due, ops, i, n)
     starts[k] = j
     j = j + 7 + 3 * tonumber(ops[j + 6])
   end
-  local olds = hmget_chunked(key, fields)
+  local values = hmget_chunked(key, fields)
   local sets, dues = {}, {}
   for k = 1, n do
     local s = starts[k]
     local m = tonumber(ops[s + 6])
-    local rec
-    local old = olds[k]
+    local rec, old
+    local state = values[k] or ''
+    local at0 = string.find(state, '\0', 1, true)
+    if at0 then
+      old = string.sub(state, at0 + 1)
+      state = string.sub(state, 1, at0 - 1)
+    end
     if old then
       rec = cmsgpack.unpack(old)
       if ops[s + 3] > rec[2] then rec[2] = ops[s + 3] end
@@ -121,8 +127,9 @@ local function merge_pending(key, due, ops, i, n)
       rec = {ops[s + 2], ops[s + 3], ops[s + 4], ops[s + 5]}
       for q = 0, 3 * m - 1 do rec[5 + q] = ops[s + 7 + q] end
     end
+    if state ~= '' then rec[1] = '' end
     sets[#sets + 1] = fields[k]
-    sets[#sets + 1] = cmsgpack.pack(rec)
+    sets[#sets + 1] = state .. '\0' .. cmsgpack.pack(rec)
     dues[#dues + 1] = ops[s + 1]
     dues[#dues + 1] = fields[k]
   end
@@ -225,11 +232,6 @@ local function apply_batch(keys, args)
       call_chunked('ZREM', key, rems)
     elseif op == 'A' then
       i = merge_pending(key, keys[tonumber(ops[i])], ops, i + 1, n)
-    elseif op == 'D' then
-      local gone = {}
-      for k = 1, n do gone[k] = ops[i + k - 1] end
-      i = i + n
-      call_chunked('HDEL', key, gone)
     elseif op == 'X' then
       local seqfield = ops[i]
       i = i + 1
@@ -247,7 +249,7 @@ local function apply_batch(keys, args)
   return {1}
 end
 
-local function read_keyed(keys, args)
+local function read_keyed(keys, args, split)
   local out = {}
   local seen = {}
   local fields = {}
@@ -266,13 +268,18 @@ local function read_keyed(keys, args)
     end
   end
   local values = hmget_chunked(keys[1], fields)
-  if keys[3] then
-    local pending = hmget_chunked(keys[3], fields)
+  if split then
     for k = 1, #fields do
+      local v, pending = values[k], false
+      local at0 = v and string.find(v, '\0', 1, true)
+      if at0 then
+        -- nested as an array (a MessagePack blob inside the reply would not be valid UTF-8)
+        pending = cmsgpack.unpack(string.sub(v, at0 + 1))
+        v = at0 > 1 and string.sub(v, 1, at0 - 1)
+      end
       out[#out + 1] = fields[k]
-      out[#out + 1] = values[k]
-      -- nested as an array (a MessagePack blob inside the reply would not be valid UTF-8)
-      out[#out + 1] = pending[k] and cmsgpack.unpack(pending[k])
+      out[#out + 1] = v
+      out[#out + 1] = pending
     end
     return cmsgpack.pack(out)
   end
@@ -286,6 +293,11 @@ end
 redis.register_function('es_apply_v1', apply_batch)
 redis.register_function{
   function_name = 'es_read_keyed_v1',
-  callback = read_keyed,
+  callback = function(keys, args) return read_keyed(keys, args, false) end,
+  flags = {'no-writes'},
+}
+redis.register_function{
+  function_name = 'es_read_keyed_split_v1',
+  callback = function(keys, args) return read_keyed(keys, args, true) end,
   flags = {'no-writes'},
 }

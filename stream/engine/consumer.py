@@ -31,7 +31,7 @@ from stream.engine.dedupe import PartitionWindow
 from stream.engine.deltas import Layout, build_call
 from stream.engine.dlq import DlqPolicy, SendFn, publish_or_drop
 from stream.engine.fold import FoldContext, FoldResult, fold_records
-from stream.engine.keyed import KeyedState, fields_by_key, fields_to_read, pending_name
+from stream.engine.keyed import KeyedState, fields_by_key, fields_to_read, keeps_pending
 from stream.engine.keys import Keys
 from stream.engine.records import install as install_lean_records
 from stream.engine.records import lean_value
@@ -339,7 +339,6 @@ class BatchEngine(mode.Service):
                     continue
                 items = fields_by_key(keyed, result.deltas)
                 plans.append((keyed, result, items, watermark))
-                pending = pending_name(keyed)
                 reads.append(
                     store.KeyedRead(
                         self.keys.keyed(state.shard, keyed.name),
@@ -347,7 +346,7 @@ class BatchEngine(mode.Service):
                         fields_to_read(keyed, items, watermark),
                         watermark,
                         keyed.due_limit,
-                        None if pending is None else self.keys.keyed_pending(state.shard, pending),
+                        keeps_pending(keyed),
                     )
                 )
         if not reads:

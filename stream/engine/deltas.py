@@ -46,7 +46,6 @@ class Deltas:
         "orphan_pairs",
         "outbox",
         "pending",
-        "pending_done",
         "totals",
         "users",
         "zsets",
@@ -70,8 +69,6 @@ class Deltas:
         # keyed state name -> [entries, flat op-A entries]: activity merged into a pending record
         # without reading the entity (apply.lua op A; customer scores)
         self.pending: dict[str, list[Any]] = {}
-        # keyed state name -> fields whose pending record was folded into the state (op D)
-        self.pending_done: dict[str, list[str]] = {}
         # running-total hash name -> field -> increment (not windowed, never expires): levels
         # such as followers, customers or customers per band, and per-customer lifetime values
         self.totals: dict[str, dict[str, int]] = {}
@@ -122,7 +119,6 @@ class Deltas:
             or self.hashes
             or self.keyed_updates
             or self.pending
-            or self.pending_done
             or self.totals
             or self.zsets
             or self.outbox
@@ -281,17 +277,12 @@ def build_call(
         if count:
             call.ops += [
                 "A",
-                call.key_index(keys.keyed_pending(shard, state_name)),
+                call.key_index(keys.keyed(shard, state_name)),
                 0,
                 count,
                 call.key_index(keys.keyed_due(shard, state_name)),
             ]
             call.ops += entries
-            call.n_ops += 1
-    for state_name, done in deltas.pending_done.items():
-        if done:
-            call.ops += ["D", call.key_index(keys.keyed_pending(shard, state_name)), 0, len(done)]
-            call.ops += done
             call.n_ops += 1
 
     for name, ranked in deltas.zsets.items():

@@ -73,6 +73,6 @@ def fields_to_read(state: KeyedState, items: Mapping[str, list[Any]], watermark:
     return list(items) if plan is None else list(plan(items, watermark))
 
 
-def pending_name(state: KeyedState) -> str | None:
-    """The state's pending-record hash name (apply.lua op A), if it keeps one."""
-    return getattr(state, "pending", None)
+def keeps_pending(state: KeyedState) -> bool:
+    """Does the state keep pending records after its values (apply.lua op A)?"""
+    return bool(getattr(state, "pending", False))

@@ -75,9 +75,6 @@ class Keys:
     def keyed_due(self, shard: str, name: str) -> str:
         return f"{self.prefix}:{{{shard}}}:kd:{name}"
 
-    def keyed_pending(self, shard: str, name: str) -> str:
-        return f"{self.prefix}:{{{shard}}}:kp:{name}"
-
     def totals(self, shard: str, name: str) -> str:
         return f"{self.prefix}:{{{shard}}}:t:{name}"
 

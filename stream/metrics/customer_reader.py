@@ -17,17 +17,8 @@ from prometheus_client.core import GaugeHistogramMetricFamily, GaugeMetricFamily
 from stream.engine.deltas import pair_digest
 from stream.metrics.customers import AT_RISK_SET, NAME, SCORE_SUM, TOTALS
 from stream.metrics.reader import Reader
-from stream.metrics.score import (
-    BANDS,
-    HOME_FAMILY,
-    SCORE_BOUNDS,
-    Customer,
-    ScoreRules,
-    absorb_pending,
-    contributions,
-    decode_pending,
-)
-from stream.metrics.score import unpack as unpack_customer
+from stream.metrics.score import BANDS, HOME_FAMILY, SCORE_BOUNDS, ScoreRules, contributions
+from stream.metrics.score import load as load_customer
 
 
 async def _home_shards(reader: Reader) -> list[str]:
@@ -40,20 +31,11 @@ async def customer(reader: Reader, rules: ScoreRules, user: str) -> dict[str, An
     async with reader.client.pipeline(transaction=False) as pipe:
         for shard in shards:
             pipe.hget(reader.keys.keyed(shard, NAME), field)
-            pipe.hget(reader.keys.keyed_pending(shard, NAME), field)
         values = await pipe.execute()
-    # the state, and the activity merged since its last evaluation (CustomerState)
-    found = [(v, p) for v, p in zip(values[::2], values[1::2], strict=True) if v or p]
+    found = [v for v in values if v is not None]
     if not found:
         return None
-    value, pending = found[0]
-    if value is not None:
-        c = unpack_customer(value, len(rules.activities))
-    if pending is not None:
-        record = decode_pending(pending)
-        if value is None:
-            c = Customer(record[0])
-        absorb_pending(c, record, rules)
+    c = load_customer(found[0], rules)  # with the activity merged since its last evaluation
     counts = c.counts_at(c.evaluated, rules)
     parts = contributions(counts, rules)
     present = rules.present()

@@ -95,14 +95,14 @@ class CustomerState:
 
     Most touches only add activity between two evaluations (scores change only at bucket
     boundaries): those customers are not read; their batch activity is merged into a pending
-    record in Redis by the apply (:func:`stream.metrics.score.merge_pending`, op A) and their due
-    time moved earlier if needed. A customer is read -- state and pending record -- and evaluated
-    when it falls due, or when the batch brings a health event (order-dependent inputs) or an
-    event in a bucket whose end the watermark has already passed.
+    record after their value in Redis by the apply (:func:`stream.metrics.score.merge_pending`,
+    op A) and their due time moved earlier if needed. A customer is read -- state and pending
+    record -- and evaluated when it falls due, or when the batch brings a health event
+    (order-dependent inputs) or an event in a bucket whose end the watermark has already passed.
     """
 
     name = NAME
-    pending = NAME  # the pending-record hash (stream.engine.keyed.pending_name)
+    pending = True  # pending records follow the values (stream.engine.keyed.keeps_pending)
     families = frozenset({HOME_FAMILY})
 
     def __init__(
@@ -207,7 +207,6 @@ class CustomerState:
         updates: dict[str, tuple[str | None, int | None]] = {}
         entries: list[Any] = []
         merged = 0
-        done: list[str] = []
         for name in stored.keys() | items.keys():
             events: list[Event] = items.get(name, [])
             if name not in stored:  # only adds activity: merged in Redis, due moved earlier
@@ -223,8 +222,7 @@ class CustomerState:
                 rec = pending
                 if c is None:
                     c = Customer(rec[0])
-                absorb_pending(c, rec, rules)
-                done.append(name)
+                absorb_pending(c, rec, rules)  # the new value (op K) drops the record
             hits: list[Hit] = []
             if events:
                 if c is None:
@@ -243,8 +241,6 @@ class CustomerState:
             updates[name] = (pack(c), -1 if due is None else due)
         if merged:
             deltas.pending[NAME] = [merged, entries]
-        if done:
-            deltas.pending_done[NAME] = done
         return updates
 
     @staticmethod

@@ -300,7 +300,9 @@ def _absorb(c: Customer, hit: Hit, rules: ScoreRules, index: Mapping[str, list[i
 # first event (ts, channel). That is a commutative merge, so the apply does it in Redis (op A of
 # apply.lua) on a small record of its own without the worker reading the customer's state; the
 # record is folded into the state when the customer is next evaluated (:func:`absorb_pending`).
-# Record (MessagePack array): [user, last_ts, first_ts, channel, (bucket, activity, count)...].
+# Record (MessagePack array): [user, last_ts, first_ts, channel, (bucket, activity, count)...],
+# stored after a NUL byte behind the customer's packed state (JSON never contains one; the user
+# is blanked when a state precedes it): no hash entry of its own, which would cost ~130 bytes.
 # Counts are not capped there: absorbing caps each bucket at the target, as per event would.
 
 
@@ -345,9 +347,21 @@ def absorb_pending(c: Customer, rec: Sequence[Any], rules: ScoreRules) -> None:
             counts[i] = min(target, counts[i] + rec[p + 2])
 
 
-def decode_pending(value: bytes | str) -> list[Any]:
-    rec: list[Any] = msgspec.msgpack.decode(value.encode() if isinstance(value, str) else value)
-    return rec
+def split_value(value: bytes | str) -> tuple[bytes | None, list[Any] | None]:
+    """A stored value: (packed state or None, pending record or None)."""
+    raw = value.encode() if isinstance(value, str) else value
+    state, sep, rest = raw.partition(b"\0")
+    return (state or None), (msgspec.msgpack.decode(rest) if sep else None)
+
+
+def load(value: bytes | str, rules: ScoreRules) -> Customer:
+    """A customer as stored, pending activity included (the read side's view)."""
+    state, pending = split_value(value)
+    n = len(rules.activities)
+    c = unpack(state, n) if state is not None else Customer(pending[0] if pending else "")
+    if pending is not None:
+        absorb_pending(c, pending, rules)
+    return c
 
 
 def change_boundaries(c: Customer, after: int, until: int, rules: ScoreRules) -> list[int]:
@@ -477,7 +491,15 @@ def pack(c: Customer) -> str:
 
 
 def unpack(value: bytes | str, n_activities: int) -> Customer:
-    p = _decoder.decode(value)
+    """The evaluated state of a stored value (a pending record after it is not looked at; a
+    value that is only a pending record gives the customer, never evaluated)."""
+    raw = value.encode() if isinstance(value, str) else value
+    if b"\0" in raw:
+        state, pending = split_value(raw)
+        if state is None:
+            return Customer(pending[0] if pending else "")
+        raw = state
+    p = _decoder.decode(raw)
     buckets: dict[int, list[int]] = {}
     for i, start, run in p.b:
         if i >= n_activities:  # an activity removed from the configuration since

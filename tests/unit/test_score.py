@@ -125,12 +125,11 @@ def _run_stream(
         for f, (value, at) in updates.items():
             assert value is not None
             store[f] = value
+            pending.pop(f, None)  # a new value replaces the record (it was folded in)
             if at is None or at < 0:
                 due.pop(f, None)
             else:
                 due[f] = at
-        for f in deltas.pending_done.get("cus", []):
-            del pending[f]
         count, flat = deltas.pending.get("cus", [0, []])
         j = 0
         for _ in range(count):
