@@ -400,7 +400,8 @@ async def _keys_memory(client: Any, keys: list[str]) -> int:
 
 async def customer_memory(client: Any, settings: Settings) -> tuple[int, float]:
     """Scored customers and the Redis bytes per customer of everything the score keeps
-    (state hash, due set, at-risk ranking, totals, outbox)."""
+    (state hash with the pending records after the values, due set, at-risk ranking, totals,
+    outbox)."""
     keys = Keys(settings.key_prefix)
     customers = 0
     used = 0

@@ -24,22 +24,36 @@ as one MessagePack array, flat:
   X keyidx expire_at n  seqfield payload ...       outbox: each payload gets the next sequence
         number (HINCRBY seqfield in the partition state) and is XADDed with id 0-<seq>, so the
         publisher can tell what it already sent (stream/engine/outbox.py).
+  A keyidx expire_at n  dueidx (field due user last first channel m (bucket activity count)*m) ...
+        pending activity of keyed state that is not evaluated yet (customer scores): merged into
+        the MessagePack record [user, last, first, channel, (bucket, activity, count)...] that
+        follows a NUL byte after the entity's value in KEYS[keyidx] (the state's own encoding
+        never contains one; the user is blanked when a state precedes it) -- last = max,
+        (first, channel) = min (channel compared bytewise), counts added -- and ZADD LT due (the
+        due time only moves earlier; a new member is added). Op K's HSET of a new value drops
+        the record, which the worker has then folded in.
 Returns {1} when applied, {0, stored_offset, stored_max_ts} when refused.
 
 es_read_keyed_v1 (read-only) -- KEYS[1] state hash, KEYS[2] due set; ARGV: due_until, limit,
-fields... Returns MessagePack [field, value-or-false, ...] for the named fields and for up to `limit` entries
-due at or before due_until, so one round trip fetches everything a batch must settle.
+fields... Returns MessagePack [field, value-or-false, ...] for the named fields and for up to
+`limit` entries due at or before due_until, so one round trip fetches everything a batch must
+settle. es_read_keyed_split_v1: the same for a state with pending records (op A), as
+[field, value-or-false, pending-record-or-false, ...].
 ]]
 
 -- Variadic commands over a long argument list, in slices that stay far below Lua's C stack
 -- limit for unpack(); CHUNK is even, so field/value pairs stay together.
 local CHUNK = 4000
-local function call_chunked(cmd, key, args)
+local function call_chunked(cmd, key, args, flag)
   local n = #args
   local j = 1
   while j <= n do
     local last = math.min(n, j + CHUNK - 1)
-    redis.call(cmd, key, unpack(args, j, last))
+    if flag then
+      redis.call(cmd, key, flag, unpack(args, j, last))
+    else
+      redis.call(cmd, key, unpack(args, j, last))
+    end
     j = last + 1
   end
 end
@@ -55,6 +69,73 @@ local function hmget_chunked(key, fields)
     j = last + 1
   end
   return out
+end
+
+-- Byte-wise string order (= Python's code-point order for UTF-8); Lua's < follows the locale.
+local function bytes_lt(a, b)
+  local n = math.min(#a, #b)
+  for j = 1, n do
+    local x, y = string.byte(a, j), string.byte(b, j)
+    if x ~= y then return x < y end
+  end
+  return #a < #b
+end
+
+-- Op A: merge pending activity records (see the header), one HMGET and one HSET per batch.
+local function merge_pending(key, due, ops, i, n)
+  local fields, starts = {}, {}
+  local j = i
+  for k = 1, n do
+    fields[k] = ops[j]
+    starts[k] = j
+    j = j + 7 + 3 * tonumber(ops[j + 6])
+  end
+  local values = hmget_chunked(key, fields)
+  local sets, dues = {}, {}
+  for k = 1, n do
+    local s = starts[k]
+    local m = tonumber(ops[s + 6])
+    local rec, old
+    local state = values[k] or ''
+    local at0 = string.find(state, '\0', 1, true)
+    if at0 then
+      old = string.sub(state, at0 + 1)
+      state = string.sub(state, 1, at0 - 1)
+    end
+    if old then
+      rec = cmsgpack.unpack(old)
+      if ops[s + 3] > rec[2] then rec[2] = ops[s + 3] end
+      local first, ch = ops[s + 4], ops[s + 5]
+      if first < rec[3] or (first == rec[3] and bytes_lt(ch, rec[4])) then
+        rec[3] = first
+        rec[4] = ch
+      end
+      local at = {}
+      for p = 5, #rec, 3 do at[rec[p] * 4096 + rec[p + 1]] = p end
+      for q = s + 7, s + 6 + 3 * m, 3 do
+        local p = at[ops[q] * 4096 + ops[q + 1]]
+        if p then
+          rec[p + 2] = rec[p + 2] + ops[q + 2]
+        else
+          local len = #rec
+          rec[len + 1] = ops[q]
+          rec[len + 2] = ops[q + 1]
+          rec[len + 3] = ops[q + 2]
+        end
+      end
+    else
+      rec = {ops[s + 2], ops[s + 3], ops[s + 4], ops[s + 5]}
+      for q = 0, 3 * m - 1 do rec[5 + q] = ops[s + 7 + q] end
+    end
+    if state ~= '' then rec[1] = '' end
+    sets[#sets + 1] = fields[k]
+    sets[#sets + 1] = state .. '\0' .. cmsgpack.pack(rec)
+    dues[#dues + 1] = ops[s + 1]
+    dues[#dues + 1] = fields[k]
+  end
+  call_chunked('HSET', key, sets)
+  call_chunked('ZADD', due, dues, 'LT')
+  return j
 end
 
 local function apply_batch(keys, args)
@@ -149,6 +230,8 @@ local function apply_batch(keys, args)
       end
       call_chunked('ZADD', key, adds)
       call_chunked('ZREM', key, rems)
+    elseif op == 'A' then
+      i = merge_pending(key, keys[tonumber(ops[i])], ops, i + 1, n)
     elseif op == 'X' then
       local seqfield = ops[i]
       i = i + 1
@@ -166,7 +249,7 @@ local function apply_batch(keys, args)
   return {1}
 end
 
-local function read_keyed(keys, args)
+local function read_keyed(keys, args, split)
   local out = {}
   local seen = {}
   local fields = {}
@@ -185,6 +268,21 @@ local function read_keyed(keys, args)
     end
   end
   local values = hmget_chunked(keys[1], fields)
+  if split then
+    for k = 1, #fields do
+      local v, pending = values[k], false
+      local at0 = v and string.find(v, '\0', 1, true)
+      if at0 then
+        -- nested as an array (a MessagePack blob inside the reply would not be valid UTF-8)
+        pending = cmsgpack.unpack(string.sub(v, at0 + 1))
+        v = at0 > 1 and string.sub(v, 1, at0 - 1)
+      end
+      out[#out + 1] = fields[k]
+      out[#out + 1] = v
+      out[#out + 1] = pending
+    end
+    return cmsgpack.pack(out)
+  end
   for k = 1, #fields do
     out[#out + 1] = fields[k]
     out[#out + 1] = values[k]
@@ -195,6 +293,11 @@ end
 redis.register_function('es_apply_v1', apply_batch)
 redis.register_function{
   function_name = 'es_read_keyed_v1',
-  callback = read_keyed,
+  callback = function(keys, args) return read_keyed(keys, args, false) end,
+  flags = {'no-writes'},
+}
+redis.register_function{
+  function_name = 'es_read_keyed_split_v1',
+  callback = function(keys, args) return read_keyed(keys, args, true) end,
   flags = {'no-writes'},
 }

@@ -31,7 +31,7 @@ from stream.engine.dedupe import PartitionWindow
 from stream.engine.deltas import Layout, build_call
 from stream.engine.dlq import DlqPolicy, SendFn, publish_or_drop
 from stream.engine.fold import FoldContext, FoldResult, fold_records
-from stream.engine.keyed import KeyedState, fields_by_key
+from stream.engine.keyed import KeyedState, fields_by_key, fields_to_read, keeps_pending
 from stream.engine.keys import Keys
 from stream.engine.records import install as install_lean_records
 from stream.engine.records import lean_value
@@ -343,9 +343,10 @@ class BatchEngine(mode.Service):
                     store.KeyedRead(
                         self.keys.keyed(state.shard, keyed.name),
                         self.keys.keyed_due(state.shard, keyed.name),
-                        list(items),
+                        fields_to_read(keyed, items, watermark),
                         watermark,
                         keyed.due_limit,
+                        keeps_pending(keyed),
                     )
                 )
         if not reads:

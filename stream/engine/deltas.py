@@ -45,6 +45,7 @@ class Deltas:
         "keyed_updates",
         "orphan_pairs",
         "outbox",
+        "pending",
         "totals",
         "users",
         "zsets",
@@ -65,6 +66,9 @@ class Deltas:
         self.keyed: dict[str, dict[Any, list[Any]]] = {}
         # keyed state name -> field -> (new value or None to delete, due time or None)
         self.keyed_updates: dict[str, dict[str, tuple[str | None, int | None]]] = {}
+        # keyed state name -> [entries, flat op-A entries]: activity merged into a pending record
+        # without reading the entity (apply.lua op A; customer scores)
+        self.pending: dict[str, list[Any]] = {}
         # running-total hash name -> field -> increment (not windowed, never expires): levels
         # such as followers, customers or customers per band, and per-customer lifetime values
         self.totals: dict[str, dict[str, int]] = {}
@@ -126,6 +130,7 @@ class Deltas:
             or self.day_counters
             or self.hashes
             or self.keyed_updates
+            or self.pending
             or self.totals
             or self.zsets
             or self.outbox
@@ -279,6 +284,18 @@ def build_call(
         for name, (value, due) in updates.items():
             call.ops += [name, "" if value is None else value, -1 if due is None else due]
         call.n_ops += 1
+
+    for state_name, (count, entries) in deltas.pending.items():
+        if count:
+            call.ops += [
+                "A",
+                call.key_index(keys.keyed(shard, state_name)),
+                0,
+                count,
+                call.key_index(keys.keyed_due(shard, state_name)),
+            ]
+            call.ops += entries
+            call.n_ops += 1
 
     for name, ranked in deltas.zsets.items():
         if ranked:

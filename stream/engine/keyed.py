@@ -61,3 +61,18 @@ def fields_by_key(state: KeyedState, deltas: Deltas) -> dict[str, list[Any]]:
         else:
             existing.extend(items)
     return out
+
+
+def fields_to_read(state: KeyedState, items: Mapping[str, list[Any]], watermark: int) -> list[str]:
+    """The touched fields whose stored state the batch needs (the due ones are read anyway).
+
+    Every touched field, unless the state can defer some (``plan``): customer scores merge most
+    touches into a pending record without reading the state (apply.lua op A).
+    """
+    plan = getattr(state, "plan", None)
+    return list(items) if plan is None else list(plan(items, watermark))
+
+
+def keeps_pending(state: KeyedState) -> bool:
+    """Does the state keep pending records after its values (apply.lua op A)?"""
+    return bool(getattr(state, "pending", False))

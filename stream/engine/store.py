@@ -19,6 +19,7 @@ from stream.engine.keys import Keys
 
 FUNCTION_NAME = "es_apply_v1"
 READ_KEYED_FUNCTION = "es_read_keyed_v1"
+READ_KEYED_SPLIT_FUNCTION = "es_read_keyed_split_v1"
 
 
 def function_source() -> str:
@@ -121,24 +122,43 @@ class KeyedRead:
     fields: list[str]
     due_until: int
     limit: int
+    #: the state keeps pending records after its values (apply.lua op A): values are then
+    #: (stored value, pending record) pairs
+    split: bool = False
 
 
-async def read_keyed(
-    client: aioredis.Redis, reads: list[KeyedRead]
-) -> list[dict[str, bytes | None]]:
-    """All reads of a batch in one round trip (read-only function calls, pipelined)."""
+def _bytes_or_none(v: Any) -> bytes | None:
+    return v.encode() if isinstance(v, str) else v or None
+
+
+async def read_keyed(client: aioredis.Redis, reads: list[KeyedRead]) -> list[dict[str, Any]]:
+    """All reads of a batch in one round trip (read-only function calls, pipelined).
+
+    Per read: field -> stored value (bytes or None), or with ``split`` -> (stored value,
+    pending record as a list or None).
+    """
     if not reads:
         return []
     async with client.pipeline(transaction=False) as pipe:
         for r in reads:
-            pipe.fcall_ro(
-                READ_KEYED_FUNCTION, 2, r.state_key, r.due_key, r.due_until, r.limit, *r.fields
-            )
+            function = READ_KEYED_SPLIT_FUNCTION if r.split else READ_KEYED_FUNCTION
+            pipe.fcall_ro(function, 2, r.state_key, r.due_key, r.due_until, r.limit, *r.fields)
         replies = await pipe.execute()
-    out = []
-    for reply in replies:
+    out: list[dict[str, Any]] = []
+    for r, reply in zip(reads, replies, strict=True):
         flat = msgspec.msgpack.decode(reply)
         it = iter(flat)
+        if r.split:
+            out.append(
+                {
+                    (f.decode() if isinstance(f, bytes) else f): (
+                        _bytes_or_none(v),
+                        p or None,
+                    )
+                    for f, v, p in zip(it, it, it, strict=True)
+                }
+            )
+            continue
         out.append(
             {
                 (f.decode() if isinstance(f, bytes) else f): (

@@ -18,7 +18,7 @@ from stream.engine.deltas import pair_digest
 from stream.metrics.customers import AT_RISK_SET, NAME, SCORE_SUM, TOTALS
 from stream.metrics.reader import Reader
 from stream.metrics.score import BANDS, HOME_FAMILY, SCORE_BOUNDS, ScoreRules, contributions
-from stream.metrics.score import unpack as unpack_customer
+from stream.metrics.score import load as load_customer
 
 
 async def _home_shards(reader: Reader) -> list[str]:
@@ -35,7 +35,7 @@ async def customer(reader: Reader, rules: ScoreRules, user: str) -> dict[str, An
     found = [v for v in values if v is not None]
     if not found:
         return None
-    c = unpack_customer(found[0], len(rules.activities))
+    c = load_customer(found[0], rules)  # with the activity merged since its last evaluation
     counts = c.counts_at(c.evaluated, rules)
     parts = contributions(counts, rules)
     present = rules.present()

@@ -33,6 +33,7 @@ from stream.metrics.score import (
     Hit,
     ScoreRules,
     Transition,
+    absorb_pending,
     activity_index,
     advance,
     band_of,
@@ -90,9 +91,18 @@ def transition_message(
 
 
 class CustomerState:
-    """Per-customer score state, hosted on the home family's partitions."""
+    """Per-customer score state, hosted on the home family's partitions.
+
+    Most touches only add activity between two evaluations (scores change only at bucket
+    boundaries): those customers are not read; their batch activity is merged into a pending
+    record after their value in Redis by the apply (:func:`stream.metrics.score.merge_pending`,
+    op A) and their due time moved earlier if needed. A customer is read -- state and pending
+    record -- and evaluated when it falls due, or when the batch brings a health event
+    (order-dependent inputs) or an event in a bucket whose end the watermark has already passed.
+    """
 
     name = NAME
+    pending = True  # pending records follow the values (stream.engine.keyed.keeps_pending)
     families = frozenset({HOME_FAMILY})
 
     def __init__(
@@ -102,70 +112,135 @@ class CustomerState:
         self.due_limit = due_limit
         self.channels = channels
         self._fields: dict[str, str] = {}  # user -> field (memoised digests, bounded)
-        self._users: dict[str, str] = {}  # field -> user, for customers seen the first time
-        counted = set(activity_index(rules)) | _HEALTH_EVENTS
+        self._index = activity_index(rules)
+        counted = set(self._index) | _HEALTH_EVENTS
         self._types = sorted(counted)
+        #: events that only add activity (mergeable without reading the state)
+        self._additive = frozenset(self._index) - _HEALTH_EVENTS
 
     def handlers(self) -> dict[str, Handler]:
         return {t: self.hit for t in self._types}
 
     def hit(self, event: Event, minute: int, deltas: Deltas) -> None:
-        props = event.props
+        # Hot path: the decoded event itself is the item (no object per event); settle takes
+        # what it needs from it once per customer.
         per_key = deltas.keyed.get(NAME)
         if per_key is None:
             per_key = deltas.keyed[NAME] = {}
-        ch = props.channel
-        channel = NOT_SET if ch is None else (ch if ch in self.channels else OTHER)
-        item = Hit(
-            event.ts_ms,
-            event.type,
-            channel,
-            props.ticket_id or "",
-            -1 if props.score is None else props.score,
-            props.author or "",
-        )
         items = per_key.get(event.user_id)
         if items is None:
-            per_key[event.user_id] = [item]
+            per_key[event.user_id] = [event]
         else:
-            items.append(item)
+            items.append(event)
 
     def field_of(self, key: str) -> str:
         digest = self._fields.get(key)
         if digest is None:
             if len(self._fields) >= 200_000:
                 self._fields.clear()
-                self._users.clear()
             digest = self._fields[key] = pair_digest("customer", key)
-            self._users[digest] = key
         return digest
+
+    def _channel(self, event: Event) -> str:
+        ch = event.props.channel
+        return NOT_SET if ch is None else (ch if ch in self.channels else OTHER)
+
+    def _hit(self, event: Event) -> Hit:
+        props = event.props
+        return Hit(
+            event.ts_ms,
+            event.type,
+            self._channel(event),
+            props.ticket_id or "",
+            -1 if props.score is None else props.score,
+            props.author or "",
+        )
+
+    def plan(self, items: Mapping[str, list[Event]], watermark: int) -> list[str]:
+        """The touched customers whose state must be read this batch (see the class doc)."""
+        edge = watermark // self.rules.bucket_ms * self.rules.bucket_ms
+        additive = self._additive
+        out = []
+        for name, events in items.items():
+            for e in events:
+                if e.ts_ms < edge or e.type not in additive:
+                    out.append(name)
+                    break
+        return out
+
+    def _summary(self, events: list[Event]) -> tuple[list[Any], int]:
+        """One customer's batch activity as a pending record, and its earliest bucket."""
+        index = self._index
+        bucket_ms = self.rules.bucket_ms
+        n = len(self.rules.activities)
+        counts: dict[int, int] = {}
+        first = last = events[0].ts_ms
+        for e in events:
+            ts = e.ts_ms
+            if ts > last:
+                last = ts
+            elif ts < first:
+                first = ts
+            base = ts // bucket_ms * n
+            for i in index[e.type]:
+                key = base + i
+                counts[key] = counts.get(key, 0) + 1
+        channel = min(self._channel(e) for e in events if e.ts_ms == first)
+        rec: list[Any] = [events[0].user_id, last, first, channel]
+        for key, count in counts.items():
+            k, i = divmod(key, n)
+            rec += (k, i, count)
+        return rec, min(counts) // n
 
     def settle(
         self,
-        stored: Mapping[str, bytes | None],
+        stored: Mapping[str, Any],
         items: Mapping[str, list[Any]],
         watermark: int,
         deltas: Deltas,
     ) -> dict[str, tuple[str | None, int | None]]:
+        """``stored``: field -> (packed state or None, pending record or None) for the fields
+        read (``plan`` + due)."""
         rules = self.rules
         n = len(rules.activities)
+        additive = self._additive
         updates: dict[str, tuple[str | None, int | None]] = {}
+        entries: list[Any] = []
+        merged = 0
         for name in stored.keys() | items.keys():
-            hits: list[Hit] = items.get(name, [])
-            raw = stored.get(name)
-            if raw is not None:
-                c = unpack(raw, n)
-            elif hits:
-                c = Customer(self._users[name])  # field_of() named it for this batch
-            else:
+            events: list[Event] = items.get(name, [])
+            if name not in stored:  # only adds activity: merged in Redis, due moved earlier
+                rec, first_bucket = self._summary(events)
+                due_at = (first_bucket + 1) * rules.bucket_ms
+                entries += (name, due_at, *rec[:4], (len(rec) - 4) // 3, *rec[4:])
+                merged += 1
                 continue
-            before = (c.band, c.score, c.channel)
-            transitions, due = advance(c, sorted(hits), watermark, rules)
+            raw, pending = stored[name]
+            c = unpack(raw, n) if raw is not None else None
+            before = (None, -1, "") if c is None else (c.band, c.score, c.channel)
+            if pending is not None:
+                rec = pending
+                if c is None:
+                    c = Customer(rec[0])
+                absorb_pending(c, rec, rules)  # the new value (op K) drops the record
+            hits: list[Hit] = []
+            if events:
+                if c is None:
+                    c = Customer(events[0].user_id)
+                if all(e.type in additive for e in events):
+                    absorb_pending(c, self._summary(events)[0], rules)
+                else:
+                    hits = sorted(self._hit(e) for e in events)
+            if c is None:
+                continue
+            transitions, due = advance(c, hits, watermark, rules)
             self._account(c, before, deltas)
             for t in transitions:
                 msg = transition_message(c.user, t, rules, c.health, c.channel)
                 deltas.outbox.setdefault(OUTBOX, []).append(msg)
             updates[name] = (pack(c), -1 if due is None else due)
+        if merged:
+            deltas.pending[NAME] = [merged, entries]
         return updates
 
     @staticmethod

@@ -37,7 +37,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from functools import cached_property
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import msgspec
 
@@ -294,6 +294,76 @@ def _absorb(c: Customer, hit: Hit, rules: ScoreRules, index: Mapping[str, list[i
         c.open_tickets.pop(hit.ticket, None)
 
 
+# ---- pending activity (not evaluated yet) -----------------------------------------------
+# Between two evaluations a batch only adds activity to a customer: counts in buckets no
+# boundary the watermark reached yet can see, the latest event time, and possibly an earlier
+# first event (ts, channel). That is a commutative merge, so the apply does it in Redis (op A of
+# apply.lua) on a small record of its own without the worker reading the customer's state; the
+# record is folded into the state when the customer is next evaluated (:func:`absorb_pending`).
+# Record (MessagePack array): [user, last_ts, first_ts, channel, (bucket, activity, count)...],
+# stored after a NUL byte behind the customer's packed state (JSON never contains one; the user
+# is blanked when a state precedes it): no hash entry of its own, which would cost ~130 bytes.
+# Counts are not capped there: absorbing caps each bucket at the target, as per event would.
+
+
+def merge_pending(old: list[Any] | None, new: Sequence[Any]) -> list[Any]:
+    """What op A does to a pending record (the reference the Lua code follows; tests use it)."""
+    if old is None:
+        return list(new)
+    rec = list(old)
+    if new[1] > rec[1]:
+        rec[1] = new[1]
+    if (new[2], new[3]) < (rec[2], rec[3]):
+        rec[2], rec[3] = new[2], new[3]
+    at = {(rec[p], rec[p + 1]): p for p in range(4, len(rec), 3)}
+    for q in range(4, len(new), 3):
+        p = at.get((new[q], new[q + 1]))
+        if p is None:
+            rec += new[q : q + 3]
+        else:
+            rec[p + 2] += new[q + 2]
+    return rec
+
+
+def absorb_pending(c: Customer, rec: Sequence[Any], rules: ScoreRules) -> None:
+    """Fold a pending record into the state: the same as absorbing its events one by one."""
+    first, channel = rec[2], rec[3]
+    if c.first_ts < 0 or (first, channel) < (c.first_ts, c.channel):
+        c.first_ts, c.channel = first, channel
+    if rec[1] > c.last_ts:
+        c.last_ts = rec[1]
+    n = len(rules.activities)
+    activities = rules.activities
+    buckets = c.buckets
+    for p in range(4, len(rec), 3):
+        k, i = rec[p], rec[p + 1]
+        if i >= n:  # an activity removed from the configuration since
+            continue
+        counts = buckets.get(k)
+        if counts is None:
+            counts = buckets[k] = [0] * n
+        target = activities[i].target
+        if counts[i] < target:  # a count above a since lowered target stays, as per event
+            counts[i] = min(target, counts[i] + rec[p + 2])
+
+
+def split_value(value: bytes | str) -> tuple[bytes | None, list[Any] | None]:
+    """A stored value: (packed state or None, pending record or None)."""
+    raw = value.encode() if isinstance(value, str) else value
+    state, sep, rest = raw.partition(b"\0")
+    return (state or None), (msgspec.msgpack.decode(rest) if sep else None)
+
+
+def load(value: bytes | str, rules: ScoreRules) -> Customer:
+    """A customer as stored, pending activity included (the read side's view)."""
+    state, pending = split_value(value)
+    n = len(rules.activities)
+    c = unpack(state, n) if state is not None else Customer(pending[0] if pending else "")
+    if pending is not None:
+        absorb_pending(c, pending, rules)
+    return c
+
+
 def change_boundaries(c: Customer, after: int, until: int, rules: ScoreRules) -> list[int]:
     """Boundaries in (after, until] where a bucket enters or leaves the lookback."""
     n = rules.lookback_buckets
@@ -421,7 +491,15 @@ def pack(c: Customer) -> str:
 
 
 def unpack(value: bytes | str, n_activities: int) -> Customer:
-    p = _decoder.decode(value)
+    """The evaluated state of a stored value (a pending record after it is not looked at; a
+    value that is only a pending record gives the customer, never evaluated)."""
+    raw = value.encode() if isinstance(value, str) else value
+    if b"\0" in raw:
+        state, pending = split_value(raw)
+        if state is None:
+            return Customer(pending[0] if pending else "")
+        raw = state
+    p = _decoder.decode(raw)
     buckets: dict[int, list[int]] = {}
     for i, start, run in p.b:
         if i >= n_activities:  # an activity removed from the configuration since

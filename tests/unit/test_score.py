@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
+import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -13,12 +14,15 @@ from pydantic import ValidationError
 from stream.app import score_rules
 from stream.contract.decode import Event, Properties
 from stream.engine.deltas import Deltas
+from stream.engine.keyed import fields_to_read
 from stream.metrics.customers import CustomerState
 from stream.metrics.score import (
     Customer,
     ScoreRules,
+    absorb_pending,
     blend,
     engagement_score,
+    merge_pending,
     pack,
     unpack,
 )
@@ -81,9 +85,11 @@ def _run_stream(
     events: list[dict[str, Any]], cuts: list[int], rules: ScoreRules, lateness: int
 ) -> tuple[dict[str, Customer], list[tuple[str, int, str, int, int]], int]:
     """Drive CustomerState.settle as the engine does: batches in arrival order, a store of
-    fields and due times, the due read at the watermark."""
+    fields, pending records and due times, the read of what ``plan`` names plus what is due at
+    the watermark, pending records merged as apply.lua's op A does (ZADD LT)."""
     state = CustomerState(rules, frozenset({"organic"}))
     store: dict[str, str] = {}
+    pending: dict[str, list[Any]] = {}
     due: dict[str, int] = {}
     transitions = []
     max_ts = -1
@@ -104,22 +110,47 @@ def _run_stream(
         items: dict[str, list[Any]] = {
             state.field_of(k): v for k, v in deltas.keyed.get("cus", {}).items()
         }
-        wanted = set(items) | {f for f, d in due.items() if d <= watermark}
-        stored = {f: store[f].encode() if f in store else None for f in wanted}
+        wanted = set(fields_to_read(state, items, watermark))
+        wanted |= {f for f, d in due.items() if d <= watermark}
+        stored = {
+            f: (
+                store[f].encode() if f in store else None,
+                msgspec.msgpack.decode(msgspec.msgpack.encode(pending[f]))
+                if f in pending
+                else None,
+            )
+            for f in wanted
+        }
         updates = state.settle(stored, items, watermark, deltas)
         for f, (value, at) in updates.items():
             assert value is not None
             store[f] = value
+            pending.pop(f, None)  # a new value replaces the record (it was folded in)
             if at is None or at < 0:
                 due.pop(f, None)
             else:
                 due[f] = at
+        count, flat = deltas.pending.get("cus", [0, []])
+        j = 0
+        for _ in range(count):
+            f, at, m = flat[j], flat[j + 1], flat[j + 6]
+            assert f not in wanted  # merged without a read
+            record = flat[j + 2 : j + 6] + flat[j + 7 : j + 7 + 3 * m]
+            j += 7 + 3 * m
+            pending[f] = merge_pending(pending.get(f), record)
+            due[f] = min(at, due.get(f, at))
+        assert j == len(flat)
         for msg in deltas.outbox.get("churn", []):
             m = orjson.loads(msg)
             transitions.append(
                 (m["customer"], m["ts"] // DAY, m["reason"], m["old_score"], m["new_score"])
             )
     customers = {c.user: c for c in (unpack(v, len(rules.activities)) for v in store.values())}
+    for f, record in pending.items():  # as the read side sees them
+        c = customers.get(record[0]) if f in store else Customer(record[0])
+        assert c is not None
+        absorb_pending(c, record, rules)
+        customers[c.user] = c
     return customers, transitions, max_ts - lateness
 
 
