@@ -186,7 +186,8 @@ def window_end(start: int, granularity: str, zone: ZoneInfo) -> int:
     return int(datetime(d.year, d.month, d.day, tzinfo=zone).timestamp())
 
 
-def _window(ts_ms: int, granularity: str, zone: ZoneInfo) -> int:
+def window_start(ts_ms: int, granularity: str, zone: ZoneInfo) -> int:
+    """Start (epoch s) of the window holding ts_ms, cut with datetime in the zone."""
     local = datetime.fromtimestamp(ts_ms / 1000, UTC).astimezone(zone)
     if granularity == "minute":
         floored = local.replace(second=0, microsecond=0)
@@ -238,14 +239,14 @@ class FamiliesReference:
 
     # ---- values named like the catalog ----------------------------------------------------
     def _in(self, ts: int, g: str, start: int) -> bool:
-        return _window(ts, g, self.zone) == start
+        return window_start(ts, g, self.zone) == start
 
     def _events(self, g: str, start: int, types: set[str]) -> list[dict[str, Any]]:
         index = self._index.get(g)
         if index is None:  # one pass per granularity: the comparison asks for many points
             index = self._index[g] = defaultdict(list)
             for e in self.events:
-                index[_window(e["ts"], g, self.zone)].append(e)
+                index[window_start(e["ts"], g, self.zone)].append(e)
         return [e for e in index.get(start, []) if e["type"] in types]
 
     def _ticket_slice(self, filters: dict[str, str]) -> list[TicketFact]:

@@ -11,14 +11,14 @@ import statistics
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from aiokafka.partitioner import murmur2
 
 from stream.settings import Settings
-from tests.support.families_reference import FamiliesReference
+from tests.support.families_reference import FamiliesReference, window_start
 
 SESSION_METRICS = {
     "sessions",
@@ -156,17 +156,6 @@ def sessionize(
                 )
             )
     return out
-
-
-def window_start(ts_ms: int, granularity: str, zone: ZoneInfo) -> int:
-    local = datetime.fromtimestamp(ts_ms / 1000, UTC).astimezone(zone)
-    if granularity == "minute":
-        floored = local.replace(second=0, microsecond=0)
-    elif granularity == "hour":
-        floored = local.replace(minute=0, second=0, microsecond=0)
-    else:
-        floored = datetime(local.year, local.month, local.day, tzinfo=zone)
-    return int(floored.timestamp())
 
 
 def day_starts_back(day_start: int, count: int, zone: ZoneInfo) -> list[int]:
