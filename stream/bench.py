@@ -424,9 +424,11 @@ async def customer_memory(client: Any, settings: Settings) -> tuple[int, float]:
 def report(result: BenchResult) -> str:
     bars = [
         (
-            "worker events/s (bar ≥ 100,000 on the clickstream mix)",
+            # The engine issue sets the bar on the clickstream mix; the families issue asks for
+            # the same bar with every family on, so it is judged on whatever mix was run.
+            f"worker events/s (bar ≥ 100,000; {result.mix} mix)",
             f"{result.worker_events_per_s:,.0f}",
-            result.worker_events_per_s >= 100_000 or result.mix != "clickstream",
+            result.worker_events_per_s >= 100_000,
         ),
         (
             "ratio to raw aiokafka loop (bar ≥ 0.4)",
