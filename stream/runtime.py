@@ -6,6 +6,7 @@ embedded default the demo, the benchmark and a bare ``stream worker`` use.
 
 from __future__ import annotations
 
+import gc
 import logging
 
 from stream.localstack import LocalStack
@@ -57,3 +58,13 @@ def worker_environment(settings: Settings) -> dict[str, str]:
         "STREAM_SESSION_TIMEOUT_SECONDS": str(settings.session_timeout_seconds),
         "STREAM_SCORE": settings.score.model_dump_json(),
     }
+
+
+def tune_gc() -> None:
+    """Fewer, cheaper collections for a worker: the hot path allocates many short-lived, acyclic
+    containers (batches of records, per-key lists) that reference counting frees, and the default
+    thresholds re-scan the long-lived heap (imports, faust) over and over -- measured ~25 % of
+    fold time. Frozen start-up objects are never scanned; cycles are still collected."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(200_000, 50, 1000)

@@ -329,32 +329,19 @@ class BatchEngine(mode.Service):
         self, folds: list[tuple[TopicPartition, PartitionState, FoldResult]]
     ) -> None:
         """Read the keyed state the batch touches or that falls due, settle it into the deltas."""
-        plans: list[tuple[KeyedState, FoldResult, dict[str, list[Any]], int]] = []
-        reads: list[store.KeyedRead] = []
-        for tp, state, result in folds:
-            family = self.config.topic_family[tp.topic]
-            watermark = result.max_ts - self.fold_ctx.lateness_ms
-            for keyed in self.keyed_states:
-                if family not in keyed.families:
-                    continue
-                items = fields_by_key(keyed, result.deltas)
-                plans.append((keyed, result, items, watermark))
-                reads.append(
-                    store.KeyedRead(
-                        self.keys.keyed(state.shard, keyed.name),
-                        self.keys.keyed_due(state.shard, keyed.name),
-                        fields_to_read(keyed, items, watermark),
-                        watermark,
-                        keyed.due_limit,
-                        keeps_pending(keyed),
-                    )
-                )
+        plans, reads = plan_keyed_reads(
+            [
+                (self.config.topic_family[tp.topic], state.shard, result)
+                for tp, state, result in folds
+            ],
+            self.keyed_states,
+            self.keys,
+            self.fold_ctx.lateness_ms,
+        )
         if not reads:
             return
         stored = await self._redis_retry(lambda: store.read_keyed(self.redis, reads))
-        for (keyed, result, items, watermark), values in zip(plans, stored, strict=True):
-            updates = keyed.settle(values, items, watermark, result.deltas)
-            result.deltas.keyed_updates[keyed.name] = updates
+        settle_keyed(plans, stored)
 
     def _observe(self, tp: TopicPartition, result: FoldResult, applied_at: float) -> None:
         topic = tp.topic
@@ -414,4 +401,44 @@ class BatchEngine(mode.Service):
             result.rejected,
             self.metrics,
             self.config.dlq_policy,
+        )
+
+
+KeyedPlan = tuple[KeyedState, FoldResult, dict[str, list[Any]], int]
+
+
+def plan_keyed_reads(
+    folds: Sequence[tuple[str, str, FoldResult]],
+    keyed_states: Sequence[KeyedState],
+    keys: Keys,
+    lateness_ms: int,
+) -> tuple[list[KeyedPlan], list[store.KeyedRead]]:
+    """What to read for each (family, shard, folded batch): one read per keyed state it hosts."""
+    plans: list[KeyedPlan] = []
+    reads: list[store.KeyedRead] = []
+    for family, shard, result in folds:
+        watermark = result.max_ts - lateness_ms
+        for keyed in keyed_states:
+            if family not in keyed.families:
+                continue
+            items = fields_by_key(keyed, result.deltas)
+            plans.append((keyed, result, items, watermark))
+            reads.append(
+                store.KeyedRead(
+                    keys.keyed(shard, keyed.name),
+                    keys.keyed_due(shard, keyed.name),
+                    fields_to_read(keyed, items, watermark),
+                    watermark,
+                    keyed.due_limit,
+                    keeps_pending(keyed),
+                )
+            )
+    return plans, reads
+
+
+def settle_keyed(plans: Sequence[KeyedPlan], stored: Sequence[dict[str, Any]]) -> None:
+    """Settle each plan's stored values and batch items into its batch's deltas."""
+    for (keyed, result, items, watermark), values in zip(plans, stored, strict=True):
+        result.deltas.keyed_updates[keyed.name] = keyed.settle(
+            values, items, watermark, result.deltas
         )

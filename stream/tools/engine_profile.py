@@ -1,0 +1,178 @@
+"""Where the engine's time goes, phase by phase, without Kafka: ``stream engine-profile``.
+
+``stream bench`` times a whole worker against a real broker; its figure mixes the engine with
+aiokafka fetching, asyncio and faust. This runs the engine's own batch path -- the functions
+:class:`~stream.engine.consumer.BatchEngine` calls, in the same order and batch shape -- over
+simulated records kept in memory, against a real Redis, one phase after the other (no overlap),
+so that each phase's time is its own:
+
+* ``fold``: :func:`~stream.engine.fold.fold_records` in slices, duplicate detection on;
+* ``keyed read``: planning the keyed-state read and the Redis round trip;
+* ``settle``: sessions, tickets, subscriptions and scores settled into the deltas;
+* ``build``: :func:`~stream.engine.deltas.build_call`;
+* ``apply``: the offset-guarded ``FCALL`` round trip.
+
+The worker's CPU per event in ``stream bench`` minus this run's process CPU per event is what
+fetching from Kafka and the event loop cost. Figures are µs per event; run on a quiet machine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from aiokafka.partitioner import murmur2
+
+from stream.app import build_fold_context, build_keyed_states, build_layout
+from stream.bench import MIXES, simulated
+from stream.contract.types import Family
+from stream.engine import store
+from stream.engine.consumer import FOLD_SLICE, plan_keyed_reads, settle_keyed
+from stream.engine.dedupe import PartitionWindow
+from stream.engine.deltas import build_call
+from stream.engine.fold import FoldResult, fold_records
+from stream.engine.keys import Keys
+from stream.engine.windows import Windows
+from stream.runtime import tune_gc, with_infrastructure
+from stream.settings import Settings
+
+PHASES = ("fold", "keyed read", "settle", "build", "apply")
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryRecord:
+    """What the fold reads of a Kafka record."""
+
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    timestamp: int
+
+
+@dataclass
+class Partition:
+    family: str
+    shard: str
+    records: list[MemoryRecord]
+    window: PartitionWindow
+    offset: int = -1
+    max_ts: int = 0
+
+
+@dataclass
+class Profile:
+    events: int = 0
+    batches: int = 0
+    cpu_s: float = 0.0
+    phase_s: dict[str, float] = field(default_factory=lambda: dict.fromkeys(PHASES, 0.0))
+
+    def report(self) -> str:
+        per = 1e6 / max(self.events, 1)
+        lines = [f"{self.events:,} events in {self.batches} batches (engine only, no Kafka)"]
+        lines += [f"  {name:<11} {self.phase_s[name] * per:6.2f} µs/event" for name in PHASES]
+        lines.append(f"  process CPU {self.cpu_s * per:6.2f} µs/event")
+        return "\n".join(lines)
+
+
+def partitioned(
+    settings: Settings, events: int, users: int, mix: str, seed: int, partitions: int
+) -> list[Partition]:
+    """The simulated events, each family's on its own partitions by the default partitioner."""
+    order = {family.value: i for i, family in enumerate(Family)}
+    by_shard: dict[tuple[str, int], Partition] = {}
+    keys = Keys(settings.key_prefix)
+    for family, key, value in simulated(events, users, MIXES[mix], seed):
+        p = (murmur2(key) & 0x7FFFFFFF) % partitions
+        part = by_shard.get((family.value, p))
+        if part is None:
+            part = by_shard[(family.value, p)] = Partition(
+                family.value,
+                keys.shard(family.value, p),
+                [],
+                PartitionWindow(settings.dedupe_window_events),
+            )
+        part.records.append(MemoryRecord(len(part.records), key, value, 0))
+    return sorted(by_shard.values(), key=lambda x: (order[x.family], x.shard))
+
+
+async def profile(settings: Settings, parts: Sequence[Partition], batch_records: int) -> Profile:
+    windows = Windows(settings.zone)
+    keyed_states = build_keyed_states(settings)
+    ctx = build_fold_context(settings, windows, keyed_states)
+    layout = build_layout(settings, windows)
+    keys = Keys(settings.key_prefix)
+    client = store.connect(settings.redis_url)
+    await store.load_function(client)
+    per_partition = max(1, batch_records // max(len(parts), 1))
+    out = Profile()
+    now_ms = int(time.time() * 1000)
+    positions = [0] * len(parts)
+    cpu0 = time.process_time()
+    try:
+        while True:
+            t0 = time.perf_counter()
+            folds: list[tuple[Partition, FoldResult]] = []
+            for i, part in enumerate(parts):
+                chunk = part.records[positions[i] : positions[i] + per_partition]
+                positions[i] += len(chunk)
+                result = None
+                for j in range(0, len(chunk), FOLD_SLICE):
+                    result = fold_records(
+                        chunk[j : j + FOLD_SLICE], ctx, part.max_ts, now_ms, result, part.window
+                    )
+                if result is not None:
+                    folds.append((part, result))
+            if not folds:
+                break
+            t1 = time.perf_counter()
+            plans, reads = plan_keyed_reads(
+                [(p.family, p.shard, r) for p, r in folds], keyed_states, keys, ctx.lateness_ms
+            )
+            stored = await store.read_keyed(client, reads)
+            t2 = time.perf_counter()
+            settle_keyed(plans, stored)
+            t3 = time.perf_counter()
+            calls = []
+            for part, result in folds:
+                call_keys, argv = build_call(
+                    result.deltas,
+                    layout,
+                    part.shard,
+                    part.offset,
+                    result.last_offset,
+                    result.max_ts,
+                    now_ms // 1000,
+                )
+                calls.append(store.PendingCall(part.shard, call_keys, argv))
+                part.offset, part.max_ts = result.last_offset, result.max_ts
+                out.events += result.last_offset - result.first_offset + 1
+            t4 = time.perf_counter()
+            outcomes = await store.apply_calls(client, calls)
+            if not all(o.applied for o in outcomes):
+                raise RuntimeError("an apply was refused: is another run using these keys?")
+            t5 = time.perf_counter()
+            out.batches += 1
+            for name, seconds in zip(
+                PHASES, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4), strict=True
+            ):
+                out.phase_s[name] += seconds
+        out.cpu_s = time.process_time() - cpu0
+    finally:
+        await client.aclose()
+    return out
+
+
+def run(
+    base: Settings, *, events: int, users: int, mix: str, seed: int, partitions: int
+) -> Profile:
+    settings, stack = with_infrastructure(base)
+    settings = settings.with_overrides(key_prefix=f"prof{int(time.time())}")
+    try:
+        parts = partitioned(settings, events, users, mix, seed, partitions)
+        tune_gc()  # as a worker does
+        return asyncio.run(profile(settings, parts, settings.batch_max_records))
+    finally:
+        if stack is not None:
+            stack.stop()
