@@ -104,6 +104,7 @@ def build_keyed_states(settings: Settings) -> list[KeyedState]:
             BoundedLabels(settings.ticket_channels),
             BoundedLabels(settings.ticket_priorities),
             ttl_ms=int(settings.ticket_state_ttl_seconds * 1000),
+            business_hours=settings.business_hours(),
         ),
         SubscriptionState(),
         CustomerState(

@@ -4,7 +4,8 @@ Same rules as :mod:`stream.exporter` (which calls this): one global view read fr
 current minute/hour/day windows plus ``previous_day`` (ticket and customer facts settle an
 allowed lateness after they happen, so with the 24 h default the previous day is the one that
 fills up), percents as 0..1 ``_ratio`` gauges, durations as ``_seconds`` gauge histograms (mean
-= ``_gsum / _gcount``, median via ``histogram_quantile``), and only bounded labels: channel,
+= ``_gsum / _gcount``, median via ``histogram_quantile``; in the business-hours mode also the
+``_business_seconds`` twins of the ticket times), and only bounded labels: channel,
 priority, touchpoint and platform come from configured sets and are capped at
 ``max_label_values`` (the rest fold into ``other``). Customers and their lifetime values never
 become labels. Values come from the same pure definitions as the HTTP API.
@@ -31,6 +32,12 @@ TICKET_TIMES = (
     ("frt", "engagement_ticket_first_reply_seconds", "Ticket created → first public agent reply."),
     ("fres", "engagement_ticket_first_resolution_seconds", "Ticket created → first solve."),
     ("full", "engagement_ticket_full_resolution_seconds", "Ticket created → latest solve."),
+)
+#: The same times in business hours: exported only in that mode (``support_business_hours``),
+#: so a deployment without a schedule has no series that could only ever be empty.
+BUSINESS_TICKET_TIMES = tuple(
+    (support.BUSINESS[m], name.replace("_seconds", "_business_seconds"), doc)
+    for m, name, doc in TICKET_TIMES
 )
 FAMILIES = tuple(f.value for f in (Family.SUPPORT, Family.FEEDBACK, Family.SOCIAL, Family.ACCOUNT))
 
@@ -138,11 +145,14 @@ class FamilyGauges:
                 values = _by_label(fields, f"tix.{measure}{FIELD_SEP}{dim}")
                 for (label_value,), n in self.cap(values, self.limit).items():
                     per.add_metric([window, label_value], n)
-        for measure, name, doc in TICKET_TIMES:
+        times = [(*t, "calendar") for t in TICKET_TIMES]
+        if self.options.business_hours:
+            times += [(*t, "business") for t in BUSINESS_TICKET_TIMES]
+        for measure, name, doc, hours in times:
             hist = fams.get(name)
             if hist is None:
                 hist = fams[name] = GaugeHistogramMetricFamily(
-                    name, doc + " Whole seconds, calendar hours.", labels=["window"]
+                    name, f"{doc} Whole seconds, {hours} hours.", labels=["window"]
                 )
             assert isinstance(hist, GaugeHistogramMetricFamily)
             head = measure + FIELD_SEP + "all" + FIELD_SEP

@@ -57,6 +57,7 @@ def worker_environment(settings: Settings) -> dict[str, str]:
         "STREAM_ALLOWED_LATENESS_SECONDS": str(settings.allowed_lateness_seconds),
         "STREAM_SESSION_TIMEOUT_SECONDS": str(settings.session_timeout_seconds),
         "STREAM_SCORE": settings.score.model_dump_json(),
+        "STREAM_SUPPORT_BUSINESS_HOURS": settings.support_business_hours.model_dump_json(),
     }
 
 

@@ -12,6 +12,7 @@ Every field is documented in ``docs/configuration.md``; keep the two in step.
 from __future__ import annotations
 
 import os
+from datetime import date
 from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -25,6 +26,7 @@ from pydantic_settings import (
 )
 
 from stream.contract.types import EventType
+from stream.metrics.business_hours import WEEKDAYS, BusinessHours, Weekday
 
 Granularity = Literal["minute", "hour", "day"]
 HealthPart = Literal["engagement", "feedback", "support"]
@@ -146,6 +148,59 @@ class ScoreSettings(BaseModel):
         return self
 
 
+def _check_zone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"unknown IANA time zone {value!r}") from exc
+    return value
+
+
+class BusinessHoursSettings(BaseModel):
+    """Business-hours reply and resolution times of tickets, next to the calendar ones.
+
+    Off by default (Zendesk reports calendar hours unless a schedule is set). The schedule is
+    checked at start even while off, so a typo fails the deployment, not the day it is enabled.
+    """
+
+    enabled: bool = Field(
+        default=False, description="Also report ticket times in business hours (`*_business_*`)."
+    )
+    timezone: str = Field(
+        default="", description="IANA zone of the schedule; empty: the `timezone` setting."
+    )
+    schedule: dict[Weekday, list[str]] = Field(
+        default_factory=lambda: {d: ["09:00-17:00"] for d in WEEKDAYS[:5]},
+        description="Weekday -> local [start, end) intervals `HH:MM-HH:MM`; missing days: closed.",
+    )
+    holidays: list[date] = Field(
+        default_factory=list, description="Local dates without business hours (YYYY-MM-DD)."
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        if not value:
+            return value
+        try:
+            return _check_zone(value)
+        except ValueError as exc:
+            raise ValueError(f"support_business_hours.timezone: {exc}") from None
+
+    @model_validator(mode="after")
+    def _valid_schedule(self) -> BusinessHoursSettings:
+        try:
+            hours = BusinessHours.build(self.schedule, "UTC")
+        except ValueError as exc:
+            raise ValueError(f"support_business_hours.schedule: {exc}") from None
+        if self.enabled and hours.week_ms == 0:
+            raise ValueError(
+                "support_business_hours.schedule has no business hours in the week; "
+                "give it intervals or set support_business_hours.enabled = false"
+            )
+        return self
+
+
 class Settings(BaseSettings):
     """All configuration. Field docs are the reference; docs/configuration.md mirrors them."""
 
@@ -261,6 +316,7 @@ class Settings(BaseSettings):
         ],
         description="Social platform label values; others count as `other`.",
     )  # fmt: skip
+    support_business_hours: BusinessHoursSettings = Field(default_factory=BusinessHoursSettings)
     score: ScoreSettings = Field(default_factory=ScoreSettings)
 
     # --- engine ---------------------------------------------------------------------------
@@ -306,11 +362,7 @@ class Settings(BaseSettings):
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"unknown IANA time zone {value!r}") from exc
-        return value
+        return _check_zone(value)
 
     @field_validator("granularities")
     @classmethod
@@ -359,6 +411,13 @@ class Settings(BaseSettings):
     @property
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
+
+    def business_hours(self) -> BusinessHours | None:
+        """The ticket business-hours schedule, or None when the mode is off."""
+        b = self.support_business_hours
+        if not b.enabled:
+            return None
+        return BusinessHours.build(b.schedule, b.timezone or self.timezone, b.holidays)
 
     def with_overrides(self, **overrides: Any) -> Settings:
         """A copy with some fields replaced (used to point a process at a started local stack)."""

@@ -41,6 +41,8 @@ class MetricOptions:
     granularities: tuple[str, ...] = ALL_GRANULARITIES
     #: How far past now an accepted event can be stamped (levels sum windows up to there).
     future_skew_seconds: float = 300.0
+    #: Ticket times are also recorded in business hours (``support_business_hours.enabled``).
+    business_hours: bool = False
 
     @classmethod
     def from_settings(cls, settings: Settings) -> MetricOptions:
@@ -49,6 +51,7 @@ class MetricOptions:
             settings.bounce_definition,
             tuple(settings.granularities),
             settings.max_future_skew_seconds,
+            settings.support_business_hours.enabled,
         )
 
 
@@ -75,6 +78,8 @@ class MetricSpec:
     dimensions: tuple[str, ...] = ()
     families: tuple[str, ...] | None = CLICKSTREAM  # None: every family's shards
     extra: dict[str, str] = field(default_factory=dict)
+    #: Only recorded in the business-hours mode: asking otherwise is an error, not a silent null.
+    business_hours: bool = False
 
 
 def ratio(numerator: Value, denominator: Value, scale: float = 1.0) -> Value:
@@ -504,6 +509,30 @@ def _family_specs() -> list[MetricSpec]:
                 families=SUPPORT,
             )
         )
+        business = support.BUSINESS[measure]
+        specs.append(
+            MetricSpec(
+                name + "_business_avg",
+                f"Mean {what} in business hours (support_business_hours), in the window of the "
+                "completing event.",
+                "seconds",
+                ticket_mean(business),
+                dimensions=_TIX,
+                families=SUPPORT,
+                business_hours=True,
+            )
+        )
+        specs.append(
+            MetricSpec(
+                name + "_business_median",
+                f"Median {what} in business hours, in whole seconds.",
+                "seconds",
+                ticket_median(business),
+                dimensions=_TIX,
+                families=SUPPORT,
+                business_hours=True,
+            )
+        )
     specs += [
         MetricSpec(
             "nps",
@@ -816,6 +845,11 @@ CATALOG: dict[str, MetricSpec] = {
 async def evaluate(spec: MetricSpec, query: Query, reader: Reader) -> list[Value]:
     if query.granularity not in spec.granularities:
         raise QueryError(f"{spec.name} is available per {', '.join(spec.granularities)} only")
+    if spec.business_hours and not query.options.business_hours:
+        raise QueryError(
+            f"{spec.name} is recorded only in the business-hours mode "
+            "(support_business_hours.enabled, docs/configuration.md)"
+        )
     unknown = sorted(set(query.filters) - set(spec.dimensions))
     if unknown:
         raise QueryError(f"{spec.name} has no dimension(s) {unknown}; has {list(spec.dimensions)}")

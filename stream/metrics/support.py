@@ -9,11 +9,14 @@ Definitions (metric-definitions.md):
 * first resolution time: created → the first solve; full resolution time: created → the latest
   solve (a reopened and re-solved ticket moves full, keeps first). Reopens = solves − 1.
 * A solve counts when the ticket is not already solved; ``ticket_reopened`` makes a solved
-  ticket open again; ``ticket_closed`` is final. Calendar hours (business hours: not built).
+  ticket open again; ``ticket_closed`` is final. Calendar hours; with a business-hours schedule
+  (:mod:`stream.metrics.business_hours`) each time is also recorded in business hours, as its
+  own measure (``frt_bh``, ``fres_bh``, ``full_bh``) with its own count, so a window that was
+  partly settled before the mode was switched on still has an exact business mean.
 * Facts land in the window of the event that completes them: the reply, the solve. When a
   re-solve moves full resolution time, the earlier value is taken back out of its window —
-  exactly the value that was recorded (``Ticket.full_solve``), never one recomputed from the
-  latest solve.
+  exactly the value that was recorded (``Ticket.full_solve``, and ``Ticket.full_business`` for
+  business hours), never one recomputed from the latest solve or the current schedule.
 * Times are measured from the ``ticket_created`` and only to events after it in event time
   (same-millisecond events apply in the order created, replied, solved, reopened, closed; of
   duplicate creations in one millisecond, the one with the lowest escaped (channel, priority)
@@ -54,9 +57,12 @@ from stream.contract.decode import Event
 from stream.contract.types import EventType, Family
 from stream.engine.deltas import Deltas, pair_digest
 from stream.engine.keys import FIELD_SEP, escape, field
+from stream.metrics.business_hours import BusinessHours
 from stream.metrics.labels import NOT_SET, BoundedLabels
 
 Handler = Callable[[Event, int, Deltas], None]
+#: Business milliseconds of ``[start, end)`` (``BusinessHours.business_ms``).
+BusinessClock = Callable[[int, int], int]
 
 DIMENSIONS = ("channel", "priority")
 #: Hash (one per window) of durations in whole seconds: ``<measure>|all|<s>`` and
@@ -68,6 +74,8 @@ BACKLOG = "backlog"
 COUNTS = ("new", "solved", "reopens")
 #: Duration facts (``tix.<measure>.n`` and ``tix.<measure>.ms``, plus the duration hash).
 DURATIONS = ("frt", "fres", "full")
+#: The business-hours measure of each duration (recorded only with a schedule configured).
+BUSINESS = {m: m + "_bh" for m in DURATIONS}
 NEVER = 2**53 - 1
 
 CREATED, REPLY, SOLVED, REOPENED, CLOSED = range(5)
@@ -109,6 +117,9 @@ class Ticket(msgspec.Struct, array_like=True):
     last_ts: int = 0
     pending: list[TicketEvent] = []
     backlog: str = ""  # "<channel>|<priority>" it counts under in the backlog; "" none
+    # Business ms of the full resolution time in the counters (None: none recorded, e.g. the
+    # mode was off then). Last, so that states stored before it existed still decode.
+    full_business: int | None = None
 
     def labels(self) -> tuple[str, str]:
         return (self.channel, self.priority)
@@ -126,8 +137,23 @@ class Fact:
     duration_ms: int | None = None
 
 
-def apply_event(t: Ticket, e: TicketEvent, facts: list[Fact] | None) -> None:
-    """Move a ticket through one event (in event-time order), noting the facts it completes."""
+def _timed(
+    facts: list[Fact], measure: str, ts: int, labels: tuple[str, str], start: int,
+    business: BusinessClock | None,
+) -> None:  # fmt: skip
+    """A duration fact ``start`` → ``ts``, and its business-hours twin when there is a schedule."""
+    facts.append(Fact(measure, ts, *labels, duration_ms=ts - start))
+    if business is not None:
+        facts.append(Fact(BUSINESS[measure], ts, *labels, duration_ms=business(start, ts)))
+
+
+def apply_event(
+    t: Ticket, e: TicketEvent, facts: list[Fact] | None, business: BusinessClock | None = None
+) -> None:
+    """Move a ticket through one event (in event-time order), noting the facts it completes.
+
+    ``business``: with a schedule, every time is also noted in business hours.
+    """
     t.last_ts = max(t.last_ts, e.ts)
     if e.kind == CREATED:
         if t.created is not None:
@@ -144,7 +170,7 @@ def apply_event(t: Ticket, e: TicketEvent, facts: list[Fact] | None) -> None:
         if t.agent_replies == (2 if t.by_agent else 1):
             t.replied = True
             if facts is not None:
-                facts.append(Fact("frt", e.ts, *t.labels(), duration_ms=e.ts - t.created))
+                _timed(facts, "frt", e.ts, t.labels(), t.created, business)
     elif e.kind == SOLVED:
         if t.status not in (UNKNOWN, OPEN):
             return
@@ -158,13 +184,17 @@ def apply_event(t: Ticket, e: TicketEvent, facts: list[Fact] | None) -> None:
         if t.created is None:
             return  # solved before its creation (or one never seen): no resolution times
         previous, t.full_solve = t.full_solve, e.ts
+        previous_business = t.full_business
+        t.full_business = None if business is None else business(t.created, e.ts)
         if facts is None:
             return
         if t.solves == 1:
-            facts.append(Fact("fres", e.ts, *labels, duration_ms=e.ts - t.created))
+            _timed(facts, "fres", e.ts, labels, t.created, business)
         if previous is not None:  # full resolution moves to the latest solve
             facts.append(Fact("full", previous, *labels, -1, previous - t.created))
-        facts.append(Fact("full", e.ts, *labels, duration_ms=e.ts - t.created))
+            if previous_business is not None:
+                facts.append(Fact(BUSINESS["full"], previous, *labels, -1, previous_business))
+        _timed(facts, "full", e.ts, labels, t.created, business)
     elif e.kind == REOPENED:
         if t.status == IS_SOLVED:
             t.status = OPEN
@@ -172,7 +202,9 @@ def apply_event(t: Ticket, e: TicketEvent, facts: list[Fact] | None) -> None:
         t.status = IS_CLOSED
 
 
-def advance(t: Ticket, events: Iterable[TicketEvent], watermark: int) -> tuple[list[Fact], str]:
+def advance(
+    t: Ticket, events: Iterable[TicketEvent], watermark: int, business: BusinessClock | None = None
+) -> tuple[list[Fact], str]:
     """Settle the events before the watermark (in order), keep the rest pending.
 
     Returns the facts and the backlog label the ticket now counts under ("" if not open), from
@@ -185,7 +217,7 @@ def advance(t: Ticket, events: Iterable[TicketEvent], watermark: int) -> tuple[l
         (ready if e.ts < watermark else rest).append(e)
     facts: list[Fact] = []
     for e in ready:
-        apply_event(t, e, facts)
+        apply_event(t, e, facts, business)
     t.pending = rest
     live = msgspec.structs.replace(t)
     for e in rest:
@@ -237,11 +269,13 @@ class TicketState:
         priorities: BoundedLabels,
         ttl_ms: int = 30 * 86_400_000,
         due_limit: int = 20_000,
+        business_hours: BusinessHours | None = None,
     ) -> None:
         self.channels = channels
         self.priorities = priorities
         self.ttl_ms = ttl_ms
         self.due_limit = due_limit
+        self.business = None if business_hours is None else business_hours.business_ms
 
     def handlers(self) -> dict[str, Handler]:
         return {t: self.lifecycle for t in _KINDS}
@@ -279,7 +313,8 @@ class TicketState:
         for name in stored.keys() | items.keys():
             before = stored.get(name)
             ticket = _decode(before) if before else Ticket()
-            facts, backlog = advance(ticket, [*ticket.pending, *items.get(name, ())], watermark)
+            events = [*ticket.pending, *items.get(name, ())]
+            facts, backlog = advance(ticket, events, watermark, self.business)
             for fact in facts:
                 record(fact, deltas)
             if backlog != ticket.backlog:

@@ -1,7 +1,8 @@
 """Batch reference for the support, feedback, social and account families. Plain Python.
 
 Shares no code with the stream path: ticket lifecycles are replayed here from each ticket's
-sorted event list, levels (followers, customers) are counted from the events before an instant,
+sorted event list (business-hours times counted minute by minute, tests/support/
+business_reference.py), levels (followers, customers) are counted from the events before an instant,
 and windows are cut with ``datetime`` (``window_start``). Only facts the stream can have
 settled count: those before their partition's final watermark (max event time − lateness).
 """
@@ -10,11 +11,14 @@ from __future__ import annotations
 
 import statistics
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
+
+from tests.support.business_reference import BruteBusinessHours
 
 NOT_SET = "(not set)"
 TICKET_ORDER = {
@@ -60,7 +64,7 @@ def bounded(value: Any, allowed: frozenset[str]) -> str:
 
 @dataclass(frozen=True)
 class TicketFact:
-    measure: str  # new | solved | reopens | frt | fres | full
+    measure: str  # new | solved | reopens | frt | fres | full (| frt_bh | fres_bh | full_bh)
     ts: int
     channel: str
     priority: str
@@ -69,9 +73,12 @@ class TicketFact:
 
 def replay_ticket(
     events: list[dict[str, Any]], watermark: int, channels: frozenset[str],
-    priorities: frozenset[str],
+    priorities: frozenset[str], business: Callable[[int, int], int] | None = None,
 ) -> tuple[list[TicketFact], tuple[str, str] | None]:  # fmt: skip
     """Facts of one ticket's settled events, and its backlog labels over all events (or None).
+
+    With ``business`` (ms of business hours in [start, end)), every time is also a ``*_bh``
+    fact measured by it.
 
     Order: event time, then created, replied, solved, reopened, closed; duplicate creations in
     the same millisecond by their percent-encoded (channel, priority) labels, then not by an agent
@@ -92,6 +99,11 @@ def replay_ticket(
 
     ordered = sorted(events, key=order)
     facts: list[TicketFact] = []
+
+    def timed(measure: str, ts: int, labels: tuple[str, str], created: int) -> None:
+        facts.append(TicketFact(measure, ts, *labels, ts - created))
+        if business is not None:
+            facts.append(TicketFact(measure + "_bh", ts, *labels, business(created, ts)))
 
     def walk(evs: list[dict[str, Any]], keep: bool) -> tuple[str, tuple[str, str]]:
         status = "unknown"
@@ -117,7 +129,7 @@ def replay_ticket(
                 if props.get("author") == "agent" and props.get("public") is not False:
                     agent_replies += 1
                     if agent_replies == (2 if by_agent else 1) and keep:
-                        facts.append(TicketFact("frt", ts, *labels, ts - created))
+                        timed("frt", ts, labels, created)
             elif t == "ticket_solved" and status in ("unknown", "open"):
                 status = "solved"
                 solve_times.append(ts)
@@ -126,7 +138,7 @@ def replay_ticket(
                     if len(solve_times) > 1:
                         facts.append(TicketFact("reopens", ts, *labels))
                     if created is not None and len(solve_times) == 1:
-                        facts.append(TicketFact("fres", ts, *labels, ts - created))
+                        timed("fres", ts, labels, created)
                 if created is not None:
                     timed_solves.append(ts)
             elif t == "ticket_reopened" and status == "solved":
@@ -135,7 +147,7 @@ def replay_ticket(
                 status = "closed"
         if keep and created is not None and timed_solves:
             last = timed_solves[-1]
-            facts.append(TicketFact("full", last, *labels, last - created))
+            timed("full", last, labels, created)
         return status, labels
 
     walk([e for e in ordered if e["ts"] < watermark], keep=True)
@@ -220,6 +232,11 @@ class FamiliesReference:
         ref = cls(zone, events)
         ref.touchpoints = frozenset(settings.feedback_touchpoints)
         ref.platforms = frozenset(settings.social_platforms)
+        hours = settings.support_business_hours
+        business = None
+        if hours.enabled:
+            zone_name = hours.timezone or settings.timezone
+            business = BruteBusinessHours.of(hours.schedule, zone_name, hours.holidays).business_ms
         tickets: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for e in events:
             if family_of[e["type"]] == "support":
@@ -227,8 +244,9 @@ class FamiliesReference:
         for evs in tickets.values():
             wm = marks[("support", partition(evs[0]["user_id"]))]
             facts, open_labels = replay_ticket(
-                evs, wm, frozenset(settings.ticket_channels), frozenset(settings.ticket_priorities)
-            )
+                evs, wm, frozenset(settings.ticket_channels),
+                frozenset(settings.ticket_priorities), business,
+            )  # fmt: skip
             ref.ticket_facts += facts
             if open_labels is not None:
                 ref.backlog.append(open_labels)
@@ -264,8 +282,9 @@ class FamiliesReference:
                 1 for f in self._ticket_slice(filters)
                 if f.measure == measure and self._in(f.ts, g, start)
             )  # fmt: skip
-        for name, measure in TIME_METRICS.items():
+        for name, calendar in TIME_METRICS.items():
             if metric.startswith(name):
+                measure = calendar + "_bh" if "_business_" in metric else calendar
                 durations = [
                     f.duration_ms
                     for f in self._ticket_slice(filters)

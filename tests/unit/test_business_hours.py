@@ -1,4 +1,5 @@
-"""Business hours: DST days, holidays, midnight and weeks, against a minute-by-minute reference.
+"""Business hours: DST days, holidays, midnight and weeks, against a minute-by-minute reference;
+and the settings that configure them, refused with a clear message when wrong.
 
 The reference (tests/support/business_reference.py) converts every UTC minute to local time with
 plain datetime and shares no code with stream/metrics/business_hours.py, which answers from
@@ -14,6 +15,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from hypothesis import assume, example, given
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
 from stream.metrics.business_hours import (
     HOUR_MS,
@@ -23,6 +25,7 @@ from stream.metrics.business_hours import (
     parse_day,
     parse_interval,
 )
+from stream.settings import BusinessHoursSettings, Settings
 from tests.support.business_reference import BruteBusinessHours
 
 WEEKDAYS_9_17 = {d: ["09:00-17:00"] for d in WEEKDAYS[:5]}
@@ -246,3 +249,48 @@ def test_the_properties_see_business_time() -> None:
     """Guard against a vacuous property: the anchors' examples do contain business hours."""
     bh = BusinessHours.build(WEEKDAYS_9_17, "America/New_York")
     assert all(bh.business_ms(a - 3 * 24 * HOUR_MS, a + 3 * 24 * HOUR_MS) > 0 for a in ANCHORS)
+
+
+# ---- settings ------------------------------------------------------------------------------
+
+
+def test_off_by_default_and_built_from_settings() -> None:
+    assert Settings(_env_file=None).business_hours() is None  # type: ignore[call-arg]
+    s = Settings(  # type: ignore[call-arg]
+        _env_file=None,
+        timezone="Europe/Berlin",
+        support_business_hours=BusinessHoursSettings(enabled=True, holidays=[date(2026, 1, 6)]),
+    )
+    bh = s.business_hours()
+    assert bh is not None
+    assert bh.zone == ZoneInfo("Europe/Berlin")  # empty timezone: the windows' zone
+    assert bh.week_ms == 40 * HOUR_MS and bh.holidays == {date(2026, 1, 6)}
+    other = BusinessHoursSettings(enabled=True, timezone="Asia/Tokyo")
+    tokyo = s.with_overrides(support_business_hours=other).business_hours()
+    assert tokyo is not None and tokyo.zone == ZoneInfo("Asia/Tokyo")
+
+
+def test_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STREAM_SUPPORT_BUSINESS_HOURS__ENABLED", "true")
+    monkeypatch.setenv("STREAM_SUPPORT_BUSINESS_HOURS__SCHEDULE", '{"sat": ["10:00-14:00"]}')
+    monkeypatch.setenv("STREAM_SUPPORT_BUSINESS_HOURS__HOLIDAYS", '["2026-12-26"]')
+    bh = Settings(_env_file=None).business_hours()  # type: ignore[call-arg]
+    assert bh is not None and bh.week_ms == 4 * HOUR_MS
+    assert bh.holidays == {date(2026, 12, 26)}
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"schedule": {"mon": ["9-17"]}}, r"support_business_hours\.schedule: .* HH:MM-HH:MM"),
+        ({"schedule": {"mon": ["09:00-12:00", "11:00-17:00"]}}, "intervals of mon overlap"),
+        ({"schedule": {"tue": ["18:00-02:00"]}}, "must end after it starts"),
+        ({"schedule": {"monday": ["09:00-17:00"]}}, "'mon', 'tue'"),
+        ({"timezone": "Mars/Olympus"}, r"support_business_hours\.timezone: unknown IANA"),
+        ({"holidays": ["25.12.2026"]}, "date"),
+        ({"enabled": True, "schedule": {}}, "has no business hours in the week"),
+    ],
+)
+def test_bad_settings_are_refused_at_start(fields: dict[str, object], message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        Settings(_env_file=None, support_business_hours=fields)  # type: ignore[call-arg]

@@ -4,21 +4,43 @@ The property test feeds random lifecycles (bot/requester/agent replies, agent-cr
 reopens, tickets whose creation the stream never sees) in random arrival orders and batch cuts
 through the real handlers and ``TicketState.settle`` (tests/support/keyed_driver.py) and
 compares every counter, duration-histogram entry and the backlog with the plain replay of
-tests/support/families_reference.py, which shares no code with it.
+tests/support/families_reference.py, which shares no code with it — also with a business-hours
+schedule, whose times the reference counts minute by minute.
 """
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections import Counter
-from typing import Any
+from collections.abc import Callable
+from datetime import date, datetime
+from typing import Any, cast
+from zoneinfo import ZoneInfo
 
+import msgspec
+import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
 from stream.engine.keys import escape
+from stream.engine.windows import Windows
+from stream.metrics.business_hours import BusinessHours
+from stream.metrics.catalog import CATALOG, MetricOptions, Query, evaluate
 from stream.metrics.labels import BoundedLabels
-from stream.metrics.support import BACKLOG, DURATION_HASH, TicketState
+from stream.metrics.reader import QueryError, Reader
+from stream.metrics.support import (
+    BACKLOG,
+    CREATED,
+    DURATION_HASH,
+    REOPENED,
+    SOLVED,
+    Ticket,
+    TicketEvent,
+    TicketState,
+    apply_event,
+)
+from tests.support.business_reference import BruteBusinessHours
 from tests.support.events import event
 from tests.support.families_reference import TicketFact, partition_watermarks, replay_ticket
 from tests.support.keyed_driver import Outcome, run_keyed
@@ -33,12 +55,18 @@ CHANNELS = frozenset({"email", "chat"})
 PRIORITIES = frozenset({"low", "high"})
 
 
-def state() -> TicketState:
-    return TicketState(BoundedLabels(CHANNELS), BoundedLabels(PRIORITIES))
+def state(business_hours: BusinessHours | None = None) -> TicketState:
+    return TicketState(
+        BoundedLabels(CHANNELS), BoundedLabels(PRIORITIES), business_hours=business_hours
+    )
 
 
-def run(events: list[dict[str, Any]], cuts: list[int] | None = None) -> Outcome:
-    s = state()
+def run(
+    events: list[dict[str, Any]],
+    cuts: list[int] | None = None,
+    business_hours: BusinessHours | None = None,
+) -> Outcome:
+    s = state(business_hours)
     return run_keyed(
         s, s.handlers(), events, cuts or [], partitions=PARTITIONS, lateness_ms=LATENESS
     )
@@ -222,7 +250,7 @@ def expected_fields(facts: list[TicketFact]) -> tuple[Counter[tuple[int, str]], 
 
 
 def batch(
-    on_time: list[dict[str, Any]],
+    on_time: list[dict[str, Any]], business: Callable[[int, int], int] | None = None
 ) -> tuple[Counter[tuple[int, str]], Counter[str], Counter[str]]:
     marks = partition_watermarks(on_time, FAMILY, lambda u: partition_of(u, PARTITIONS), LATENESS)
     by_ticket: dict[str, list[dict[str, Any]]] = {}
@@ -232,7 +260,7 @@ def batch(
     backlog: Counter[str] = Counter()
     for evs in by_ticket.values():
         wm = marks[("support", partition_of(evs[0]["user_id"], PARTITIONS))]
-        got, open_labels = replay_ticket(evs, wm, CHANNELS, PRIORITIES)
+        got, open_labels = replay_ticket(evs, wm, CHANNELS, PRIORITIES, business)
         facts += got
         if open_labels is not None:
             backlog["all"] += 1
@@ -320,3 +348,136 @@ def test_property_harness_sees_every_fact() -> None:
         "tix.new", "tix.solved", "tix.reopens", "tix.frt.n", "tix.fres.n", "tix.full.n"
     }  # fmt: skip
     assert backlog["all"] == 2 and net(out.counters) == net(counters)
+
+
+# ---- business hours ------------------------------------------------------------------------
+NEW_YORK = "America/New_York"
+WEEKDAYS_9_17 = {d: ["09:00-17:00"] for d in ("mon", "tue", "wed", "thu", "fri")}
+
+
+def new_york(local: str) -> int:
+    """Offset from T0 of a New York wall-clock time (T0 is 2025-12-31 19:00 there)."""
+    wall = date.fromisoformat(local[:10])
+    hour, minute = (int(x) for x in local[11:].split(":"))
+    instant = datetime(wall.year, wall.month, wall.day, hour, minute, tzinfo=ZoneInfo(NEW_YORK))
+    return int(instant.timestamp() * 1000) - T0
+
+
+def test_business_times_are_recorded_next_to_calendar_times() -> None:
+    hours = BusinessHours.build(WEEKDAYS_9_17, NEW_YORK)
+    created = new_york("2026-01-02T16:00")  # a Friday
+    events = [
+        tix("created", created, channel="email"),
+        reply(new_york("2026-01-05T10:00"), "agent"),  # Monday: 66 h, 2 business hours
+        tix("solved", new_york("2026-01-05T12:30")),
+        flush(new_york("2026-01-08T00:00")),
+    ]
+    out = run(events, business_hours=hours)
+    assert durations(out, "frt") == [66 * 3600]
+    assert durations(out, "frt_bh") == [2 * 3600]
+    assert durations(out, "fres_bh") == durations(out, "full_bh") == [int(4.5 * 3600)]
+    assert count(out, "tix.frt_bh.n|channel|email") == 1
+    assert count(out, "tix.frt_bh.ms") == 2 * HOUR
+    # Without a schedule nothing of it is recorded; with a holiday on the Friday, 1 h is left.
+    assert not any("_bh" in f for _, f in run(events).counters)
+    holiday = BusinessHours.build(WEEKDAYS_9_17, NEW_YORK, [date(2026, 1, 2)])
+    assert durations(run(events, business_hours=holiday), "frt_bh") == [3600]
+
+
+def test_a_re_solve_moves_the_business_full_resolution_too() -> None:
+    hours = BusinessHours.build(WEEKDAYS_9_17, NEW_YORK)
+    out = run(
+        [
+            tix("created", new_york("2026-01-05T09:00")),
+            tix("solved", new_york("2026-01-05T10:00")),
+            tix("reopened", new_york("2026-01-05T20:00")),
+            tix("solved", new_york("2026-01-06T10:00")),
+            flush(new_york("2026-01-09T00:00")),
+        ],
+        business_hours=hours,
+    )
+    assert durations(out, "fres_bh") == [3600]
+    assert durations(out, "full_bh") == [9 * 3600]  # Monday 8 h + Tuesday 1 h
+    assert count(out, "tix.full_bh.n") == 1 and count(out, "tix.full_bh.ms") == 9 * HOUR
+
+
+def test_switching_business_hours_on_takes_back_only_what_was_recorded() -> None:
+    business = BusinessHours.build({"mon": ["00:00-24:00"]}, "UTC").business_ms
+    t = Ticket()
+    facts: list[Any] = []
+    monday = 1_767_571_200_000  # 2026-01-05T00:00Z
+    apply_event(t, TicketEvent(monday, CREATED), facts)
+    apply_event(t, TicketEvent(monday + HOUR, SOLVED), facts)  # recorded while the mode was off
+    assert t.full_business is None
+    apply_event(t, TicketEvent(monday + 2 * HOUR, REOPENED), facts)
+    facts.clear()
+    apply_event(t, TicketEvent(monday + 3 * HOUR, SOLVED), facts, business)
+    moved = [(f.measure, f.n, f.duration_ms) for f in facts if "full" in f.measure]
+    assert moved == [("full", -1, HOUR), ("full", 1, 3 * HOUR), ("full_bh", 1, 3 * HOUR)]
+    assert t.full_business == 3 * HOUR
+    # Off again: the business value recorded is taken back, none is added.
+    apply_event(t, TicketEvent(monday + 4 * HOUR, REOPENED), facts)
+    facts.clear()
+    apply_event(t, TicketEvent(monday + 5 * HOUR, SOLVED), facts)
+    moved = [(f.measure, f.n, f.duration_ms) for f in facts if "full" in f.measure]
+    assert moved == [("full", -1, 3 * HOUR), ("full_bh", -1, 3 * HOUR), ("full", 1, 5 * HOUR)]
+
+
+def test_ticket_state_stored_before_business_hours_still_decodes() -> None:
+    old = msgspec.json.encode(Ticket(created=5, full_solve=9))
+    fields = msgspec.json.decode(old)
+    assert fields[-1] is None  # full_business, the newest field, is last
+    ticket = msgspec.json.decode(msgspec.json.encode(fields[:-1]), type=Ticket)
+    assert ticket.created == 5 and ticket.full_solve == 9 and ticket.full_business is None
+
+
+def test_business_metrics_are_an_error_when_the_mode_is_off() -> None:
+    query = Query("hour", [0], {}, Windows(ZoneInfo("UTC")), MetricOptions())
+    reader = cast(Reader, None)  # refused before anything is read
+    with pytest.raises(QueryError, match=r"support_business_hours\.enabled"):
+        asyncio.run(evaluate(CATALOG["first_reply_time_business_median"], query, reader))
+
+
+BUSINESS_SCHEDULES = [
+    # T0 is Wednesday 19:00 in New York; the lifecycles run until Thursday 03:00 there.
+    ({"wed": ["18:00-20:30", "21:00-24:00"], "thu": ["00:00-00:45", "01:30-02:10"]}, []),
+    ({"wed": ["19:05-23:55"], "thu": ["00:00-24:00"]}, [date(2026, 1, 1)]),
+    (WEEKDAYS_9_17, []),  # closed all night: every business time is 0
+]
+
+
+@given(lifecycles(), st.sampled_from(BUSINESS_SCHEDULES))
+def test_stream_business_times_equal_batch_replay(
+    case: tuple[list[dict[str, Any]], list[int]],
+    schedule: tuple[dict[str, list[str]], list[date]],
+) -> None:
+    events, cuts = case
+    days, holidays = schedule
+    out = run(events, cuts, BusinessHours.build(days, NEW_YORK, holidays))
+    brute = BruteBusinessHours.of(days, NEW_YORK, holidays)
+    counters, hist, _ = batch(out.on_time, brute.business_ms)
+    assert net(out.counters) == net(counters)
+    stream_hist: Counter[str] = Counter()
+    for (_, name, f), v in out.hashes.items():
+        if name == DURATION_HASH:
+            stream_hist[f] += v  # summed over the minutes
+    assert net(stream_hist) == net(hist)
+
+
+def test_business_property_sees_business_time() -> None:
+    """Guard against a vacuous property: the first schedule gives non-zero business times."""
+    days, holidays = BUSINESS_SCHEDULES[0]
+    events = [
+        tix("created", 0, channel="email"),
+        reply(2 * HOUR, "agent"),
+        tix("solved", 6 * HOUR),
+        tix("reopened", 6 * HOUR + MIN),
+        tix("solved", 7 * HOUR),
+        flush(2 * 24 * HOUR),
+    ]
+    out = run(events, [2], BusinessHours.build(days, NEW_YORK, holidays))
+    counters, _, _ = batch(out.on_time, BruteBusinessHours.of(days, NEW_YORK).business_ms)
+    got = {f: v for (_, f), v in net(counters).items() if f.endswith(".ms")}
+    assert got["tix.frt_bh.ms"] == 90 * MIN  # 19:00–20:30, then 21:00 on
+    assert 0 < got["tix.full_bh.ms"] < got["tix.full.ms"]
+    assert net(out.counters) == net(counters)
