@@ -119,6 +119,29 @@ def quantiles(title: str, metric: str, by: str = "", description: str = "", **kw
 RATE = "[$__rate_interval]"
 W = 'window="$window"'
 SW = 'window="$session_window"'
+
+
+def ticket_medians(title: str, hours: str, description: str) -> Panel:
+    """Median first reply, first and full resolution time; ``hours``: "" or "_business"."""
+    return Panel(
+        title,
+        tuple(
+            Target(
+                "histogram_quantile(0.5, max by (le) "
+                f"(engagement_ticket_{m}{hours}_seconds_bucket{{{SW}}}))",
+                legend,
+            )
+            for m, legend in (
+                ("first_reply", "first reply"),
+                ("first_resolution", "first resolution"),
+                ("full_resolution", "full resolution"),
+            )
+        ),
+        unit="s",
+        description=description,
+    )
+
+
 CAMPAIGN = f'{W}, campaign=~"$campaign"'
 
 OVERVIEW = Dashboard(
@@ -327,22 +350,16 @@ OVERVIEW = Dashboard(
                     ),
                 ),
                 stat("Backlog (open now)", "max(engagement_ticket_backlog)"),
-                Panel(
+                ticket_medians(
                     "First reply and resolution time (median)",
-                    tuple(
-                        Target(
-                            "histogram_quantile(0.5, max by (le) "
-                            f"(engagement_ticket_{m}_seconds_bucket{{{SW}}}))",
-                            legend,
-                        )
-                        for m, legend in (
-                            ("first_reply", "first reply"),
-                            ("first_resolution", "first resolution"),
-                            ("full_resolution", "full resolution"),
-                        )
-                    ),
-                    unit="s",
-                    description="Gauge histograms (calendar hours): no rate(); max across workers.",
+                    "",
+                    "Gauge histograms (calendar hours): no rate(); max across workers.",
+                ),
+                ticket_medians(
+                    "First reply and resolution time, business hours (median)",
+                    "_business",
+                    "Only with support_business_hours enabled (docs/configuration.md). Gauge "
+                    "histograms: no rate(); max across workers.",
                 ),
             ),
         ),

@@ -16,7 +16,8 @@ from typing import Any
 
 import pytest
 
-from stream.settings import ScoreActivity, ScoreSettings, Settings
+from stream.metrics.business_hours import WEEKDAYS
+from stream.settings import BusinessHoursSettings, ScoreActivity, ScoreSettings, Settings
 from stream.tools.simulate import SimulationConfig, Simulator
 from tests.support.events import event
 from tests.support.harness import publish_events, publish_raw, wait_caught_up
@@ -80,6 +81,12 @@ async def test_dashboards_and_rules_have_data(settings: Settings, tmp_path: Path
         timezone=noon_zone(now),
         allowed_lateness_seconds=60.0,
         session_timeout_seconds=60.0,
+        # Ticket times in business hours too, so that their dashboard panel has data (every
+        # day 08:00–20:00 in the worker's zone: the simulated tickets run around the clock).
+        support_business_hours=BusinessHoursSettings(
+            enabled=True,
+            schedule={d: ["08:00-20:00"] for d in WEEKDAYS},
+        ),
         # Hourly scores over a 12 h lookback, so that the simulated fading cohort (fading over
         # a day) crosses into the at-risk band within the two simulated days: churn-risk
         # transitions are then real series, not placeholders.
