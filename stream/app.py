@@ -85,7 +85,14 @@ def score_rules(settings: Settings) -> ScoreRules:
     w = s.health_weights
     return ScoreRules(
         activities=tuple(
-            Activity(name, frozenset(a.events), a.weight, a.target)
+            Activity(
+                name,
+                frozenset(a.events),
+                a.weight,
+                a.target,
+                None if a.lookback_seconds is None else a.lookback_seconds // s.bucket_seconds,
+                (a.half_life_seconds or 0) // s.bucket_seconds,
+            )
             for name, a in s.activities.items()
         ),
         bucket_ms=s.bucket_seconds * 1000,

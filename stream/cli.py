@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import orjson
@@ -23,6 +23,9 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from stream.settings import Settings
+
+if TYPE_CHECKING:
+    from stream.tools.simulate import SimulationConfig
 
 console = Console(stderr=True)
 
@@ -74,17 +77,25 @@ def worker(web_port: int | None) -> None:
 @click.option("--users", default=3000, show_default=True)
 @click.option(
     "--activity",
-    default=60.0,
+    default=600.0,
     show_default=True,
     help="Simulated users are this many times more active than real ones.",
 )
 @click.option("--seed", default=7, show_default=True)
 @click.option("--web-port", default=6066, show_default=True)
-def demo(users: int, activity: float, seed: int, web_port: int) -> None:
+@click.option(
+    "--fade-seconds",
+    default=60.0,
+    show_default=True,
+    help="The fading cohort (10 % of users) stops coming back over this long; its customers "
+    "cross into the at-risk band within minutes.",
+)
+def demo(users: int, activity: float, seed: int, web_port: int, fade_seconds: float) -> None:
     """Local broker + Redis + a worker + live simulated traffic, with a live table."""
-    from stream.demo import run_demo
+    from stream.demo import DemoTraffic, run_demo
 
-    run_demo(_settings(), users=users, activity=activity, seed=seed, web_port=web_port)
+    traffic = DemoTraffic(users=users, activity=activity, seed=seed, fade_seconds=fade_seconds)
+    run_demo(_settings(), traffic, web_port=web_port)
 
 
 @cli.command()
@@ -107,6 +118,20 @@ def demo(users: int, activity: float, seed: int, web_port: int) -> None:
     default=None,
     help="Write JSONL here instead of publishing to Kafka.",
 )
+@click.option(
+    "--fade-seconds",
+    type=float,
+    default=14 * 86400.0,
+    show_default=True,
+    help="The fading cohort's rates fall to zero over this long.",
+)
+@click.option(
+    "--fade-after",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="Seconds after --start at which the fading cohort starts to fade.",
+)
 def simulate(
     seed: int,
     users: int,
@@ -116,15 +141,22 @@ def simulate(
     activity: float,
     start_ms: int | None,
     out: Path | None,
+    fade_seconds: float,
+    fade_after: float,
 ) -> None:
-    """Generate realistic engagement traffic (deterministic with --seed)."""
+    """Generate realistic engagement traffic (deterministic with --seed). In live mode, events
+    stamped before now (a --start in the past) are published at once: a warm start."""
     from stream.tools.emit import EmitPlan, write_jsonl
-    from stream.tools.simulate import SimulationConfig, Simulator
+    from stream.tools.simulate import Simulator
 
     now_ms = int(time.time() * 1000)
     if start_ms is None:
         start_ms = now_ms if live else now_ms - 86_400_000
-    sim = Simulator(SimulationConfig(seed=seed, users=users, start_ms=start_ms, activity=activity))
+    config = simulation_config(
+        _settings(), seed=seed, users=users, start_ms=start_ms, activity=activity,
+        fade_seconds=fade_seconds, fade_after=fade_after,
+    )  # fmt: skip
+    sim = Simulator(config)
     plan = EmitPlan(count=count, rate=rate, live=live, stop_at_ms=None if live else now_ms)
     if out is not None:
         n = write_jsonl(sim.events(), plan, out)
@@ -133,6 +165,31 @@ def simulate(
     if count is None and not live:
         plan.stop_at_ms = now_ms
     asyncio.run(_publish_simulation(sim, plan))
+
+
+def simulation_config(
+    settings: Settings,
+    *,
+    seed: int,
+    users: int,
+    start_ms: int,
+    activity: float,
+    fade_seconds: float,
+    fade_after: float,
+) -> SimulationConfig:
+    """What ``stream simulate`` simulates; sessions are spaced for the configured session
+    timeout (the demo's 2-minute timeout lets users come back every 3 minutes, not 31)."""
+    from stream.tools.simulate import SimulationConfig, session_gap_floor
+
+    return SimulationConfig(
+        seed=seed,
+        users=users,
+        start_ms=start_ms,
+        activity=activity,
+        fade_seconds=fade_seconds,
+        fade_start_ms=start_ms + int(fade_after * 1000),
+        session_gap_floor_seconds=session_gap_floor(settings.session_timeout_seconds),
+    )
 
 
 async def _publish_simulation(sim: Any, plan: Any) -> None:

@@ -1,13 +1,15 @@
 """``stream demo``: the whole product on one machine, with a live terminal table.
 
 Starts the embedded stack (Tansu + redis-server), one worker process and the simulator in live
-mode as child processes (they die with us, even on SIGKILL), then polls the worker's own
+mode, warm-started with 10 minutes of history (:class:`DemoTraffic`), as child processes (they die
+with us, even on SIGKILL), then polls the worker's own
 ``/metrics`` — exactly what Prometheus would scrape — and renders the figures. Ctrl-C stops the
 children first, then the stack.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -27,7 +29,7 @@ from rich.table import Table
 from stream.connections import redacted_url
 from stream.localstack import die_with_parent, free_port
 from stream.runtime import child_environment, with_infrastructure
-from stream.settings import Settings
+from stream.settings import ScoreSettings, Settings
 from stream.web_auth import load_token
 
 Samples = dict[str, list[tuple[dict[str, str], float]]]
@@ -93,17 +95,68 @@ def _fmt(value: float | None, pattern: str = "{:,.0f}") -> str:
     return "—" if value is None else pattern.format(value)
 
 
+def _demo_activities() -> str:
+    """The default activities with targets for the demo's 6-minute lookback (the defaults' are
+    for 30 days: every customer would sit at risk)."""
+    targets = {"page_views": 2, "feature_use": 1, "purchases": 1, "clicks": 1, "social": 1,
+               "email_opens": 1}  # fmt: skip
+    activities = ScoreSettings().activities
+    return json.dumps(
+        {
+            name: {**a.model_dump(exclude_none=True), "target": targets.get(name, a.target)}
+            for name, a in activities.items()
+        }
+    )
+
+
 #: Sessions close only once the watermark (max event time − allowed lateness) passes their last
 #: event + the inactivity timeout: 24 h 30 min with production defaults. The demo shortens both
 #: so that closed sessions show up within minutes; set the variables yourself to override.
 DEMO_TIMING = {
     "STREAM_ALLOWED_LATENESS_SECONDS": "60",
     "STREAM_SESSION_TIMEOUT_SECONDS": "120",
-    # Scores: minute buckets over a 15-minute lookback, so bands move while you watch.
+    # Scores: minute buckets over a 6-minute lookback, targets to match, so bands move while you
+    # watch. With the 2-minute session timeout a user comes back every ~3 minutes at the demo's
+    # activity: two sessions per lookback keep the steady users steady (~2 % at risk).
     "STREAM_SCORE__BUCKET_SECONDS": "60",
-    "STREAM_SCORE__LOOKBACK_SECONDS": "900",
+    "STREAM_SCORE__LOOKBACK_SECONDS": "360",
     "STREAM_SCORE__DROP_WINDOW_SECONDS": "300",
+    # Steady users' scores swing by 20+ points as sessions enter and leave so short a lookback:
+    # a 40-point drop leaves mostly the fading cohort's (measured: ~60 instead of ~180 a minute).
+    "STREAM_SCORE__DROP_POINTS": "40",
+    "STREAM_SCORE__ACTIVITIES": _demo_activities(),
 }
+
+
+@dataclass(frozen=True)
+class DemoTraffic:
+    """The demo's simulator: live, after a warm start.
+
+    It starts ``history_seconds`` in the past (published at once), so that scores are settled
+    -- longer than the lookback -- when the live part begins. The fading cohort starts to fade
+    ``fade_after_seconds`` into that history and stops coming back over ``fade_seconds``: its
+    last sessions leave the 6-minute lookback during the first live minutes, so the at-risk
+    count climbs by most of the cohort (~10 % of users) within about 5 minutes, each crossing
+    counted as an ``entered_at_risk`` transition (tests/unit/test_demo.py checks it against the
+    batch reference)."""
+
+    users: int = 3000
+    activity: float = 600.0
+    seed: int = 7
+    fade_seconds: float = 60.0
+    history_seconds: float = 600.0
+    fade_after_seconds: float = 300.0
+
+    def start_ms(self, now_ms: int) -> int:
+        return now_ms - int(self.history_seconds * 1000)
+
+    def args(self, now_ms: int) -> list[str]:
+        """``stream simulate`` arguments for a demo starting at ``now_ms``."""
+        return [
+            "simulate", "--live", "--users", str(self.users), "--activity", str(self.activity),
+            "--seed", str(self.seed), "--start", str(self.start_ms(now_ms)),
+            "--fade-seconds", str(self.fade_seconds), "--fade-after", str(self.fade_after_seconds),
+        ]  # fmt: skip
 
 
 def _mean(samples: Samples, histogram: str, labels: dict[str, str]) -> float | None:
@@ -222,12 +275,24 @@ def render(samples: Samples, events_per_s: float, urls: Iterable[str]) -> Group:
         features.add_row(
             labels["feature"], _fmt(value), _fmt(None if share is None else share * 100, "{:.1f} %")
         )
-    bands = Table("at risk", "engaged", "highly", title="customers per score band", expand=True)
+    bands = Table(
+        "at risk",
+        "engaged",
+        "highly",
+        "entered at risk",
+        "dropped",
+        title="customers per score band (event time, 1-min lateness); churn-risk transitions",
+        expand=True,
+    )
     bands.add_row(
         *(
             _fmt(total(samples, "engagement_score_band_customers", band=b))
             for b in ("at_risk", "engaged", "highly")
-        )
+        ),
+        *(
+            _fmt(total(samples, "stream_churn_risk_transitions_total", reason=r))
+            for r in ("entered_at_risk", "dropped")
+        ),
     )
     side = Table.grid(expand=True)
     side.add_row(by_type, features)
@@ -241,7 +306,7 @@ def render(samples: Samples, events_per_s: float, urls: Iterable[str]) -> Group:
     )
 
 
-def run_demo(settings: Settings, *, users: int, activity: float, seed: int, web_port: int) -> None:
+def run_demo(settings: Settings, traffic: DemoTraffic, *, web_port: int) -> None:
     console = Console()
     settings, stack = with_infrastructure(settings)
     assert stack is not None or settings.redis_url
@@ -251,20 +316,7 @@ def run_demo(settings: Settings, *, users: int, activity: float, seed: int, web_
     env.update({k: v for k, v in os.environ.items() if k in DEMO_TIMING})  # yours win
     children = [
         spawn(["--log-level", "info", "worker"], env, workdir / "worker.log"),
-        spawn(
-            [
-                "simulate",
-                "--live",
-                "--users",
-                str(users),
-                "--activity",
-                str(activity),
-                "--seed",
-                str(seed),
-            ],
-            env,
-            workdir / "simulator.log",
-        ),
+        spawn(traffic.args(int(time.time() * 1000)), env, workdir / "simulator.log"),
     ]
     base = f"http://{settings.web_host}:{port}"
     urls = [

@@ -96,7 +96,19 @@ class ScoreActivity(BaseModel):
     events: list[str] = Field(min_length=1, description="Event types counted as this activity.")
     weight: int = Field(ge=1, le=100, description="Points at saturation; all weights sum to 100.")
     target: int = Field(ge=1, description="Count in the lookback at which the factor saturates.")
+    lookback_seconds: int | None = Field(
+        default=None, gt=0, description="Its own lookback (default: score.lookback_seconds)."
+    )
+    half_life_seconds: int | None = Field(
+        default=None,
+        gt=0,
+        description="Exponential decay with this half-life instead of a lookback.",
+    )
 
+
+#: A half-life of more buckets than this is refused: a silent decayed customer is walked bucket
+#: by bucket (for at most ~14 half-lives), so this bounds the work per customer.
+MAX_HALF_LIFE_BUCKETS = 1000
 
 _DEFAULT_HEALTH_WEIGHTS: dict[HealthPart, int] = {"engagement": 60, "feedback": 25, "support": 15}
 
@@ -143,6 +155,22 @@ class ScoreSettings(BaseModel):
         for name in ("lookback_seconds", "drop_window_seconds"):
             if getattr(self, name) % self.bucket_seconds:
                 raise ValueError(f"score.{name} must be a multiple of score.bucket_seconds")
+        for key, a in self.activities.items():
+            where = f"score.activities.{key}"
+            if a.lookback_seconds is not None and a.half_life_seconds is not None:
+                raise ValueError(
+                    f"{where}: set lookback_seconds or half_life_seconds, not both (an activity "
+                    "counts over a lookback or decays with a half-life)"
+                )
+            for name in ("lookback_seconds", "half_life_seconds"):
+                value = getattr(a, name)
+                if value is not None and value % self.bucket_seconds:
+                    raise ValueError(f"{where}.{name} must be a multiple of score.bucket_seconds")
+            if (a.half_life_seconds or 0) > MAX_HALF_LIFE_BUCKETS * self.bucket_seconds:
+                raise ValueError(
+                    f"{where}.half_life_seconds is more than {MAX_HALF_LIFE_BUCKETS} buckets "
+                    "(decay is stepped per bucket): raise score.bucket_seconds"
+                )
         if sum(self.health_weights.values()) <= 0:
             raise ValueError("score.health_weights must not all be 0")
         return self

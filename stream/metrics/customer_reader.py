@@ -36,8 +36,8 @@ async def customer(reader: Reader, rules: ScoreRules, user: str) -> dict[str, An
     if not found:
         return None
     c = load_customer(found[0], rules)  # with the activity merged since its last evaluation
-    counts = c.counts_at(c.evaluated, rules)
-    parts = contributions(counts, rules)
+    amounts = c.amounts(rules)
+    parts = contributions(amounts, rules)
     present = rules.present()
     return {
         "customer": c.user,
@@ -50,12 +50,13 @@ async def customer(reader: Reader, rules: ScoreRules, user: str) -> dict[str, An
         "activities": [
             {
                 "activity": a.name,
-                "count": n,
+                # a decayed activity's amount is fractional (fixed point in the state)
+                "count": round(n / a.unit, 3) if a.decays else n,
                 "target": a.target,
                 "points": round(float(p), 2),
                 "missing": not ok,
             }
-            for a, n, p, ok in zip(rules.activities, counts, parts, present, strict=True)
+            for a, n, p, ok in zip(rules.activities, amounts, parts, present, strict=True)
         ],
         "recent_transitions": [
             {"ts": b * rules.bucket_ms, "reason": r, "old_score": o, "new_score": s}

@@ -5,8 +5,17 @@ Definitions (metric-definitions.md, "Engagement score and churn risk"):
 * Time is cut into buckets of ``bucket_ms`` (a day by default; the demo uses a minute). The score
   is evaluated at bucket *boundaries*: the score at boundary ``b`` (instant ``b * bucket_ms``)
   counts the customer's activities with ``(b - n) * bucket_ms <= ts < b * bucket_ms``, where
-  ``n = lookback / bucket`` -- the last ``n`` whole buckets before the instant.
-* score = round_half_up(100 * sum(w_a * min(count_a / target_a, 1)) / sum(w_a)) over the
+  ``n = lookback / bucket`` -- the last ``n`` whole buckets before the instant (each activity
+  has its own lookback, by default the global one).
+* An activity with a half-life instead counts a *decayed* amount ``D`` (see :func:`decay_step`):
+  32-bit fixed point, at each boundary multiplied by ``r = floor(2^32 * 2^(-bucket/half_life))``
+  and rounded down, forgotten (0) once below 1/256 of the target, then the bucket that just ended
+  is added with weight 1; it never exceeds 64 x target. So an event weighs ``0.5^(age /
+  half_life)``, its age counted from the end of its bucket (rounding down loses < 2^-31 of the
+  amount per boundary). Integer
+  arithmetic on per-bucket counts that are final, applied in boundary order: the stream and a
+  batch recomputation agree to the bit, whatever the batch cuts (no float drift).
+* score = round_half_up(100 * sum(w_a * min(amount_a / target_a, 1)) / sum(w_a)) over the
   *present* factors. A factor is missing when none of its event types can reach the score (their
   family's partitions do not host it, see :data:`HOME_FAMILY`); it is dropped and the other
   weights renormalised. A factor the customer simply did not do counts 0 -- that is what makes
@@ -28,15 +37,23 @@ final and the result is the same whatever the arrival order and batch cuts. Betw
 boundaries where nothing enters or leaves the lookback the score cannot change, so only those
 *change boundaries* are evaluated; the customer's due time is the next one, which is how silence
 re-scores a customer without any event from them.
+
+With decay the amounts change at every boundary, so a customer is walked boundary by boundary
+(:class:`_Walk`; quiet stretches -- nothing decaying, nothing entering or leaving -- are jumped)
+and its due time is the first boundary at which the *integer score* differs, found by walking
+forward over the known buckets (in silence the score can only fall, and every decayed amount is
+0 within ~14 half-lives, so the search ends; it is cut at :data:`DUE_SEARCH` boundaries, an early
+wake-up that re-checks). Buckets before the evaluated boundary are folded into ``D`` and dropped:
+the state is one integer per decayed activity, not a horizon of buckets.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
-from functools import cached_property
+from functools import cached_property, partial
 from typing import Any, NamedTuple
 
 import msgspec
@@ -59,6 +76,19 @@ SCORE_BOUNDS = (10, 20, 30, 40, 50, 60, 70, 80, 90, 100)
 MAX_OPEN_TICKETS = 8
 #: Transitions remembered per customer for the read side.
 RECENT_TRANSITIONS = 3
+#: Decayed amounts are fixed point with this many fraction bits.
+FIXED_BITS = 32
+ONE = 1 << FIXED_BITS
+#: A decayed amount never exceeds this many times the target (so a burst is remembered for at
+#: most log2(64) = 6 half-lives of silence before the factor desaturates) ...
+DECAY_CAP = 64
+#: ... and is forgotten once below 1/256 of the target: the factor loses < 0.4 % of its weight
+#: at that step, and a silent customer's amounts are all 0 within 6 + 8 = 14 half-lives.
+DECAY_FORGET = 256
+#: The due-time search walks at most this many boundaries ahead; a customer whose score cannot
+#: change before is woken there and searched again (only long half-lives at saturation get that
+#: far: 6 half-lives of 30 buckets are 180).
+DUE_SEARCH = 512
 
 
 def band_of(score: int) -> str:
@@ -76,12 +106,56 @@ def round_half_up(x: Fraction) -> int:
     return int(x + Fraction(1, 2))
 
 
+def decay_factor(half_life_buckets: int) -> int:
+    """``floor(2^32 * 2^(-1/h))``, exactly: the largest ``r`` with ``r^h <= 2^(32h - 1)``.
+
+    Integer search, not ``2 ** x`` in floats, so the factor -- hence every score -- does not
+    depend on the platform's libm."""
+    h = half_life_buckets
+    bound = 1 << (FIXED_BITS * h - 1)
+    lo, hi = ONE >> 1, ONE  # 2^(-1/h) is in [1/2, 1)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if mid**h <= bound:
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
+def decay_step(amount: int, added: int, factor: int, target: int) -> int:
+    """The decayed amount at a boundary from the one at the previous boundary and the count of
+    the bucket between them (the definition: the stream and the reference both follow it)."""
+    d = (amount * factor) >> FIXED_BITS
+    if d * DECAY_FORGET < target * ONE:
+        d = 0
+    if added:
+        d = min(d + added * ONE, DECAY_CAP * target * ONE)
+    return d
+
+
 @dataclass(frozen=True)
 class Activity:
     name: str
     events: frozenset[str]
     weight: int
     target: int
+    lookback_buckets: int | None = None  # None: the rules' lookback
+    half_life_buckets: int = 0  # > 0: decay with this half-life instead of a lookback
+
+    @property
+    def decays(self) -> bool:
+        return self.half_life_buckets > 0
+
+    @property
+    def cap(self) -> int:
+        """Most events one bucket needs to hold: more cannot change any score."""
+        return DECAY_CAP * self.target if self.decays else self.target
+
+    @property
+    def unit(self) -> int:
+        """What one event adds to the activity's amount (fixed point when it decays)."""
+        return ONE if self.decays else 1
 
 
 @dataclass(frozen=True)
@@ -96,17 +170,52 @@ class ScoreRules:
     home_families: frozenset[str] = frozenset({HOME_FAMILY})
 
     @cached_property
-    def _integer_weights(self) -> tuple[tuple[int, ...], int]:
-        """Per activity the multiplier of min(count, target) and the common denominator, so the
-        score is exact integer arithmetic (per customer and boundary: Fraction was too slow)."""
+    def _integer_weights(self) -> tuple[tuple[int, ...], tuple[int, ...], int]:
+        """Per activity the multiplier of min(amount, full), the amount ``full`` that saturates
+        it, and the common denominator, so the score is exact integer arithmetic (per customer
+        and boundary: Fraction was too slow)."""
         present = self.present()
         total = sum(a.weight for a, p in zip(self.activities, present, strict=True) if p)
-        common = math.lcm(*(a.target for a in self.activities)) if self.activities else 1
+        full = tuple(a.target * a.unit for a in self.activities)
+        common = math.lcm(*full) if self.activities else 1
         mult = tuple(
-            100 * a.weight * (common // a.target) if p else 0
-            for a, p in zip(self.activities, present, strict=True)
+            100 * a.weight * (common // f) if p else 0
+            for a, f, p in zip(self.activities, full, present, strict=True)
         )
-        return mult, common * total
+        return mult, full, common * total
+
+    @cached_property
+    def lookbacks(self) -> tuple[int, ...]:
+        """Per activity its lookback in buckets (0 for a decayed one: it keeps no window)."""
+        return tuple(
+            0
+            if a.decays
+            else (self.lookback_buckets if a.lookback_buckets is None else a.lookback_buckets)
+            for a in self.activities
+        )
+
+    @cached_property
+    def max_lookback(self) -> int:
+        return max(self.lookbacks, default=0)
+
+    @cached_property
+    def uniform_lookback(self) -> int | None:
+        """The one lookback every activity has (the common case), else None."""
+        distinct = set(self.lookbacks)
+        return distinct.pop() if len(distinct) == 1 and not self.decays else None
+
+    @cached_property
+    def decays(self) -> bool:
+        return any(a.decays for a in self.activities)
+
+    @cached_property
+    def factors(self) -> tuple[int, ...]:
+        """Per activity its decay factor per bucket (0 for a lookback activity)."""
+        return tuple(decay_factor(a.half_life_buckets) if a.decays else 0 for a in self.activities)
+
+    @cached_property
+    def caps(self) -> tuple[int, ...]:
+        return tuple(a.cap for a in self.activities)
 
     @cached_property
     def index(self) -> dict[str, list[int]]:
@@ -130,23 +239,22 @@ class ScoreRules:
         """Per activity: can any of its events reach the score (else: a missing factor)?"""
         return self._present
 
-    def score(self, counts: Sequence[int]) -> int:
-        mult, denominator = self._integer_weights
+    def score(self, amounts: Sequence[int]) -> int:
+        """The score of the amounts: counts in the lookback, fixed-point decayed amounts."""
+        mult, full, denominator = self._integer_weights
         if not denominator:
             return 0
-        num = sum(
-            m * min(c, a.target) for m, c, a in zip(mult, counts, self.activities, strict=True)
-        )
+        num = sum(m * min(c, f) for m, c, f in zip(mult, amounts, full, strict=True))
         return (2 * num + denominator) // (2 * denominator)  # round half up
 
 
-def fractions(counts: Sequence[int], rules: ScoreRules) -> list[Fraction]:
-    """Each activity's saturation min(count / target, 1) in the lookback."""
-    pairs = zip(counts, rules.activities, strict=True)
-    return [min(Fraction(c, a.target), Fraction(1)) for c, a in pairs]
+def fractions(amounts: Sequence[int], rules: ScoreRules) -> list[Fraction]:
+    """Each activity's saturation min(amount / target, 1)."""
+    pairs = zip(amounts, rules.activities, strict=True)
+    return [min(Fraction(c, a.target * a.unit), Fraction(1)) for c, a in pairs]
 
 
-def contributions(counts: Sequence[int], rules: ScoreRules) -> list[Fraction]:
+def contributions(amounts: Sequence[int], rules: ScoreRules) -> list[Fraction]:
     """Points each present activity adds (renormalised); missing ones add 0."""
     present = rules.present()
     total = sum(a.weight for a, p in zip(rules.activities, present, strict=True) if p)
@@ -154,12 +262,12 @@ def contributions(counts: Sequence[int], rules: ScoreRules) -> list[Fraction]:
         return [Fraction(0)] * len(rules.activities)
     return [
         Fraction(100 * a.weight, total) * f if p else Fraction(0)
-        for a, p, f in zip(rules.activities, present, fractions(counts, rules), strict=True)
+        for a, p, f in zip(rules.activities, present, fractions(amounts, rules), strict=True)
     ]
 
 
-def engagement_score(counts: Sequence[int], rules: ScoreRules) -> int:
-    return rules.score(counts)
+def engagement_score(amounts: Sequence[int], rules: ScoreRules) -> int:
+    return rules.score(amounts)
 
 
 def blend(parts: Sequence[tuple[int, int | None]]) -> int:
@@ -205,7 +313,7 @@ class Transition(NamedTuple):
     reason: str
     old_score: int
     new_score: int
-    fell: tuple[str, ...]  # activities whose lookback count fell since the previous evaluation
+    fell: tuple[str, ...]  # activities whose saturation fell since the previous evaluation
 
 
 @dataclass
@@ -227,19 +335,40 @@ class Customer:
     open_tickets: dict[str, int] = field(default_factory=dict)  # ticket digest -> created ts
     last_reply_ms: int = -1  # latest first-reply time (-1: none)
     had_support: bool = False
+    #: decayed activity -> its amount at ``evaluated`` (buckets before it are folded in; absent: 0)
+    decayed: dict[int, int] = field(default_factory=dict)
 
     @property
     def band(self) -> str | None:
         return band_of(self.score) if self.score >= 0 else None
 
     def counts_at(self, boundary: int, rules: ScoreRules) -> list[int]:
-        """Lookback counts per activity at a boundary."""
+        """Lookback counts per activity at a boundary (0 for decayed activities)."""
         out = [0] * len(rules.activities)
-        lo = boundary - rules.lookback_buckets
+        uniform = rules.uniform_lookback
+        if uniform is not None:
+            lo = boundary - uniform
+            for k, counts in self.buckets.items():
+                if lo <= k < boundary:
+                    for i, c in enumerate(counts):
+                        out[i] += c
+            return out
+        lookbacks = rules.lookbacks
         for k, counts in self.buckets.items():
-            if lo <= k < boundary:
+            age = boundary - k  # 1 for the bucket that ends at the boundary
+            if age > 0:
                 for i, c in enumerate(counts):
-                    out[i] += c
+                    if c and age <= lookbacks[i]:
+                        out[i] += c
+        return out
+
+    def amounts(self, rules: ScoreRules) -> list[int]:
+        """What the score counts per activity at the last evaluated boundary: the lookback count,
+        or the fixed-point decayed amount."""
+        out = self.counts_at(self.evaluated, rules)
+        for i, d in self.decayed.items():
+            if i < len(out):
+                out[i] = d
         return out
 
     def health_at(self, score: int, rules: ScoreRules) -> int:
@@ -272,8 +401,9 @@ def _absorb(c: Customer, hit: Hit, rules: ScoreRules, index: Mapping[str, list[i
         counts = c.buckets.get(k)
         if counts is None:
             counts = c.buckets[k] = [0] * len(rules.activities)
-        for i in idx:  # a bucket never needs more than the target: it saturates on its own
-            if counts[i] < rules.activities[i].target:
+        caps = rules.caps
+        for i in idx:  # a bucket never needs more than its cap: it saturates on its own
+            if counts[i] < caps[i]:
                 counts[i] += 1
     kind = hit.kind
     if hit.value >= 0 and kind in (_NPS, _CSAT):
@@ -303,7 +433,8 @@ def _absorb(c: Customer, hit: Hit, rules: ScoreRules, index: Mapping[str, list[i
 # Record (MessagePack array): [user, last_ts, first_ts, channel, (bucket, activity, count)...],
 # stored after a NUL byte behind the customer's packed state (JSON never contains one; the user
 # is blanked when a state precedes it): no hash entry of its own, which would cost ~130 bytes.
-# Counts are not capped there: absorbing caps each bucket at the target, as per event would.
+# Counts are not capped there: absorbing caps each bucket (at the target, or at DECAY_CAP x the
+# target for a decayed activity), as per event would.
 
 
 def merge_pending(old: list[Any] | None, new: Sequence[Any]) -> list[Any]:
@@ -333,7 +464,7 @@ def absorb_pending(c: Customer, rec: Sequence[Any], rules: ScoreRules) -> None:
     if rec[1] > c.last_ts:
         c.last_ts = rec[1]
     n = len(rules.activities)
-    activities = rules.activities
+    caps = rules.caps
     buckets = c.buckets
     for p in range(4, len(rec), 3):
         k, i = rec[p], rec[p + 1]
@@ -342,9 +473,9 @@ def absorb_pending(c: Customer, rec: Sequence[Any], rules: ScoreRules) -> None:
         counts = buckets.get(k)
         if counts is None:
             counts = buckets[k] = [0] * n
-        target = activities[i].target
-        if counts[i] < target:  # a count above a since lowered target stays, as per event
-            counts[i] = min(target, counts[i] + rec[p + 2])
+        cap = caps[i]
+        if counts[i] < cap:  # a count above a since lowered cap stays, as per event
+            counts[i] = min(cap, counts[i] + rec[p + 2])
 
 
 def split_value(value: bytes | str) -> tuple[bytes | None, list[Any] | None]:
@@ -365,9 +496,13 @@ def load(value: bytes | str, rules: ScoreRules) -> Customer:
 
 
 def change_boundaries(c: Customer, after: int, until: int, rules: ScoreRules) -> list[int]:
-    """Boundaries in (after, until] where a bucket enters or leaves the lookback."""
-    n = rules.lookback_buckets
-    found = {k + 1 for k in c.buckets} | {k + n + 1 for k in c.buckets}
+    """Boundaries in (after, until] where a bucket enters or leaves a lookback."""
+    n = rules.uniform_lookback
+    if n is not None:  # the common case, on the hot path
+        found = {k + 1 for k in c.buckets} | {k + n + 1 for k in c.buckets}
+    else:
+        spans = {0, *rules.lookbacks}  # 0: the bucket enters (at its end)
+        found = {k + m + 1 for k in c.buckets for m in spans}
     return sorted(b for b in found if after < b <= until)
 
 
@@ -380,6 +515,136 @@ def _peak(history: Iterable[tuple[int, int]], boundary: int, rules: ScoreRules) 
     return max(candidates) if candidates else -1
 
 
+def _evaluate(
+    c: Customer, b: int, score: int, before: Callable[[], Sequence[int]], after: Sequence[int],
+    rules: ScoreRules,
+) -> list[Transition]:  # fmt: skip
+    """Record the score at boundary ``b``; the transitions it makes (``before``: the amounts at
+    the previous evaluation, asked for only when there is one)."""
+    old = c.score
+    out: list[Transition] = []
+    if old >= 0:
+        reasons = []
+        if band_of(old) != AT_RISK and band_of(score) == AT_RISK:
+            reasons.append(ENTERED_AT_RISK)
+        peak = _peak(c.history, b, rules)
+        if peak >= 0 and peak - score >= rules.drop_points:
+            reasons.append(DROPPED)
+            c.history = []
+        if reasons:
+            fell = _fell(before(), after, rules)
+            out = [Transition(b, r, old, score, fell) for r in reasons]
+    c.history.append((b, score))
+    c.score, c.evaluated = score, b
+    _prune_history(c, b, rules)
+    return out
+
+
+class _Walk:
+    """A customer's amounts at boundary ``at``, moved on one boundary at a time (decay rules).
+
+    ``amounts`` starts from the stored state: lookback counts at ``at`` and the decayed amounts
+    (which are those at ``at`` when ``at`` is the evaluated boundary, else 0: nothing before
+    the first bucket). Each :meth:`step` adds the bucket that ends, drops the ones that leave a
+    lookback and decays the rest -- O(activities), no scan of the buckets."""
+
+    def __init__(self, c: Customer, at: int, rules: ScoreRules) -> None:
+        self.at = at
+        self.buckets = c.buckets
+        self.amounts = c.counts_at(at, rules)
+        if at == c.evaluated:
+            for i, d in c.decayed.items():
+                if i < len(self.amounts):
+                    self.amounts[i] = d
+        acts = rules.activities
+        self._windows = [(i, n) for i, n in enumerate(rules.lookbacks) if n]
+        self._decays = [
+            (i, f, a.target) for i, (a, f) in enumerate(zip(acts, rules.factors, strict=True))
+            if a.decays
+        ]  # fmt: skip
+        self._spans = sorted({0, *(n for _, n in self._windows)})
+
+    def step(self) -> None:
+        k = self.at  # the bucket that ends at boundary at + 1
+        a = self.amounts
+        row = self.buckets.get(k)
+        for i, n in self._windows:
+            old = self.buckets.get(k - n)
+            a[i] += (row[i] if row else 0) - (old[i] if old else 0)
+        for i, factor, target in self._decays:
+            if a[i] or (row and row[i]):
+                a[i] = decay_step(a[i], row[i] if row else 0, factor, target)
+        self.at = k + 1
+
+    def decayed(self) -> dict[int, int]:
+        """The non-zero decayed amounts, as :attr:`Customer.decayed` keeps them."""
+        a = self.amounts
+        return {i: a[i] for i, _, _ in self._decays if a[i]}
+
+    def quiet(self) -> bool:
+        """Nothing decays: the amounts only change where a bucket enters or leaves."""
+        a = self.amounts
+        return not any(a[i] for i, _, _ in self._decays)
+
+    def next_change(self) -> int | None:
+        """The first boundary after ``at`` where a bucket enters or leaves (None: never)."""
+        at = self.at
+        found = [k + n + 1 for k in self.buckets for n in self._spans if k + n + 1 > at]
+        return min(found, default=None)
+
+
+def _advance_walk(c: Customer, current: int, rules: ScoreRules) -> list[Transition]:
+    """Evaluate every boundary in (evaluated, current] where the score changes (decay rules)."""
+    if c.evaluated >= 0:
+        start = c.evaluated
+    elif c.buckets:
+        start = min(c.buckets)  # the first boundary that sees anything is start + 1
+    else:
+        return []
+    if start >= current:
+        return []
+    walk = _Walk(c, start, rules)
+    transitions: list[Transition] = []
+    while walk.at < current:
+        if walk.quiet():
+            nxt = walk.next_change()
+            if nxt is None or nxt > current:
+                break
+            walk.at = nxt - 1  # nothing changes before: jump
+        before = list(walk.amounts)
+        walk.step()
+        score = rules.score(walk.amounts)
+        if score != c.score:  # an unchanged score makes no transition (see docs/metrics.md)
+            transitions += _evaluate(c, walk.at, score, before.copy, walk.amounts, rules)
+    if c.score >= 0:  # amounts at `current` (advance moves `evaluated` there); a walk that
+        c.decayed = walk.decayed()  # stopped short was quiet: they are all 0 then
+    return transitions
+
+
+def _due_walk(c: Customer, current: int, rules: ScoreRules) -> int | None:
+    """The first boundary after ``current`` at which the score differs, walking over the known
+    buckets (decay rules; an early wake-up after :data:`DUE_SEARCH` boundaries)."""
+    if c.score >= 0:
+        start = c.evaluated
+    elif c.buckets:
+        start = min(c.buckets)
+    else:
+        return None
+    if c.score == 0 and all(k < start for k in c.buckets):
+        return None  # silence cannot lower a 0, and nothing is pending
+    walk = _Walk(c, start, rules)
+    for _ in range(DUE_SEARCH):
+        if walk.quiet():
+            nxt = walk.next_change()
+            if nxt is None:
+                return None
+            walk.at = nxt - 1
+        walk.step()
+        if rules.score(walk.amounts) != c.score:
+            return walk.at
+    return walk.at
+
+
 def advance(
     c: Customer, hits: Iterable[Hit], watermark: int, rules: ScoreRules
 ) -> tuple[list[Transition], int | None]:
@@ -389,34 +654,42 @@ def advance(
         _absorb(c, hit, rules, index)
     current = watermark // rules.bucket_ms
     transitions: list[Transition] = []
-    for b in change_boundaries(c, c.evaluated, current, rules):
-        counts = c.counts_at(b, rules)
-        score = engagement_score(counts, rules)
-        old = c.score
-        if old >= 0:
-            reasons = []
-            if band_of(old) != AT_RISK and band_of(score) == AT_RISK:
-                reasons.append(ENTERED_AT_RISK)
-            peak = _peak(c.history, b, rules)
-            if peak >= 0 and peak - score >= rules.drop_points:
-                reasons.append(DROPPED)
-                c.history = []
-            if reasons:
-                fell = _fell(c.counts_at(c.evaluated, rules), counts, rules)
-                transitions += [Transition(b, r, old, score, fell) for r in reasons]
-        c.history.append((b, score))
-        c.score, c.evaluated = score, b
-        _prune_history(c, b, rules)
+    if rules.decays:
+        transitions = _advance_walk(c, current, rules)
+    else:
+        for b in change_boundaries(c, c.evaluated, current, rules):
+            counts = c.counts_at(b, rules)
+            score = engagement_score(counts, rules)
+            before = partial(c.counts_at, c.evaluated, rules)
+            transitions += _evaluate(c, b, score, before, counts, rules)
     if current > c.evaluated and c.score >= 0:
         c.evaluated = current
     c.health = c.health_at(c.score, rules) if c.score >= 0 else -1
     for t in transitions:
         c.recent.append((t.boundary, t.reason, t.old_score, t.new_score))
     del c.recent[:-RECENT_TRANSITIONS]
-    keep_from = current - rules.lookback_buckets  # the lookback at `current` still needs it
+    keep_from = current - rules.max_lookback  # the lookbacks at `current` still need it
     c.buckets = {k: v for k, v in c.buckets.items() if k >= keep_from}
+    if rules.decays:
+        _fold_decayed(c, rules)
+        due = _due_walk(c, current, rules)
+        return transitions, (None if due is None else due * rules.bucket_ms)
     nxt = change_boundaries(c, max(current, c.evaluated), 1 << 62, rules)
     return transitions, (nxt[0] * rules.bucket_ms if nxt else None)
+
+
+def _fold_decayed(c: Customer, rules: ScoreRules) -> None:
+    """Drop the decayed activities' counts of buckets before the evaluated boundary: they are in
+    ``c.decayed`` now. Buckets left with no count go."""
+    if c.evaluated < 0:
+        return
+    decayed = [i for i, a in enumerate(rules.activities) if a.decays]
+    for k in [k for k in c.buckets if k < c.evaluated]:
+        row = c.buckets[k]
+        for i in decayed:
+            row[i] = 0
+        if not any(row):
+            del c.buckets[k]
 
 
 def _prune_history(c: Customer, boundary: int, rules: ScoreRules) -> None:
@@ -434,9 +707,11 @@ def _fell(before: Sequence[int], after: Sequence[int], rules: ScoreRules) -> tup
 
 # ---- storage format -----------------------------------------------------------------------
 # One JSON array per customer. Buckets are stored per activity as a dense run of one-character
-# counts (0-9a-zA-Z; counts never exceed the target) from a start offset relative to the last
-# evaluated boundary, so a daily-active customer costs ~1 byte per bucket and activity. Targets
-# above 61 fall back to a list of numbers for that activity.
+# counts (0-9a-zA-Z; counts never exceed the cap) from a start offset relative to the last
+# evaluated boundary, so a daily-active customer costs ~1 byte per bucket and activity. Caps
+# above 61 fall back to a list of numbers for that activity. A decayed activity keeps no buckets
+# before the evaluated boundary, only its amount (an integer, ~13 digits; none when 0), appended
+# last so that values written before decay existed still decode.
 
 DIGITS = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 _VALUE = {ch: i for i, ch in enumerate(DIGITS)}
@@ -457,6 +732,7 @@ class _Packed(msgspec.Struct, array_like=True):
     t: dict[str, int]
     rp: int
     sup: bool
+    d: list[tuple[int, int]] = []  # (decayed activity, amount); absent in older values
 
 
 _encoder = msgspec.json.Encoder()
@@ -485,7 +761,7 @@ def pack(c: Customer) -> str:
     p = _Packed(
         c.user, c.evaluated, c.score, c.health, c.first_ts, c.channel, c.last_ts, _runs(c),
         c.history, c.recent, (c.feedback, c.feedback_ts), c.open_tickets, c.last_reply_ms,
-        c.had_support,
+        c.had_support, sorted(c.decayed.items()),
     )  # fmt: skip
     return _encoder.encode(p).decode()
 
@@ -514,5 +790,5 @@ def unpack(value: bytes | str, n_activities: int) -> Customer:
                 counts[i] = v
     return Customer(
         p.u, p.e, p.s, p.h, p.f, p.ch, p.l, buckets, list(p.hi), list(p.r), p.fb[0], p.fb[1],
-        dict(p.t), p.rp, p.sup,
+        dict(p.t), p.rp, p.sup, {i: d for i, d in p.d if i < n_activities},
     )  # fmt: skip

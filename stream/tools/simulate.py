@@ -5,8 +5,8 @@ A discrete-event simulation: every user is a generator of their own events in ti
 and subscriptions are generators of their own, and a heap merges them into one stream ordered by
 event time — except that some tickets' creation is delivered just after their bot auto-reply
 (``delayed_ticket_created``), seconds out of order, as helpdesk webhooks do. A cohort of users
-fades out (their rates decay quadratically to zero over ``fade_seconds``) — the future churn
-risks. Same config, same stream: only
+fades out (their rates decay quadratically to zero over ``fade_seconds`` from ``fade_start_ms``,
+by default the start) — the future churn risks. Same config, same stream: only
 ``random.Random`` seeded from the config is used.
 
 Pure: no I/O and no clock. Callers decide where events go and when (see ``stream.tools.emit``).
@@ -27,6 +27,15 @@ HOUR = 60 * MINUTE
 DAY = 24 * HOUR
 #: Sessions never have an internal gap this long (the session timeout is 30 minutes).
 MAX_INTRA_SESSION_GAP = 10 * MINUTE
+#: A user's sessions are at least this far apart by default: longer than the default session
+#: timeout (30 minutes), so the worker sees them as separate sessions.
+SESSION_GAP_FLOOR_SECONDS = 31 * 60
+
+
+def session_gap_floor(session_timeout_seconds: float) -> float:
+    """The shortest gap between a user's sessions that a worker with this session timeout still
+    sees as two sessions (the timeout and a minute: 31 minutes with the default timeout)."""
+    return session_timeout_seconds + 60
 
 
 @dataclass(frozen=True)
@@ -36,7 +45,14 @@ class SimulationConfig:
     start_ms: int = 1_767_225_600_000
     fading_fraction: float = 0.1
     fade_seconds: float = 14 * 86400
+    #: When the fading cohort starts to fade (None: at ``start_ms``). The live demo simulates
+    #: some history first, so that scores are settled when the cohort starts to fade.
+    fade_start_ms: int | None = None
     activity: float = 1.0
+    #: Shortest gap between a user's sessions: more than the worker's session timeout (``stream
+    #: simulate`` derives it from the settings: the demo's 2-minute timeout allows 3 minutes).
+    #: It caps how often an active user comes back, whatever ``activity`` says.
+    session_gap_floor_seconds: float = SESSION_GAP_FLOOR_SECONDS
     campaigns: tuple[str, ...] = ("spring_sale", "retarget", "newsletter", "brand")
     placements: tuple[str, ...] = ("top_banner", "sidebar", "feed")
     pages: tuple[str, ...] = ("/", "/home", "/pricing", "/signup", "/checkout", "/docs",
@@ -92,6 +108,11 @@ class Simulator:
             fading=rng.random() < c.fading_fraction,
         )
 
+    @property
+    def _fade_start(self) -> int:
+        c = self.config
+        return c.start_ms if c.fade_start_ms is None else c.fade_start_ms
+
     def fading_users(self) -> frozenset[str]:
         return frozenset(u.uid for u in self._users if u.fading)
 
@@ -99,7 +120,7 @@ class Simulator:
     def _fade(self, user: _User, ts: int) -> float:
         if not user.fading:
             return 1.0
-        elapsed = (ts - self.config.start_ms) / (self.config.fade_seconds * 1000)
+        elapsed = max(0, ts - self._fade_start) / (self.config.fade_seconds * 1000)
         # Quadratic: engagement erodes slowly at first, then the user goes quiet for good.
         return max(0.0, 1.0 - elapsed) ** 2
 
@@ -238,7 +259,7 @@ class Simulator:
             gap = self._gap(rng, user, ts, 14 * HOUR)
             if gap is None:
                 return
-            ts += max(gap, 31 * MINUTE)
+            ts += max(gap, int(c.session_gap_floor_seconds * 1000))
 
     def _social(self, rng: random.Random, user: _User) -> Iterator[_Step]:
         c = self.config
@@ -336,7 +357,7 @@ class Simulator:
         renew_at = ts + 30 * DAY
         cancel_at = None
         if user.fading and subscribed and rng.random() < 0.7:
-            cancel_at = c.start_ms + int(c.fade_seconds * 1000 * rng.uniform(0.6, 1.0))
+            cancel_at = self._fade_start + int(c.fade_seconds * 1000 * rng.uniform(0.6, 1.0))
         elif subscribed and rng.random() < 0.02:
             cancel_at = ts + int(rng.uniform(5 * DAY, 60 * DAY))
         while True:

@@ -70,6 +70,12 @@ def expected(events: list[dict[str, Any]], s: Settings) -> tuple[dict[str, Any],
     """The reference per clickstream partition (each has its own final watermark)."""
     sc = s.score
     acts = {k: (a.events, a.weight, a.target) for k, a in sc.activities.items()}
+    modes = {
+        k: ("half_life", a.half_life_seconds // sc.bucket_seconds)
+        if a.half_life_seconds
+        else ("lookback", (a.lookback_seconds or sc.lookback_seconds) // sc.bucket_seconds)
+        for k, a in sc.activities.items()
+    }
     clicks = {"page_view", "screen_view", "impression", "click", "conversion", "feature_used"}
     by_part: dict[int, list[dict[str, Any]]] = defaultdict(list)
     max_ts: dict[int, int] = defaultdict(lambda: -1)
@@ -89,6 +95,7 @@ def expected(events: list[dict[str, Any]], s: Settings) -> tuple[dict[str, Any],
             sc.drop_points,
             sc.drop_window_seconds // sc.bucket_seconds,
             max_ts[p] - int(s.allowed_lateness_seconds * 1000),
+            modes=modes,
         )
         series |= part_series
         transitions += part_transitions

@@ -22,7 +22,8 @@ from stream.metrics.customers import CustomerState
 from stream.metrics.score import load, merge_pending, split_value, unpack
 from stream.settings import Settings
 from tests.support.score_reference import reference_scores
-from tests.unit.test_score import ACTIVITIES, DAY, rules_of
+from tests.unit.test_score import DAY, rules_of
+from tests.unit.test_score_decay import rules_of as decay_rules_of
 
 pytestmark = pytest.mark.integration
 
@@ -39,12 +40,19 @@ def _same_record(got: list[Any] | None, want: list[Any] | None, *, has_state: bo
 SHARD = "clickstream.0"
 
 
+#: Half-life decay on two activities (decayed counts are capped at 64 x target, not the target).
+DECAY = {"views": ("half_life", 2), "features": ("half_life", 5)}
+
+
+@pytest.mark.parametrize("modes", [{}, DECAY], ids=["lookback", "decay"])
 async def test_pending_records_merge_in_redis_like_the_reference(
-    settings: Settings, redis_client: Any
+    settings: Settings, redis_client: Any, modes: dict[str, tuple[str, int]]
 ) -> None:
     await store.load_function(redis_client)
     rng = random.Random(7)
     rules = rules_of(lookback=4, drop_points=15, drop_buckets=3)
+    if modes:
+        rules = decay_rules_of(modes, lookback=4, drop_points=15, drop_buckets=3)
     # channels that tie on the first event's time, one of them non-ASCII (bytewise order)
     channels = ["organic", "paid", "é-mail", None]
     state = CustomerState(rules, frozenset({"organic", "paid", "é-mail"}))
@@ -114,8 +122,10 @@ async def test_pending_records_merge_in_redis_like_the_reference(
         _same_record(pend, python_pending.pop(f.decode(), None), has_state=packed is not None)
     assert not python_pending
 
-    acts = {k: (e, w, t) for k, (e, w, t) in ACTIVITIES.items()}
-    series, expected = reference_scores(on_time, acts, DAY, 4, 15, 3, max_ts - lateness)
+    acts = {a.name: (sorted(a.events), a.weight, a.target) for a in rules.activities}
+    series, expected = reference_scores(
+        on_time, acts, DAY, 4, 15, 3, max_ts - lateness, modes=modes
+    )
     got = [
         (t["customer"], t["ts"] // DAY, t["reason"], t["old_score"], t["new_score"])
         for t in transitions

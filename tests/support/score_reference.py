@@ -3,19 +3,38 @@
 Written from metric-definitions.md independently of ``stream.metrics.score``: it evaluates the
 score at *every* bucket boundary (not only where something changes) by scanning the customer's
 events, which is slow and obviously right.
+
+A decayed activity (docs/metrics.md, "Half-life decay") follows the written definition from
+the customer's first bucket on: at each boundary, amount = floor(amount x r / 2^32), 0 if below
+target / 256, plus 2^32 x the events of the bucket that just ended, at most 64 x target x 2^32;
+r = floor(2^32 x 2^(-bucket / half-life)), here from decimal arithmetic rather than the engine's
+integer root search, and the score from Fractions rather than its common-denominator integers.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping
+from decimal import ROUND_FLOOR, Decimal, localcontext
 from fractions import Fraction
 from typing import Any
 
 from stream.contract.types import FAMILY_OF, EventType
 
+FIXED = 2**32
+
 
 def _band(score: int) -> str:
     return "at_risk" if score <= 40 else ("engaged" if score <= 75 else "highly")
+
+
+def decay_factor(half_life_buckets: int) -> int:
+    """floor(2^32 * 2^(-1/h)) with 60 significant digits (the value is irrational for h > 1, so
+    it is never close enough to an integer for that to round the wrong way)."""
+    with localcontext() as ctx:
+        ctx.prec = 60
+        value = Decimal(2) ** (Decimal(32) - Decimal(1) / Decimal(half_life_buckets))
+        return int(value.to_integral_value(rounding=ROUND_FLOOR))
 
 
 def reference_scores(
@@ -27,9 +46,14 @@ def reference_scores(
     drop_buckets: int,
     watermark: int,
     home: str = "clickstream",
+    modes: Mapping[str, tuple[str, int]] | None = None,
 ) -> tuple[dict[str, list[tuple[int, int]]], list[tuple[str, int, str, int, int]]]:
     """Per user the (boundary, score) series up to the watermark; the transitions
-    (user, boundary, reason, old, new) in boundary order per user."""
+    (user, boundary, reason, old, new) in boundary order per user.
+
+    ``modes``: activity -> ("lookback", buckets) or ("half_life", buckets); an activity not
+    named counts over ``lookback_buckets``."""
+    modes = modes or {}
     present = {
         name: any(FAMILY_OF[EventType(e)].value == home for e in evs)
         for name, (evs, _, _) in activities.items()
@@ -48,14 +72,29 @@ def reference_scores(
         first = min(e["ts"] for e in counted) // bucket_ms + 1
         scores: list[tuple[int, int]] = []
         armed_from = first
+        decayed = {name: 0 for name in activities}  # fixed-point amount at boundary b - 1
         for b in range(first, last + 1):
-            lo, hi = (b - lookback_buckets) * bucket_ms, b * bucket_ms
+            hi = b * bucket_ms
             points = Fraction(0)
             for name, (evs_, w, target) in activities.items():
-                if not present[name]:
-                    continue
-                n = sum(1 for e in counted if e["type"] in evs_ and lo <= e["ts"] < hi)
-                points += Fraction(w * 100, total_w) * min(Fraction(n, target), Fraction(1))
+                mode, span = modes.get(name, ("lookback", lookback_buckets))
+                if mode == "half_life":
+                    ended = sum(
+                        1 for e in counted if e["type"] in evs_ and hi - bucket_ms <= e["ts"] < hi
+                    )
+                    amount = decayed[name] * decay_factor(span) // FIXED
+                    if amount < Fraction(target * FIXED, 256):
+                        amount = 0
+                    if ended:
+                        amount = min(amount + ended * FIXED, 64 * target * FIXED)
+                    decayed[name] = amount
+                    saturation = min(Fraction(amount, target * FIXED), Fraction(1))
+                else:
+                    lo = hi - span * bucket_ms
+                    n = sum(1 for e in counted if e["type"] in evs_ and lo <= e["ts"] < hi)
+                    saturation = min(Fraction(n, target), Fraction(1))
+                if present[name]:
+                    points += Fraction(w * 100, total_w) * saturation
             score = int(points + Fraction(1, 2))
             if scores:
                 old = scores[-1][1]

@@ -8,7 +8,7 @@ from collections import Counter, defaultdict
 
 from stream.contract.decode import Decoder, Event
 from stream.contract.types import EventType
-from stream.tools.simulate import SimulationConfig, Simulator, take
+from stream.tools.simulate import SimulationConfig, Simulator, session_gap_floor, take
 
 CFG = SimulationConfig(seed=3, users=120, fade_seconds=20 * 86400)
 EVENTS = take(Simulator(CFG).events(), 120_000)
@@ -116,7 +116,7 @@ def test_clicks_mostly_follow_an_impression_and_some_are_orphans() -> None:
 
 
 def test_active_crowd_starts_at_once() -> None:
-    """The live demo (activity 60) must have traffic from its first minute: first sessions come
+    """The live demo (activity 600) must have traffic from its first minute: first sessions come
     `activity` times sooner, not spread over the same 6 hours as at activity 1."""
     start = 1_795_000_000_000
 
@@ -127,3 +127,39 @@ def test_active_crowd_starts_at_once() -> None:
 
     busy, calm = first_two_minutes(60.0), first_two_minutes(1.0)
     assert busy > 20 * calm and busy > 500, (busy, calm)
+
+
+def test_session_gap_floor_and_fade_start() -> None:
+    """The demo's shape: sessions as close as the floor allows (more than the worker's session
+    timeout apart, so still separate sessions), and a cohort that fades only from its start."""
+    start, floor = 1_795_000_000_000, session_gap_floor(120)
+    cfg = SimulationConfig(
+        seed=5, users=300, start_ms=start, activity=600, fade_seconds=60,
+        fade_start_ms=start + 20 * 60_000, session_gap_floor_seconds=floor,
+    )  # fmt: skip
+    sim = Simulator(cfg)
+    fading = sim.fading_users()
+    sessions: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(list))
+    for e in itertools.takewhile(lambda e: e.ts_ms < start + 40 * 60_000, sim.events()):
+        if "session_id" in e.event:
+            sessions[e.event["user_id"]][e.event["session_id"]].append(e.ts_ms)
+    gaps = []
+    for by_session in sessions.values():
+        spans = sorted((min(t), max(t)) for t in by_session.values())
+        gaps += [b[0] - a[1] for a, b in itertools.pairwise(spans)]
+    assert min(gaps) >= floor * 1000 > 120_000
+    assert sorted(gaps)[len(gaps) // 2] < floor * 1000 + 60_000  # at the floor, mostly
+
+    def sessions_per_user(cohort: bool, lo: int, hi: int) -> float:
+        users = [u for u in sessions if (u in fading) == cohort]
+        n = sum(
+            1
+            for u in users
+            for t in sessions[u].values()
+            if lo * 60_000 <= min(t) - start < hi * 60_000
+        )
+        return n / len(users)
+
+    before, after = sessions_per_user(True, 5, 20), sessions_per_user(True, 25, 40)
+    assert before > 0.8 * sessions_per_user(False, 5, 20)  # not fading before its start
+    assert after < 0.05 * before  # and gone within its 60 s fade

@@ -1,0 +1,128 @@
+"""Half-life decay on the real engine: the simulator's fading cohort decays into at_risk with no
+event of its own, and Redis, the read side, the gauges and the churn-risk topic all equal the
+batch reference (which walks the written decay definition boundary by boundary).
+
+Same shortened time scales as test_churn_risk (hour buckets, an hour of lateness).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from stream.app import build_keyed_states
+from stream.engine import store
+from stream.engine.keys import Keys
+from stream.engine.outbox import OutboxPublisher
+from stream.metrics import customer_reader
+from stream.metrics.customers import AT_RISK_SET, OUTBOX, CustomerState
+from stream.metrics.reader import Reader
+from stream.metrics.score import unpack
+from stream.observability import WorkerMetrics
+from stream.settings import ScoreActivity, ScoreSettings, Settings
+from stream.tools.simulate import Simulator
+from tests.integration.test_churn_risk import CFG, expected, read_topic, simulated
+from tests.support.harness import EngineHarness, publish_events, wait_caught_up
+
+pytestmark = pytest.mark.integration
+
+HOUR = 3600
+
+
+def decay_settings(settings: Settings) -> Settings:
+    return settings.with_overrides(
+        allowed_lateness_seconds=HOUR,
+        score=ScoreSettings(
+            bucket_seconds=HOUR,
+            lookback_seconds=24 * HOUR,
+            drop_window_seconds=12 * HOUR,
+            activities={
+                "page_views": ScoreActivity(
+                    events=["page_view", "screen_view"], weight=40, target=6,
+                    half_life_seconds=6 * HOUR,
+                ),
+                "feature_use": ScoreActivity(
+                    events=["feature_used"], weight=30, target=2, half_life_seconds=12 * HOUR
+                ),
+                # a lookback of its own next to the decayed ones
+                "clicks": ScoreActivity(
+                    events=["click"], weight=20, target=3, lookback_seconds=36 * HOUR
+                ),
+                "renewals": ScoreActivity(events=["subscription_renewed"], weight=10, target=1),
+            },
+        ),
+    )  # fmt: skip
+
+
+async def test_decayed_scores_fade_the_cohort_like_the_reference(settings: Settings) -> None:
+    s = decay_settings(settings)
+    events = simulated(days=4)
+    series, transitions = expected(events, s)
+    fading = Simulator(CFG).fading_users()
+    entered = {t[0] for t in transitions if t[2] == "entered_at_risk"}
+    assert entered & fading, "the fading cohort must decay into at_risk"
+    scored = [u for u in fading if series.get(u)]
+    assert sum(series[u][-1][1] <= 40 for u in scored) >= 0.9 * len(scored)
+    # decay moves scores between events: far more distinct scores than change boundaries alone
+    assert any(len({sc for _, sc in series[u]}) > 10 for u in scored)
+
+    keys = Keys(s.key_prefix)
+    client = store.connect(s.redis_url)
+    async with EngineHarness(s) as harness:
+        await publish_events(s, events)
+        await wait_caught_up(s)
+        assert harness.engine is not None
+        engine = harness.engine
+
+        def owned() -> list[tuple[str, int]]:
+            return [
+                (st.shard, tp.partition)
+                for tp, st in engine.partitions.items()
+                if tp.topic == s.topics.clickstream
+            ]
+
+        state = next(k for k in build_keyed_states(s) if isinstance(k, CustomerState))
+        assert state.rules.decays
+        n = len(state.rules.activities)
+        at_risk_members: set[str] = set()
+        decaying = 0
+        for shard, _ in owned():
+            for value in (await client.hgetall(keys.keyed(shard, "cus"))).values():
+                c = unpack(value, n)
+                if series.get(c.user):
+                    assert c.score == series[c.user][-1][1], c.user
+                    decaying += bool(c.decayed)
+            at_risk_members |= {
+                m.decode() for m in await client.zrange(keys.zset(shard, AT_RISK_SET), 0, -1)
+            }
+        assert decaying, "some customers must still hold decayed amounts"
+        want_at_risk = {u for u, sc in series.items() if sc and sc[-1][1] <= 40}
+        assert at_risk_members == want_at_risk
+
+        reader = Reader(client, keys)
+        some = sorted(u for u in scored if series[u][-1][1] > 0) or sorted(scored)
+        body = await customer_reader.customer(reader, state.rules, some[0])
+        assert body is not None and body["score"] == series[some[0]][-1][1]
+        assert sum(a["points"] for a in body["activities"]) == pytest.approx(body["score"], abs=1)
+        gauges = {m.name: m for m in await customer_reader.gauge_families(reader)}
+        bands = {
+            x.labels["band"]: x.value for x in gauges["engagement_score_band_customers"].samples
+        }
+        assert bands["at_risk"] == len(want_at_risk)
+        assert sum(bands.values()) == sum(1 for sc in series.values() if sc)
+
+        publisher = OutboxPublisher(
+            client, keys, OUTBOX, s.topics.churn_risk, s.kafka_bootstrap_servers, owned,
+            WorkerMetrics().churn_risk_transitions,
+        )  # fmt: skip
+        await publisher.on_start()
+        while await publisher.drain_once():
+            pass
+        await publisher.on_stop()
+    await client.aclose()
+
+    published = await read_topic(s)
+    got = sorted(
+        (m["customer"], m["ts"] // (HOUR * 1000), m["reason"], m["old_score"], m["new_score"])
+        for m in published
+    )
+    assert got == sorted(transitions)
