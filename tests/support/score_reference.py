@@ -8,10 +8,14 @@ events, which is slow and obviously right.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Collection
 from fractions import Fraction
 from typing import Any
 
-from stream.contract.types import FAMILY_OF, EventType
+from stream.contract.types import FAMILY_OF, EventType, Family
+
+#: Every family reaches the score when all are relayed to the home partitions (the default).
+ALL_FAMILIES = frozenset(f.value for f in Family)
 
 
 def _band(score: int) -> str:
@@ -26,12 +30,14 @@ def reference_scores(
     drop_points: int,
     drop_buckets: int,
     watermark: int,
-    home: str = "clickstream",
+    families: Collection[str] = ALL_FAMILIES,
 ) -> tuple[dict[str, list[tuple[int, int]]], list[tuple[str, int, str, int, int]]]:
     """Per user the (boundary, score) series up to the watermark; the transitions
-    (user, boundary, reason, old, new) in boundary order per user."""
+    (user, boundary, reason, old, new) in boundary order per user. ``families``: those whose
+    events reach the score (the home family and the relayed ones); an activity of none of them
+    is a missing factor."""
     present = {
-        name: any(FAMILY_OF[EventType(e)].value == home for e in evs)
+        name: any(FAMILY_OF[EventType(e)].value in families for e in evs)
         for name, (evs, _, _) in activities.items()
     }
     total_w = sum(w for name, (_, w, _) in activities.items() if present[name])
