@@ -74,3 +74,50 @@ def reference_scores(
             scores.append((b, score))
         series[user] = scores
     return series, transitions
+
+
+def reference_health(
+    events: list[dict[str, Any]],
+    score: int,
+    weights: tuple[int, int, int],  # engagement, feedback, support
+    reply_target_ms: int,
+) -> int:
+    """One customer's health score as of all their events (in event-time order), given their
+    engagement score: the latest NPS (x10) or CSAT ((s-1) x 25) answer; support = 100 - 20 per
+    open ticket (at most 5) - up to 40 as the latest first agent reply takes up to 3x its target;
+    a part without data is left out and the weights renormalised (round half up)."""
+    answers = [
+        (e["ts"], e["properties"]["score"] * 10 if e["type"] == "nps_response"
+         else (e["properties"]["score"] - 1) * 25)
+        for e in events
+        if e["type"] in ("nps_response", "csat_response")
+    ]  # fmt: skip
+    feedback = max(answers)[1] if answers else None
+    opened: dict[str, int | None] = {}  # ticket -> created ts, None once first replied to
+    reply: int | None = None
+    touched = False
+    for e in sorted(events, key=lambda e: e["ts"]):
+        ticket = e.get("properties", {}).get("ticket_id")
+        if e["type"] in ("ticket_created", "ticket_reopened"):
+            touched = True
+            if ticket not in opened and len(opened) < 8:
+                opened[ticket] = e["ts"]
+        elif e["type"] == "ticket_replied" and e["properties"].get("author") == "agent":
+            created = opened.get(ticket)
+            if created is not None:
+                reply = e["ts"] - created
+                opened[ticket] = None
+        elif e["type"] in ("ticket_solved", "ticket_closed"):
+            touched = True
+            opened.pop(ticket, None)
+    support = None
+    if touched:
+        penalty = Fraction(20 * min(len(opened), 5))
+        if reply is not None and reply > reply_target_ms:
+            penalty += 40 * min(Fraction(reply - reply_target_ms, 2 * reply_target_ms), 1)
+        support = max(0, int(100 - penalty + Fraction(1, 2)))
+    parts = [
+        (w, v) for w, v in zip(weights, (score, feedback, support), strict=True) if v is not None
+    ]
+    total = sum(w for w, _ in parts)
+    return int(Fraction(sum(w * v for w, v in parts), total) + Fraction(1, 2)) if total else 0
