@@ -136,10 +136,14 @@ class OutboxPublisher(mode.Service):
             if lane not in owned:  # lost it: the next owner recovers
                 del self._last[lane]
         # One round trip tells which outboxes hold anything (most are empty most of the time).
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for shard, partition in owned:
-                pipe.xlen(self.outbox_key(shard, partition))
-            lengths = await pipe.execute() if owned else []
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for shard, partition in owned:
+                    pipe.xlen(self.outbox_key(shard, partition))
+                lengths = await pipe.execute() if owned else []
+        except Exception as exc:  # Redis trouble: try again next turn (never kill the task)
+            log.warning("outbox %s: %s; will retry", self.name, exc)
+            return 0
         if self.backlog is not None:
             self.backlog.set(sum(int(n) for n in lengths))
         for (shard, partition), length in zip(owned, lengths, strict=True):

@@ -318,3 +318,28 @@ def test_warm_up_and_other_partitions_leave_relayed_records_alone() -> None:
     # a partition that does not accept relays folds such a record as an ordinary event
     plain = fold_records(records[:1], ctx, -1, NOW)
     assert plain is not None and plain.accepted == 1 and plain.relay_hw is None
+
+
+async def test_publisher_survives_an_unreachable_redis() -> None:
+    """A pass that cannot reach Redis publishes nothing and raises nothing: the task must live
+    on through an outage (the worker's e2e outage test depends on it)."""
+    from stream.engine import store
+    from stream.engine.keys import Keys
+    from stream.engine.relay import RelayPublisher
+    from stream.localstack import free_port
+    from stream.observability import WorkerMetrics
+
+    client = store.connect(f"redis://127.0.0.1:{free_port()}/0")
+    metrics = WorkerMetrics()
+    publisher = RelayPublisher(
+        client,
+        Keys("t"),
+        "relay",
+        "clicks",
+        "127.0.0.1:1",
+        lambda: [("social.0", 0), ("social.0", 1)],
+        metrics.relay_published,
+        backlog=metrics.relay_backlog,
+    )
+    assert await publisher.drain_once() == 0
+    await client.aclose()
