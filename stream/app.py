@@ -29,17 +29,19 @@ from stream.engine.fold import FoldContext, Handler
 from stream.engine.keyed import KeyedState
 from stream.engine.keys import Keys
 from stream.engine.outbox import OutboxPublisher
+from stream.engine.relay import RelayConfig, RelayPublisher
 from stream.engine.windows import Windows
 from stream.exporter import BusinessExporter
 from stream.metrics import customer_reader
 from stream.metrics.accounts import AccountsFold, SubscriptionState
 from stream.metrics.catalog import MetricOptions
 from stream.metrics.clickstream import ClickstreamFold
+from stream.metrics.customers import NAME as CUSTOMERS
 from stream.metrics.customers import OUTBOX, CustomerState
 from stream.metrics.feedback import FeedbackFold
 from stream.metrics.labels import BoundedLabels
 from stream.metrics.reader import QueryError, Reader
-from stream.metrics.score import Activity, ScoreRules
+from stream.metrics.score import HOME_FAMILY, Activity, ScoreRules
 from stream.metrics.sessions import SessionRules, SessionState
 from stream.metrics.social import SocialFold
 from stream.metrics.support import TicketState
@@ -101,6 +103,17 @@ def score_rules(settings: Settings) -> ScoreRules:
         drop_buckets=s.drop_window_seconds // s.bucket_seconds,
         health_weights=(w.get("engagement", 0), w.get("feedback", 0), w.get("support", 0)),
         reply_target_ms=s.reply_target_seconds * 1000,
+        home_families=frozenset({HOME_FAMILY, *s.relay_families}),
+    )
+
+
+def relay_config(settings: Settings) -> RelayConfig:
+    """Which families relay customer-score inputs into the home topic (stream.engine.relay)."""
+    return RelayConfig(
+        state=CUSTOMERS,
+        home_family=HOME_FAMILY,
+        home_topic=settings.topics.clickstream,
+        families=frozenset(settings.score.relay_families),
     )
 
 
@@ -142,11 +155,15 @@ def build_handlers(
 def build_fold_context(
     settings: Settings, windows: Windows, keyed_states: list[KeyedState] | None = None
 ) -> FoldContext:
+    states = keyed_states if keyed_states is not None else build_keyed_states(settings)
+    customers = next(k for k in states if k.name == CUSTOMERS)
     return FoldContext(
         decoder=build_decoder(settings),
-        handlers=build_handlers(settings, windows, keyed_states),
+        handlers=build_handlers(settings, windows, states),
         passive_events=frozenset(settings.passive_events),
         lateness_ms=int(settings.allowed_lateness_seconds * 1000),
+        # relayed records reach customer scores only: their own topic counted them
+        relay_handlers={t: (h,) for t, h in customers.handlers().items()},
     )
 
 
@@ -180,6 +197,35 @@ def build_churn_publisher(
         owned,
         metrics.churn_risk_transitions,
         kafka_client_kwargs(settings),
+    )
+
+
+def build_relay_publisher(
+    settings: Settings, engine: BatchEngine, keys: Keys, metrics: WorkerMetrics
+) -> RelayPublisher:
+    """Relay lanes of the source partitions this worker owns, to ``topics.clickstream``."""
+    families = topic_families(settings)
+    relaying = frozenset(settings.score.relay_families)
+
+    def owned() -> list[tuple[str, int]]:
+        lanes = range(engine.home_partitions)
+        return [
+            (st.shard, h)
+            for tp, st in engine.partitions.items()
+            if families[tp.topic] in relaying
+            for h in lanes
+        ]
+
+    return RelayPublisher(
+        store.connect(redis_target(settings)),
+        keys,
+        "relay",
+        settings.topics.clickstream,
+        settings.kafka_bootstrap_servers,
+        owned,
+        metrics.relay_published,
+        kafka_client_kwargs(settings),
+        backlog=metrics.relay_backlog,
     )
 
 
@@ -236,6 +282,7 @@ def build_app(settings: Settings) -> Application:
             dedupe_window_events=settings.dedupe_window_events,
             client_kwargs=kafka_client_kwargs(settings),
             dlq_policy=DlqPolicy(give_up_after_s=settings.dlq_give_up_seconds),
+            relay=relay_config(settings),
         ),
         redis_target(settings),
         keys,
@@ -246,6 +293,7 @@ def build_app(settings: Settings) -> Application:
         keyed_states=keyed_states,
     )
     churn_publisher = build_churn_publisher(settings, engine, keys, metrics)
+    relay_publisher = build_relay_publisher(settings, engine, keys, metrics)
     reader_client = store.connect(redis_target(settings))
     reader = Reader(reader_client, keys)
     exporter = BusinessExporter(
@@ -262,6 +310,7 @@ def build_app(settings: Settings) -> Application:
         await ensure_topics(settings)
         await app.add_runtime_dependency(engine)
         await app.add_runtime_dependency(churn_publisher)
+        await app.add_runtime_dependency(relay_publisher)
 
     @app.page("/api/v1/metrics")
     async def metrics_index(view: faust.web.View, request: faust.web.Request) -> Any:

@@ -36,6 +36,24 @@ class WorkerMetrics:
             ["reason"],
             registry=r,
         )
+        self.relay_published = Counter(
+            "stream_relay_published",
+            "Score inputs of other families relayed into the home topic (acked), by source family.",
+            ["family"],
+            registry=r,
+        )
+        self.relay_backlog = Gauge(
+            "stream_relay_backlog_messages",
+            "Relay messages waiting in the outboxes of the source partitions this worker owns.",
+            registry=r,
+        )
+        self.relay_received = Counter(
+            "stream_relay_received",
+            "Relayed records read on home partitions, by outcome: applied, rejected (bad or late: "
+            "dead-lettered), duplicate (re-send of an applied one), out_of_order (re-sent later).",
+            ["outcome"],
+            registry=r,
+        )
         self.late = Counter(
             "stream_events_late",
             "Events behind their partition's watermark (also counted as rejected/late).",

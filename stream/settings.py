@@ -30,6 +30,7 @@ from stream.metrics.business_hours import WEEKDAYS, BusinessHours, Weekday
 
 Granularity = Literal["minute", "hour", "day"]
 HealthPart = Literal["engagement", "feedback", "support"]
+RelayFamily = Literal["social", "support", "feedback", "account"]
 
 #: Events that do not show intent by the user (served impressions, opened emails) do not make a
 #: user "active" (metric-definitions.md: passive events excluded).
@@ -142,6 +143,12 @@ class ScoreSettings(BaseModel):
     )
     reply_target_seconds: int = Field(default=8 * 3600, ge=1, description="First-reply target.")
     due_limit: int = Field(default=20_000, ge=1, description="Silent re-scores per batch cap.")
+    relay_families: list[RelayFamily] = Field(
+        default_factory=lambda: list[RelayFamily](["social", "support", "feedback", "account"]),
+        description="Families whose score activities and health inputs are relayed into the "
+        "clickstream topic, where customer scores live (the workers then write that topic). "
+        "A family left out is a missing factor: its weight is renormalised away.",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> ScoreSettings:

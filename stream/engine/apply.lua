@@ -8,8 +8,9 @@ partitions) or behind (a failover lost the last writes) -- nothing changes and t
 position is returned so the caller can seek there. Nothing is applied twice or skipped.
 
 KEYS[1]  partition state hash (offset, max_ts); KEYS[2..] data keys, all in the same hash slot.
-ARGV: expected_stored_offset (-1: none), last_offset, max_ts, n_ops, and the n_ops operations
-as one MessagePack array, flat:
+ARGV: expected_stored_offset (-1: none), last_offset, max_ts, n_ops, the n_ops operations
+as one MessagePack array, then (field, value) pairs stored in the partition state hash along with
+the offset (the home shard's relay high-water marks, stream/engine/relay.py). The operations, flat:
   H keyidx expire_at n  field delta ...            HINCRBY
   P keyidx expire_at n  member ...                 PFADD (distinct users)
   O keyidx expire_at n  countersidx (pair field di dc) ...
@@ -245,7 +246,7 @@ local function apply_batch(keys, args)
     end
     if expire_at > 0 then redis.call('EXPIREAT', key, expire_at) end
   end
-  redis.call('HSET', state, 'offset', args[2], 'max_ts', args[3])
+  redis.call('HSET', state, 'offset', args[2], 'max_ts', args[3], unpack(args, 6))
   return {1}
 end
 

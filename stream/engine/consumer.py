@@ -35,6 +35,8 @@ from stream.engine.keyed import KeyedState, fields_by_key, fields_to_read, keeps
 from stream.engine.keys import Keys
 from stream.engine.records import install as install_lean_records
 from stream.engine.records import lean_value
+from stream.engine.relay import RelayConfig, hw_fields
+from stream.engine.relay import collect as collect_relay
 from stream.observability import WorkerMetrics
 
 log = logging.getLogger(__name__)
@@ -57,6 +59,7 @@ class PartitionState:
     max_ts: int
     window: PartitionWindow  # producer-duplicate detection (stream.engine.dedupe)
     warm_until: int = -1  # records up to here were applied before: they only rebuild `window`
+    relay_hw: dict[str, int] | None = None  # home shards: highest relay seq applied per source
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,7 @@ class EngineConfig:
     dedupe_window_events: int = 50_000  # per partition; 0: no duplicate detection
     client_kwargs: dict[str, Any] | None = None  # TLS / SASL settings passed to aiokafka
     dlq_policy: DlqPolicy = field(default_factory=DlqPolicy)
+    relay: RelayConfig | None = None  # other families' score inputs into the home topic
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -119,6 +123,8 @@ class BatchEngine(mode.Service):
         self.ready = asyncio.Event()
         self._consumer: AIOKafkaConsumer | None = None
         self._inflight: asyncio.Future[set[TopicPartition]] | None = None
+        #: partitions of the home topic (relay lanes); 0 until known
+        self.home_partitions = 0
         super().__init__(**kwargs)
 
     # ---- lifecycle -------------------------------------------------------------------------
@@ -196,6 +202,7 @@ class BatchEngine(mode.Service):
             )
             await self._seek_to(tp, shard, progress)
         await self._redis_retry(lambda: store.register_shards(self.redis, self.keys, shards))
+        self._refresh_home_partitions()
         self.metrics.assigned_partitions.set(len(self.partitions))
         log.info("assigned %d partitions", len(assigned))
         self.ready.set()
@@ -205,8 +212,15 @@ class BatchEngine(mode.Service):
     ) -> None:
         assert self._consumer is not None
         window = PartitionWindow(self.config.dedupe_window_events)
+        relay = self.config.relay
+        home = relay is not None and self.config.topic_family[tp.topic] == relay.home_family
         self.partitions[tp] = PartitionState(
-            shard, progress.offset, progress.max_ts, window, progress.offset
+            shard,
+            progress.offset,
+            progress.max_ts,
+            window,
+            progress.offset,
+            dict(progress.relay_hw) if home else None,
         )
         if progress.offset >= 0:
             # Re-read the records before the stored position into the duplicate window first:
@@ -242,6 +256,7 @@ class BatchEngine(mode.Service):
                     result,
                     state.window,
                     state.warm_until,
+                    state.relay_hw,
                 )
                 if self._inflight is not None:
                     # The previous batch's commands may still sit in the socket's write buffer:
@@ -258,6 +273,8 @@ class BatchEngine(mode.Service):
             folds = [f for f in folds if f[0] not in refused]
             if not folds:
                 return
+        if self.config.relay is not None:
+            await self._collect_relays(folds)
         if self.keyed_states:
             await self._settle_keyed(folds)
         calls: list[store.PendingCall] = []
@@ -270,6 +287,7 @@ class BatchEngine(mode.Service):
                 result.last_offset,
                 result.max_ts,
                 now_ms // 1000,
+                hw_fields(state.relay_hw or {}, result.relay_hw or {}),
             )
             calls.append(store.PendingCall(state.shard, keys, argv))
         for tp, _, result in folds:
@@ -280,6 +298,7 @@ class BatchEngine(mode.Service):
         for _, state, result in folds:
             state.offset = result.last_offset
             state.max_ts = result.max_ts
+            state.relay_hw = result.relay_hw
         self._inflight = asyncio.ensure_future(self._apply(folds, calls, started, total))
         await asyncio.sleep(0)  # let it send its commands before the next fold takes the CPU
 
@@ -307,7 +326,11 @@ class BatchEngine(mode.Service):
                     result.first_offset - 1,
                 )
                 if self.partitions.get(tp) is state:
-                    await self._seek_to(tp, state.shard, outcome.stored)
+                    # One snapshot of everything stored with the offset (relay marks too).
+                    stored = await self._redis_retry(
+                        lambda s=state.shard: store.read_progress(self.redis, self.keys, s)  # type: ignore[misc]
+                    )
+                    await self._seek_to(tp, state.shard, stored)
                 refused.add(tp)
                 continue
             self._to_commit[tp] = result.last_offset + 1
@@ -324,6 +347,31 @@ class BatchEngine(mode.Service):
         if inflight is None:
             return set()
         return await inflight
+
+    def _refresh_home_partitions(self) -> int:
+        relay = self.config.relay
+        if relay is None or self._consumer is None:
+            return 0
+        # The home topic is part of the subscription: its metadata is cached once we joined.
+        self.home_partitions = len(self._consumer.partitions_for_topic(relay.home_topic) or ())
+        return self.home_partitions
+
+    async def _collect_relays(
+        self, folds: list[tuple[TopicPartition, PartitionState, FoldResult]]
+    ) -> None:
+        """Source partitions: their customer-state items become relay outbox messages."""
+        relay = self.config.relay
+        assert relay is not None
+        sources = [f for f in folds if self.config.topic_family[f[0].topic] in relay.families]
+        if not any(relay.state in result.deltas.keyed for _, _, result in sources):
+            return
+        partitions = self._refresh_home_partitions()
+        while not partitions:  # a batch is never applied without its relays: wait for metadata
+            log.warning("no partitions known for %s yet; retrying", relay.home_topic)
+            await asyncio.sleep(0.5)
+            partitions = self._refresh_home_partitions()
+        for _, _, result in sources:
+            collect_relay(result.deltas, relay.state, partitions)
 
     async def _settle_keyed(
         self, folds: list[tuple[TopicPartition, PartitionState, FoldResult]]
@@ -354,6 +402,8 @@ class BatchEngine(mode.Service):
                 self.metrics.late.labels(topic).inc()
         for ts in result.lag_sample_ts:
             self.metrics.event_lag.observe(max(0.0, applied_at - ts / 1000))
+        for outcome, n in result.relayed.items():
+            self.metrics.relay_received.labels(outcome).inc(n)
         assert self._consumer is not None
         highwater = self._consumer.highwater(tp)
         if highwater is not None:

@@ -9,7 +9,7 @@ of the hot path. Plain data in, plain lists out: no I/O here.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -208,8 +208,12 @@ def build_call(
     last_offset: int,
     max_ts: int,
     now: int,
+    progress: Mapping[str, int] | None = None,
 ) -> tuple[list[str], list[str | int | bytes]]:
-    """KEYS and ARGV for ``FCALL es_apply_v1`` (see apply.lua for the protocol)."""
+    """KEYS and ARGV for ``FCALL es_apply_v1`` (see apply.lua for the protocol).
+
+    ``progress``: more partition-state fields stored with the offset (relay high-water marks).
+    """
     keys = layout.keys
     call = _CallBuilder(keys.state(shard))
     for g in layout.granularities:
@@ -316,4 +320,6 @@ def build_call(
         call.n_ops,
         msgspec.msgpack.encode(call.ops),
     ]
+    for f, v in (progress or {}).items():
+        argv += [f, v]
     return call.keys, argv

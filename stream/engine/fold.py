@@ -4,6 +4,12 @@ The watermark (highest event time seen on the partition − allowed lateness) ad
 record in offset order and is carried between batches (stored in Redis with the offset), so the
 late/not-late decision for a record never depends on how the stream was cut into batches — a
 replay decides exactly as the first run did.
+
+Relayed records (other families' score inputs re-published into the home topic, marked by a
+Kafka header: :mod:`stream.engine.relay`) take a side path on the partitions that accept them:
+exactly-once by their lane's sequence number, then only the customer-state handlers. They are
+judged late against the watermark like any event but do not move it, and they bypass the
+``event_id`` window (their source partition deduplicated them).
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from stream.contract.decode import Decoder, Event, Rejection
 from stream.contract.types import Reason
 from stream.engine.dedupe import PartitionWindow
 from stream.engine.deltas import Deltas
+from stream.engine.relay import APPLIED, BadHeader, admit, parse_header
 
 Handler = Callable[[Event, int, Deltas], None]
 
@@ -36,6 +43,8 @@ class Record(Protocol):
     def value(self) -> bytes | None: ...
     @property
     def timestamp(self) -> int: ...
+    @property
+    def headers(self) -> Sequence[tuple[str, bytes | None]]: ...
 
 
 @dataclass(frozen=True)
@@ -58,6 +67,10 @@ class FoldResult:
     rejected: list[Rejected] = field(default_factory=list)
     #: event times of a sample of accepted events, for the end-to-end lag histogram
     lag_sample_ts: list[int] = field(default_factory=list)
+    #: relay high-water marks after the batch (partitions that accept relayed records)
+    relay_hw: dict[str, int] | None = None
+    #: relayed records by outcome (applied, duplicate, out_of_order, rejected)
+    relayed: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -67,6 +80,8 @@ class FoldContext:
     passive_events: frozenset[str]
     lateness_ms: int
     lag_sample_every: int = 64
+    #: handlers of relayed records (customer state only: they were counted on their own topic)
+    relay_handlers: Mapping[str, tuple[Handler, ...]] = field(default_factory=dict)
 
 
 def _reject(record: Record, value: bytes, reason: Reason, detail: str) -> Rejected:
@@ -81,6 +96,7 @@ def fold_records(
     into: FoldResult | None = None,
     window: PartitionWindow | None = None,
     warm_until: int = -1,
+    relay_hw: dict[str, int] | None = None,
 ) -> FoldResult | None:
     """Fold records (one partition, offset order) given the partition's stored max event time.
 
@@ -89,14 +105,17 @@ def fold_records(
     them); the outcome is the same as one call over all records. ``window`` detects producer
     duplicates by event id; records at or before ``warm_until`` (already applied by an earlier
     owner) only rebuild it. None when every record was such a warm-up record and nothing
-    was folded before.
+    was folded before. ``relay_hw`` (the partition's stored relay high-water marks; None: the
+    partition does not accept relayed records) is copied into the result, which carries it on.
     """
     if window is not None and records[0].offset <= warm_until:
-        records = _warm(records, ctx, window, warm_until, now_ms)
+        records = _warm(records, ctx, window, warm_until, now_ms, relay_hw is not None)
         if not records:
             return into
     if into is None:
         result = FoldResult(Deltas(), records[0].offset, records[-1].offset, max_ts)
+        if relay_hw is not None:
+            result.relay_hw = dict(relay_hw)
     else:
         result = into
         result.last_offset = records[-1].offset
@@ -112,7 +131,10 @@ def fold_records(
     counters = deltas.counters
     users = deltas.users
     accepted = result.accepted
+    relays = result.relay_hw is not None
     for record in records:
+        if record.headers and relays and _fold_relayed(record, result, ctx, max_ts, now_ms):
+            continue
         value = record.value
         if value is None:
             rejected.append(_reject(record, b"", Reason.NOT_JSON, "empty (tombstone) message"))
@@ -158,14 +180,56 @@ def _admit_all(offset: int, event_id: str) -> bool:
     return True
 
 
+def _fold_relayed(
+    record: Record, result: FoldResult, ctx: FoldContext, max_ts: int, now_ms: int
+) -> bool:
+    """Fold a record that carries a relay header; False when it carries none (an app's own
+    headers): the caller folds it as an ordinary record then.
+
+    The lane's sequence number decides first (so that a re-send never reaches the dead-letter
+    topic); an applied seq whose event is bad or late is dead-lettered like any event.
+    """
+    value = record.value or b""
+    try:
+        lane = parse_header(record.headers)
+    except BadHeader as exc:
+        result.rejected.append(_reject(record, value, Reason.SCHEMA, str(exc)))
+        return True
+    if lane is None:
+        return False
+    assert result.relay_hw is not None
+    shard, seq = lane
+    outcome = admit(result.relay_hw, shard, seq)
+    if outcome == APPLIED:
+        decoded = ctx.decoder.decode(value, now_ms)
+        origin = f"relayed from {shard} (#{seq}, score only): "
+        watermark = max_ts - ctx.lateness_ms
+        if isinstance(decoded, Rejection):
+            outcome = "rejected"
+            result.rejected.append(_reject(record, value, decoded.reason, origin + decoded.detail))
+        elif decoded.ts_ms < watermark:
+            outcome = "rejected"
+            detail = f"{origin}ts {decoded.ts_ms} behind watermark {watermark}"
+            result.rejected.append(_reject(record, value, Reason.LATE, detail))
+        else:
+            minute = decoded.ts_ms // 60_000 * 60
+            for handler in ctx.relay_handlers.get(decoded.type, ()):
+                handler(decoded, minute, result.deltas)
+    result.relayed[outcome] = result.relayed.get(outcome, 0) + 1
+    return True
+
+
 def _warm(
     records: Sequence[Record],
     ctx: FoldContext,
     window: PartitionWindow,
     warm_until: int,
     now_ms: int,
+    relays: bool,
 ) -> Sequence[Record]:
     """Feed already-applied records into the duplicate window; return the records after them.
+
+    Relayed records stay out of it, as in the fold.
 
     They are decoded exactly as when they were first folded, except that "now" (for the
     future-timestamp check) is the record's own Kafka timestamp, the closest known stand-in for
@@ -178,7 +242,16 @@ def _warm(
         value = record.value
         if value is None:
             continue
+        if record.headers and relays and _is_relayed(record):
+            continue
         outcome = decode(value, record.timestamp if record.timestamp > 0 else now_ms)
         if type(outcome) is not Rejection:
             window.admit(record.offset, outcome.event_id)  # type: ignore[union-attr]
     return ()
+
+
+def _is_relayed(record: Record) -> bool:
+    try:
+        return parse_header(record.headers) is not None
+    except BadHeader:
+        return True  # the fold dead-letters it without the window too

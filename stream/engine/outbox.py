@@ -12,6 +12,11 @@ sent: it reads the tail of its output partition, takes the highest ``seq`` there
 and resumes after it. So nothing is published twice (unless a zombie keeps sending after losing
 the partition -- it stops at its next turn, see docs/architecture.md) and nothing is lost.
 
+The relay of other families' score inputs into the home topic uses the same machinery with one
+outbox per (shard, target partition) and a different recovery (:mod:`stream.engine.relay`): the
+hooks :meth:`OutboxPublisher.outbox_key`, :meth:`~OutboxPublisher.recover` and
+:meth:`~OutboxPublisher.record` are what differs.
+
 Must never: publish out of sequence order, trim before the acks, or run for a shard it does not
 own.
 """
@@ -28,7 +33,7 @@ import mode
 import orjson
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
 
 from stream.engine.keys import Keys
 
@@ -85,10 +90,11 @@ class OutboxPublisher(mode.Service):
         name: str,
         topic: str,
         bootstrap: str,
-        owned: Callable[[], Iterable[tuple[str, int]]],  # (shard, partition) this worker owns
-        published: Counter,  # labelled by the message's "reason"
+        owned: Callable[[], Iterable[tuple[str, int]]],  # (owned shard, target partition)
+        published: Counter,  # labelled by what record() says (churn: the message's "reason")
         client_kwargs: dict[str, Any] | None = None,
         interval_s: float = 0.2,
+        backlog: Gauge | None = None,  # messages waiting in the owned outboxes
         **kwargs: Any,
     ) -> None:
         self.redis = redis
@@ -100,7 +106,9 @@ class OutboxPublisher(mode.Service):
         self.published = published
         self.client_kwargs = client_kwargs or {}
         self.interval_s = interval_s
-        self._last: dict[str, int] = {}  # shard -> highest seq known to be on the topic
+        self.backlog = backlog
+        #: (shard, partition) -> highest seq known to be on the topic
+        self._last: dict[tuple[str, int], int] = {}
         self._producer: AIOKafkaProducer | None = None
         super().__init__(**kwargs)
 
@@ -121,19 +129,54 @@ class OutboxPublisher(mode.Service):
             await self.sleep(self.interval_s)
 
     async def drain_once(self) -> int:
-        """One pass over the owned shards; the number of messages published."""
+        """One pass over the owned outboxes; the number of messages published."""
         sent = 0
-        owned = dict(self.owned())
-        for shard in list(self._last):
-            if shard not in owned:  # lost it: the next owner recovers from the topic's tail
-                del self._last[shard]
-        for shard, partition in owned.items():
+        owned = list(dict.fromkeys(self.owned()))
+        for lane in list(self._last):
+            if lane not in owned:  # lost it: the next owner recovers
+                del self._last[lane]
+        # One round trip tells which outboxes hold anything (most are empty most of the time).
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for shard, partition in owned:
+                    pipe.xlen(self.outbox_key(shard, partition))
+                lengths = await pipe.execute() if owned else []
+        except Exception as exc:  # Redis trouble: try again next turn (never kill the task)
+            log.warning("outbox %s: %s; will retry", self.name, exc)
+            return 0
+        if self.backlog is not None:
+            self.backlog.set(sum(int(n) for n in lengths))
+        for (shard, partition), length in zip(owned, lengths, strict=True):
+            if not int(length):
+                continue
             try:
                 sent += await self._drain(shard, partition)
-            except Exception as exc:  # Kafka or Redis trouble: recover from the tail next turn
+            except Exception as exc:  # Kafka or Redis trouble: recover next turn
                 log.warning("outbox %s of %s: %s; will recover", self.name, shard, exc)
-                self._last.pop(shard, None)
+                self._last.pop((shard, partition), None)
         return sent
+
+    # ---- what differs between outboxes ------------------------------------------------------
+    def outbox_key(self, shard: str, partition: int) -> str:
+        """The Redis stream drained to ``partition``."""
+        return self.keys.outbox(shard, self.name)
+
+    async def recover(self, shard: str, partition: int, key: str) -> int:
+        """The highest seq already on the topic; trims the outbox up to it."""
+        tp = TopicPartition(self.topic, partition)
+        last = await last_published_seq(self.bootstrap, tp, self.client_kwargs)
+        await self.redis.xtrim(key, minid=f"0-{last + 1}")
+        return last
+
+    def record(
+        self, shard: str, seq: int, payload: bytes
+    ) -> tuple[bytes, bytes, list[tuple[str, bytes]] | None, str]:
+        """(value, key, headers, counter label) of the Kafka record for one outbox message."""
+        message = orjson.loads(payload)
+        message["id"] = message_id(shard, seq)
+        message["seq"] = seq
+        key = str(message.get("customer", "")).encode()
+        return orjson.dumps(message), key, None, str(message.get("reason", ""))
 
     async def _trim(self, key: str, seq: int) -> None:
         """Forget what is on the topic (a crash just before this is what recovery is for)."""
@@ -141,38 +184,31 @@ class OutboxPublisher(mode.Service):
 
     async def _drain(self, shard: str, partition: int) -> int:
         assert self._producer is not None
-        key = self.keys.outbox(shard, self.name)
-        tp = TopicPartition(self.topic, partition)
-        last = self._last.get(shard)
+        key = self.outbox_key(shard, partition)
+        last = self._last.get((shard, partition))
         if last is None:
-            last = await last_published_seq(self.bootstrap, tp, self.client_kwargs)
-            await self.redis.xtrim(key, minid=f"0-{last + 1}")
-            self._last[shard] = last
+            last = await self.recover(shard, partition, key)
+            self._last[(shard, partition)] = last
         entries: list[tuple[bytes, dict[bytes, bytes]]] = await self.redis.xrange(
             key, min=f"(0-{last}", count=READ_COUNT
         )  # type: ignore[assignment]  # redis-py types the reply loosely
         if not entries:
             return 0
         futures = []
-        reasons = []
+        labels = []
         seq = last
         for entry_id, fields in entries:
             seq = int(bytes(entry_id).split(b"-")[1])
-            message = orjson.loads(fields[b"m"])
-            message["id"] = message_id(shard, seq)
-            message["seq"] = seq
-            reasons.append(message.get("reason", ""))
+            value, record_key, headers, label = self.record(shard, seq, fields[b"m"])
+            labels.append(label)
             futures.append(
                 await self._producer.send(
-                    self.topic,
-                    orjson.dumps(message),
-                    key=str(message.get("customer", "")).encode(),
-                    partition=partition,
+                    self.topic, value, key=record_key, partition=partition, headers=headers
                 )
             )
         await asyncio.gather(*futures)  # every ack before the trim
         await self._trim(key, seq)
-        self._last[shard] = seq
-        for reason in reasons:
-            self.published.labels(reason).inc()
+        self._last[(shard, partition)] = seq
+        for label in labels:
+            self.published.labels(label).inc()
         return len(entries)

@@ -15,6 +15,7 @@ from typing import Any
 import msgspec
 import redis.asyncio as aioredis
 
+from stream.engine import relay
 from stream.engine.keys import Keys
 
 FUNCTION_NAME = "es_apply_v1"
@@ -69,10 +70,12 @@ async def load_function(client: aioredis.Redis) -> None:
 
 @dataclass(frozen=True)
 class PartitionProgress:
-    """Stored position of one input partition: last applied offset (-1: none) and max ts."""
+    """Stored position of one input partition: last applied offset (-1: none) and max ts, and
+    on a home shard the highest relay seq applied per source shard (stream/engine/relay.py)."""
 
     offset: int
     max_ts: int
+    relay_hw: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -90,9 +93,13 @@ class PendingCall:
 
 
 async def read_progress(client: aioredis.Redis, keys: Keys, shard: str) -> PartitionProgress:
-    offset, max_ts = await client.hmget(keys.state(shard), ["offset", "max_ts"])
+    """One consistent snapshot of a partition's progress (the state hash is a few fields)."""
+    raw = await client.hgetall(keys.state(shard))
+    state = {(f.decode() if isinstance(f, bytes) else f): v for f, v in raw.items()}
     return PartitionProgress(
-        int(offset) if offset is not None else -1, int(max_ts) if max_ts is not None else -1
+        int(state.get("offset", -1)),
+        int(state.get("max_ts", -1)),
+        relay.hw_from_state(state),
     )
 
 

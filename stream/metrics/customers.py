@@ -93,6 +93,10 @@ def transition_message(
 class CustomerState:
     """Per-customer score state, hosted on the home family's partitions.
 
+    Its handlers collect the same items on every partition; on the relaying families' partitions
+    the engine turns them into relay messages to the home topic (stream/engine/relay.py), and on
+    the home partitions relayed records reach these handlers only.
+
     Most touches only add activity between two evaluations (scores change only at bucket
     boundaries): those customers are not read; their batch activity is merged into a pending
     record after their value in Redis by the apply (:func:`stream.metrics.score.merge_pending`,

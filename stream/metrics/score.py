@@ -17,9 +17,9 @@ Definitions (metric-definitions.md, "Engagement score and churn risk"):
   batch recomputation agree to the bit, whatever the batch cuts (no float drift).
 * score = round_half_up(100 * sum(w_a * min(amount_a / target_a, 1)) / sum(w_a)) over the
   *present* factors. A factor is missing when none of its event types can reach the score (their
-  family's partitions do not host it, see :data:`HOME_FAMILY`); it is dropped and the other
-  weights renormalised. A factor the customer simply did not do counts 0 -- that is what makes
-  silence lower the score.
+  family is neither the home family nor relayed to it, see :data:`HOME_FAMILY`); it is dropped and
+  the other weights renormalised. A factor the customer simply did not do counts 0 -- that is what
+  makes silence lower the score.
 * Bands: 0-40 ``at_risk`` (very disengaged), 41-75 ``engaged`` (somewhat), 76-100 ``highly``.
 * Transitions, decided at each boundary the score is evaluated at, in boundary order:
   ``entered_at_risk`` -- the previous evaluation's band was not ``at_risk`` and this one is (a
@@ -62,7 +62,8 @@ from stream.contract.types import FAMILY_OF, EventType, Family
 
 #: The family whose partitions host customer state. Each family has its own topic and an
 #: exactly-once apply is per input partition, so one customer's score can only be decided where
-#: its events arrive together; other families' factors are "missing" (see docs/architecture.md).
+#: its events arrive together: other families' score inputs are relayed into the home topic
+#: (stream/engine/relay.py); a family not relayed has "missing" factors (docs/architecture.md).
 HOME_FAMILY = Family.CLICKSTREAM.value
 
 _KNOWN = frozenset(t.value for t in EventType)
@@ -167,6 +168,7 @@ class ScoreRules:
     drop_buckets: int = 7
     health_weights: tuple[int, int, int] = (60, 25, 15)  # engagement, feedback, support
     reply_target_ms: int = 8 * 3_600_000
+    #: families whose events reach the score: the home family and the relayed ones
     home_families: frozenset[str] = frozenset({HOME_FAMILY})
 
     @cached_property

@@ -420,6 +420,23 @@ OVERVIEW = Dashboard(
                     description="Published to the churn-risk topic exactly once (summed across "
                     "workers: each publishes its own partitions' transitions).",
                 ),
+                Panel(
+                    "Score inputs relayed from other families",
+                    (
+                        Target(
+                            f"sum by (family) (rate(stream_relay_published_total{RATE}))",
+                            "published from {{family}}",
+                        ),
+                        Target(
+                            f"sum by (outcome) (rate(stream_relay_received_total{RATE}))",
+                            "received: {{outcome}}",
+                        ),
+                    ),
+                    unit="ops",
+                    description="Social, support, feedback and account events relayed into the "
+                    "clickstream topic for customer scores. duplicate / out_of_order: re-sends "
+                    "after a crash or a failed send, dropped (applied once).",
+                ),
             ),
         ),
     ),
@@ -537,6 +554,12 @@ PIPELINE = Dashboard(
                     description="Sampled events; a backfill shows up as large lag.",
                 ),
                 quantiles("Batch latency (fold → Redis ack)", "stream_batch_apply_seconds"),
+                Panel(
+                    "Relay backlog",
+                    (Target('sum(stream_relay_backlog_messages{job=~"$job"})', "waiting"),),
+                    description="Score inputs of other families not yet relayed into the "
+                    "clickstream topic. Growing: that topic is not writable by the workers.",
+                ),
             ),
         ),
         Row(

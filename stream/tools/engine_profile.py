@@ -6,7 +6,9 @@ aiokafka fetching, asyncio and faust. This runs the engine's own batch path -- t
 simulated records kept in memory, against a real Redis, one phase after the other (no overlap),
 so that each phase's time is its own:
 
-* ``fold``: :func:`~stream.engine.fold.fold_records` in slices, duplicate detection on;
+* ``fold``: :func:`~stream.engine.fold.fold_records` in slices, duplicate detection on, and
+  (other families) turning score inputs into relay messages -- the home side's consumption of
+  them is not part of this run (no Kafka);
 * ``keyed read``: planning the keyed-state read and the Redis round trip;
 * ``settle``: sessions, tickets, subscriptions and scores settled into the deltas;
 * ``build``: :func:`~stream.engine.deltas.build_call`;
@@ -25,7 +27,7 @@ from dataclasses import dataclass, field
 
 from aiokafka.partitioner import murmur2
 
-from stream.app import build_fold_context, build_keyed_states, build_layout
+from stream.app import build_fold_context, build_keyed_states, build_layout, relay_config
 from stream.bench import MIXES, simulated
 from stream.contract.types import Family
 from stream.engine import store
@@ -34,6 +36,7 @@ from stream.engine.dedupe import PartitionWindow
 from stream.engine.deltas import build_call
 from stream.engine.fold import FoldResult, fold_records
 from stream.engine.keys import Keys
+from stream.engine.relay import collect as collect_relay
 from stream.engine.windows import Windows
 from stream.runtime import tune_gc, with_infrastructure
 from stream.settings import Settings
@@ -49,6 +52,7 @@ class MemoryRecord:
     key: bytes | None
     value: bytes | None
     timestamp: int
+    headers: tuple[tuple[str, bytes | None], ...] = ()
 
 
 @dataclass
@@ -103,6 +107,8 @@ async def profile(settings: Settings, parts: Sequence[Partition], batch_records:
     ctx = build_fold_context(settings, windows, keyed_states)
     layout = build_layout(settings, windows)
     keys = Keys(settings.key_prefix)
+    relay = relay_config(settings)
+    home_partitions = sum(1 for p in parts if p.family == relay.home_family) or 1
     client = store.connect(settings.redis_url)
     await store.load_function(client)
     per_partition = max(1, batch_records // max(len(parts), 1))
@@ -126,6 +132,9 @@ async def profile(settings: Settings, parts: Sequence[Partition], batch_records:
                     folds.append((part, result))
             if not folds:
                 break
+            for part, result in folds:  # as BatchEngine._collect_relays
+                if part.family in relay.families:
+                    collect_relay(result.deltas, relay.state, home_partitions)
             t1 = time.perf_counter()
             plans, reads = plan_keyed_reads(
                 [(p.family, p.shard, r) for p, r in folds], keyed_states, keys, ctx.lateness_ms

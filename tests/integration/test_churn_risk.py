@@ -1,5 +1,6 @@
 """Customer scores on the real engine: the simulator's fading cohort, silent re-scoring, and
-exactly-once publication of churn-risk transitions across a publisher crash.
+exactly-once publication of churn-risk transitions across a publisher crash. Renewals arrive on
+the account topic and reach the scores through the relay into the clickstream topic.
 
 Time scales are shortened (hour buckets, a day of lookback, an hour of lateness) so a few
 simulated days show customers fading; the rules are the same at the defaults.
@@ -27,7 +28,7 @@ from stream.metrics.score import unpack
 from stream.observability import WorkerMetrics
 from stream.settings import ScoreActivity, ScoreSettings, Settings
 from stream.tools.simulate import SimulationConfig, Simulator
-from tests.support.harness import EngineHarness, publish_events, wait_caught_up
+from tests.support.harness import EngineHarness, publish_events, wait_caught_up, wait_relayed
 from tests.support.reference import partition_of
 from tests.support.score_reference import reference_scores
 
@@ -50,7 +51,12 @@ def score_settings(settings: Settings) -> Settings:
                 ),
                 "feature_use": ScoreActivity(events=["feature_used"], weight=30, target=3),
                 "clicks": ScoreActivity(events=["click"], weight=20, target=3),
-                "renewals": ScoreActivity(events=["subscription_renewed"], weight=10, target=1),
+                # other families' activities: relayed to the clickstream partitions
+                "account_and_social": ScoreActivity(
+                    events=["subscription_renewed", "purchase", "like", "comment", "share"],
+                    weight=10,
+                    target=2,
+                ),
             },
         ),
     )
@@ -66,8 +72,12 @@ def simulated(days: float) -> list[dict[str, Any]]:
     return out
 
 
+CLICKS = {"page_view", "screen_view", "impression", "click", "conversion", "feature_used"}
+
+
 def expected(events: list[dict[str, Any]], s: Settings) -> tuple[dict[str, Any], list[Any]]:
-    """The reference per clickstream partition (each has its own final watermark)."""
+    """The reference per clickstream partition (each has its own final watermark, which relayed
+    events do not move); a user's events of every family count where their clickstream is."""
     sc = s.score
     acts = {k: (a.events, a.weight, a.target) for k, a in sc.activities.items()}
     modes = {
@@ -76,13 +86,12 @@ def expected(events: list[dict[str, Any]], s: Settings) -> tuple[dict[str, Any],
         else ("lookback", (a.lookback_seconds or sc.lookback_seconds) // sc.bucket_seconds)
         for k, a in sc.activities.items()
     }
-    clicks = {"page_view", "screen_view", "impression", "click", "conversion", "feature_used"}
     by_part: dict[int, list[dict[str, Any]]] = defaultdict(list)
     max_ts: dict[int, int] = defaultdict(lambda: -1)
     for e in events:
         p = partition_of(e["user_id"], s.topic_partitions)
-        if e["type"] in clicks:
-            by_part[p].append(e)
+        by_part[p].append(e)
+        if e["type"] in CLICKS:
             max_ts[p] = max(max_ts[p], e["ts"])
     series: dict[str, Any] = {}
     transitions: list[Any] = []
@@ -143,9 +152,26 @@ async def test_fading_cohort_and_exactly_once_churn_risk(settings: Settings) -> 
 
     keys = Keys(s.key_prefix)
     client = store.connect(s.redis_url)
-    async with EngineHarness(s) as harness:
-        await publish_events(s, events)
+    assert {e["type"] for e in events} >= {"purchase", "like", "nps_response", "ticket_created"}
+    clicks_only, _ = expected([e for e in events if e["type"] in CLICKS], s)
+    moved = [u for u, sc in series.items() if sc and clicks_only.get(u) != sc]
+    assert len(moved) >= 5, "relayed activities must move some scores"
+    async with EngineHarness(s, relay=True) as harness:
+        # Other families first: relayed records are judged late against the clickstream's
+        # watermark, so they must be in before the clickstream moves it past them (the whole
+        # simulated stream is published within seconds here; live traffic relays within ~1 s).
+        await publish_events(s, [e for e in events if e["type"] not in CLICKS])
+        await wait_relayed(s)
+        await publish_events(s, [e for e in events if e["type"] in CLICKS])
         await wait_caught_up(s)
+        received = {
+            x.labels["outcome"]: x.value
+            for m in harness.metrics.registry.collect()
+            if m.name == "stream_relay_received"
+            for x in m.samples
+            if x.name.endswith("_total")
+        }
+        assert received.get("applied", 0) > 0 and not received.get("rejected")
         assert harness.engine is not None
         engine = harness.engine
 

@@ -25,6 +25,7 @@ pytestmark = pytest.mark.integration
 class Rec:
     def __init__(self, offset: int, value: bytes) -> None:
         self.offset, self.value, self.key, self.timestamp = offset, value, b"u", 0
+        self.headers: list[tuple[str, bytes | None]] = []
 
 
 async def test_guard_refuses_replay_and_stale_writer(settings: Settings, redis_client: Any) -> None:

@@ -14,12 +14,21 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from stream.app import build_fold_context, build_keyed_states, build_layout, topic_families
+from stream.app import (
+    build_fold_context,
+    build_keyed_states,
+    build_layout,
+    build_relay_publisher,
+    relay_config,
+    topic_families,
+)
 from stream.connections import kafka_client_kwargs, redis_target
 from stream.contract.types import FAMILY_OF, EventType
 from stream.engine import store
 from stream.engine.consumer import BatchEngine, EngineConfig
 from stream.engine.keys import Keys
+from stream.engine.relay import OUTBOX as RELAY_OUTBOX
+from stream.engine.relay import RelayPublisher
 from stream.engine.windows import Windows
 from stream.observability import WorkerMetrics
 from stream.settings import Settings
@@ -80,13 +89,42 @@ async def wait_caught_up(settings: Settings, timeout: float = 60.0) -> None:
         await client.aclose()
 
 
+async def relay_backlog(settings: Settings) -> int:
+    """Relay messages still waiting in any outbox (stream.engine.relay)."""
+    client = store.connect(redis_target(settings))
+    try:
+        pattern = Keys(settings.key_prefix).outbox("*", f"{RELAY_OUTBOX}.*")
+        total = 0
+        async for key in client.scan_iter(match=pattern, count=1000):
+            total += int(await client.xlen(key))
+        return total
+    finally:
+        await client.aclose()
+
+
+async def wait_relayed(settings: Settings, timeout: float = 60.0) -> None:
+    """Until every input partition is caught up and every relay outbox is empty (sent, trimmed)
+    and the home partitions have read what was relayed."""
+    deadline = time.monotonic() + timeout
+    await wait_caught_up(settings, timeout)
+    while await relay_backlog(settings):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"relay outboxes not drained after {timeout}s")
+        await asyncio.sleep(0.1)
+    await wait_caught_up(settings, max(1.0, deadline - time.monotonic()))
+
+
 class EngineHarness:
-    def __init__(self, settings: Settings, clock: Any = time.time) -> None:
+    """The engine in-process; with ``relay`` also the relay publisher a worker runs."""
+
+    def __init__(self, settings: Settings, clock: Any = time.time, relay: bool = False) -> None:
         self.settings = settings
         self.clock = clock
+        self.relay = relay
         self.metrics = WorkerMetrics()
         self.producer: AIOKafkaProducer | None = None
         self.engine: BatchEngine | None = None
+        self.relay_publisher: RelayPublisher | None = None
 
     async def start(self) -> BatchEngine:
         s = self.settings
@@ -111,6 +149,7 @@ class EngineHarness:
                 rebalance_timeout_ms=1000,
                 session_timeout_ms=6000,
                 client_kwargs=kafka_client_kwargs(s),
+                relay=relay_config(s),
             ),
             redis_target(s),
             Keys(s.key_prefix),
@@ -123,9 +162,18 @@ class EngineHarness:
         )
         await self.engine.start()
         await asyncio.wait_for(self.engine.ready.wait(), 30)
+        if self.relay:
+            self.relay_publisher = build_relay_publisher(
+                s, self.engine, Keys(s.key_prefix), self.metrics
+            )
+            self.relay_publisher.interval_s = 0.05
+            await self.relay_publisher.start()
         return self.engine
 
     async def stop(self) -> None:
+        if self.relay_publisher is not None:
+            await self.relay_publisher.stop()
+            await self.relay_publisher.redis.aclose()
         if self.engine is not None:
             await self.engine.stop()
         if self.producer is not None:

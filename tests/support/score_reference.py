@@ -14,12 +14,15 @@ integer root search, and the score from Fractions rather than its common-denomin
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from decimal import ROUND_FLOOR, Decimal, localcontext
 from fractions import Fraction
 from typing import Any
 
-from stream.contract.types import FAMILY_OF, EventType
+from stream.contract.types import FAMILY_OF, EventType, Family
+
+#: Every family reaches the score when all are relayed to the home partitions (the default).
+ALL_FAMILIES = frozenset(f.value for f in Family)
 
 FIXED = 2**32
 
@@ -45,17 +48,19 @@ def reference_scores(
     drop_points: int,
     drop_buckets: int,
     watermark: int,
-    home: str = "clickstream",
+    families: Collection[str] = ALL_FAMILIES,
     modes: Mapping[str, tuple[str, int]] | None = None,
 ) -> tuple[dict[str, list[tuple[int, int]]], list[tuple[str, int, str, int, int]]]:
     """Per user the (boundary, score) series up to the watermark; the transitions
-    (user, boundary, reason, old, new) in boundary order per user.
+    (user, boundary, reason, old, new) in boundary order per user. ``families``: those whose
+    events reach the score (the home family and the relayed ones); an activity of none of them
+    is a missing factor.
 
     ``modes``: activity -> ("lookback", buckets) or ("half_life", buckets); an activity not
     named counts over ``lookback_buckets``."""
     modes = modes or {}
     present = {
-        name: any(FAMILY_OF[EventType(e)].value == home for e in evs)
+        name: any(FAMILY_OF[EventType(e)].value in families for e in evs)
         for name, (evs, _, _) in activities.items()
     }
     total_w = sum(w for name, (_, w, _) in activities.items() if present[name])
@@ -107,3 +112,50 @@ def reference_scores(
             scores.append((b, score))
         series[user] = scores
     return series, transitions
+
+
+def reference_health(
+    events: list[dict[str, Any]],
+    score: int,
+    weights: tuple[int, int, int],  # engagement, feedback, support
+    reply_target_ms: int,
+) -> int:
+    """One customer's health score as of all their events (in event-time order), given their
+    engagement score: the latest NPS (x10) or CSAT ((s-1) x 25) answer; support = 100 - 20 per
+    open ticket (at most 5) - up to 40 as the latest first agent reply takes up to 3x its target;
+    a part without data is left out and the weights renormalised (round half up)."""
+    answers = [
+        (e["ts"], e["properties"]["score"] * 10 if e["type"] == "nps_response"
+         else (e["properties"]["score"] - 1) * 25)
+        for e in events
+        if e["type"] in ("nps_response", "csat_response")
+    ]  # fmt: skip
+    feedback = max(answers)[1] if answers else None
+    opened: dict[str, int | None] = {}  # ticket -> created ts, None once first replied to
+    reply: int | None = None
+    touched = False
+    for e in sorted(events, key=lambda e: e["ts"]):
+        ticket = e.get("properties", {}).get("ticket_id")
+        if e["type"] in ("ticket_created", "ticket_reopened"):
+            touched = True
+            if ticket not in opened and len(opened) < 8:
+                opened[ticket] = e["ts"]
+        elif e["type"] == "ticket_replied" and e["properties"].get("author") == "agent":
+            created = opened.get(ticket)
+            if created is not None:
+                reply = e["ts"] - created
+                opened[ticket] = None
+        elif e["type"] in ("ticket_solved", "ticket_closed"):
+            touched = True
+            opened.pop(ticket, None)
+    support = None
+    if touched:
+        penalty = Fraction(20 * min(len(opened), 5))
+        if reply is not None and reply > reply_target_ms:
+            penalty += 40 * min(Fraction(reply - reply_target_ms, 2 * reply_target_ms), 1)
+        support = max(0, int(100 - penalty + Fraction(1, 2)))
+    parts = [
+        (w, v) for w, v in zip(weights, (score, feedback, support), strict=True) if v is not None
+    ]
+    total = sum(w for w, _ in parts)
+    return int(Fraction(sum(w * v for w, v in parts), total) + Fraction(1, 2)) if total else 0

@@ -62,6 +62,7 @@ def test_a_window_rebuilt_from_the_log_decides_like_the_original(
 class Rec:
     def __init__(self, offset: int, value: bytes) -> None:
         self.offset, self.value, self.key, self.timestamp = offset, value, b"u", 0
+        self.headers: list[tuple[str, bytes | None]] = []
 
 
 def test_fold_rejects_resends_and_counts_nothing_twice_after_warm_up() -> None:

@@ -114,6 +114,7 @@ class _Rec(msgspec.Struct):
     key: bytes | None
     value: bytes | None
     timestamp: int
+    headers: list[tuple[str, bytes | None]] = []
 
 
 @settings(max_examples=1000)

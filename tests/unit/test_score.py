@@ -33,11 +33,17 @@ DAY = 86_400_000
 ACTIVITIES = {
     "views": (["page_view"], 50, 4),
     "features": (["feature_used"], 30, 2),
-    "social": (["like"], 20, 1),  # another family: a missing factor on the home partitions
+    "social": (["like"], 20, 1),  # another family: relayed to the home partitions
 }
 
 
-def rules_of(lookback: int = 5, drop_points: int = 20, drop_buckets: int = 3) -> ScoreRules:
+def rules_of(
+    lookback: int = 5,
+    drop_points: int = 20,
+    drop_buckets: int = 3,
+    relay: list[Any] | None = None,  # score.relay_families; None: the default (all)
+) -> ScoreRules:
+    more = {} if relay is None else {"relay_families": relay}
     s = Settings(
         _env_file=None,  # type: ignore[call-arg]
         score=ScoreSettings(
@@ -49,6 +55,7 @@ def rules_of(lookback: int = 5, drop_points: int = 20, drop_buckets: int = 3) ->
             lookback_seconds=lookback * 86400,
             drop_points=drop_points,
             drop_window_seconds=drop_buckets * 86400,
+            **more,
         ),
     )
     return score_rules(s)
@@ -64,12 +71,24 @@ def test_unknown_event_types_are_refused() -> None:
         ScoreSettings(activities={"a": ScoreActivity(events=["teleport"], weight=100, target=1)})
 
 
+def test_relayed_families_count_with_their_full_weight() -> None:
+    rules = (
+        rules_of()
+    )  # social is relayed by default: every factor is present, nothing renormalised
+    assert rules.present() == (True, True, True)
+    assert engagement_score([4, 2, 0], rules) == 80
+    assert engagement_score([4, 2, 1], rules) == 100
+    assert engagement_score([1, 1, 1], rules) == 48  # 12.5 + 15 + 20 = 47.5 -> 48 (half up)
+
+
 def test_score_renormalises_missing_factors_and_saturates() -> None:
-    rules = rules_of()
+    rules = rules_of(relay=[])  # social is not relayed: a missing factor on the home partitions
+    assert rules.present() == (True, True, False)
     # views 50 and features 30 are present (clickstream); social (20) is missing: /80.
     assert engagement_score([4, 2, 0], rules) == 100
     assert engagement_score([100, 0, 5], rules) == 63  # 50/80 = 62.5 -> 63 (half up)
     assert engagement_score([1, 1, 0], rules) == 34  # (12.5 + 15) / 80 * 100 = 34.375
+    assert rules_of(relay=["account", "support"]).present() == (True, True, False)
 
 
 def test_blend_drops_missing_parts() -> None:
@@ -79,6 +98,15 @@ def test_blend_drops_missing_parts() -> None:
 
 def _event(kind: str, user: str, ts: int) -> dict[str, Any]:
     return {"type": kind, "user_id": user, "ts": ts}
+
+
+#: Types of another family: on a home partition they are relayed records, which are judged late
+#: against the watermark like any event but do not move it (stream/engine/relay.py).
+RELAYED = frozenset({"like"})
+
+
+def _moves_watermark(e: dict[str, Any]) -> bool:
+    return e["type"] not in RELAYED
 
 
 def _run_stream(
@@ -101,7 +129,8 @@ def _run_stream(
         for e in events[lo:hi]:
             if e["ts"] < max_ts - lateness:
                 continue  # late: the fold would dead-letter it
-            max_ts = max(max_ts, e["ts"])
+            if _moves_watermark(e):
+                max_ts = max(max_ts, e["ts"])
             ev = Event(f"{lo}", e["type"], e["ts"], e["user_id"], None, None, Properties())
             handler = state.handlers().get(e["type"])
             if handler:
@@ -172,6 +201,7 @@ user_events = st.lists(
     lookback=st.integers(1, 6),
     drop_points=st.integers(5, 40),
     shuffle=st.randoms(use_true_random=False),
+    relay=st.booleans(),
 )
 def test_stream_equals_batch_reference(
     raw: list[tuple[str, str, int]],
@@ -179,22 +209,34 @@ def test_stream_equals_batch_reference(
     lookback: int,
     drop_points: int,
     shuffle: Any,
+    relay: bool,
 ) -> None:
-    """Any arrival order within the lateness and any batch cuts give the reference's result."""
+    """Any arrival order within the lateness and any batch cuts give the reference's result,
+    with the social family relayed to the home partitions (its likes count) or not (missing)."""
     lateness = 2 * DAY
     events = sorted((_event(k, u, ts) for u, k, ts in raw), key=lambda e: e["ts"])
-    # displace arrival by up to a day (inside the lateness), then keep what is on time
-    arrival = sorted(events, key=lambda e: e["ts"] + shuffle.randrange(0, DAY))
-    rules = rules_of(lookback, drop_points, 3)
+    if not relay:
+        events = [e for e in events if e["type"] not in RELAYED]
+    # displace arrival by up to a day (inside the lateness; relays by up to two: late ones are
+    # then dead-lettered), then keep what is on time
+    arrival = sorted(
+        events,
+        key=lambda e: e["ts"] + shuffle.randrange(0, DAY if _moves_watermark(e) else 3 * DAY),
+    )
+    rules = rules_of(lookback, drop_points, 3, None if relay else [])
     customers, transitions, watermark = _run_stream(arrival, cuts, rules, lateness)
     on_time: list[dict[str, Any]] = []
     running = -1
     for e in arrival:
         if e["ts"] >= running - lateness:
             on_time.append(e)
-            running = max(running, e["ts"])
+            if _moves_watermark(e):
+                running = max(running, e["ts"])
     acts = {k: (e, w, t) for k, (e, w, t) in ACTIVITIES.items()}
-    series, expected = reference_scores(on_time, acts, DAY, lookback, drop_points, 3, watermark)
+    families = {"clickstream", "social"} if relay else {"clickstream"}
+    series, expected = reference_scores(
+        on_time, acts, DAY, lookback, drop_points, 3, watermark, families
+    )
     assert sorted(transitions) == sorted(expected)
     for user, scores in series.items():
         if scores:
