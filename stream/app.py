@@ -184,9 +184,7 @@ def build_churn_publisher(
     home = settings.topics.clickstream
 
     def owned() -> list[tuple[str, int]]:
-        return [
-            (st.shard, tp.partition) for tp, st in engine.partitions.items() if tp.topic == home
-        ]
+        return engine.owned_shards(home)
 
     return OutboxPublisher(
         store.connect(redis_target(settings)),

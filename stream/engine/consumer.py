@@ -348,6 +348,11 @@ class BatchEngine(mode.Service):
             return set()
         return await inflight
 
+    def owned_shards(self, topic: str) -> list[tuple[str, int]]:
+        """(shard, partition) of each partition of ``topic`` this worker owns right now: what
+        an outbox publisher may drain (only a partition's owner publishes its outbox)."""
+        return [(st.shard, tp.partition) for tp, st in self.partitions.items() if tp.topic == topic]
+
     def _refresh_home_partitions(self) -> int:
         relay = self.config.relay
         if relay is None or self._consumer is None:

@@ -176,11 +176,7 @@ async def test_fading_cohort_and_exactly_once_churn_risk(settings: Settings) -> 
         engine = harness.engine
 
         def owned() -> list[tuple[str, int]]:
-            return [
-                (st.shard, tp.partition)
-                for tp, st in engine.partitions.items()
-                if tp.topic == s.topics.clickstream
-            ]
+            return engine.owned_shards(s.topics.clickstream)
 
         # Scores and bands in Redis equal the reference at each partition's final watermark.
         state = next(k for k in build_keyed_states(s) if isinstance(k, CustomerState))

@@ -74,11 +74,7 @@ async def test_decayed_scores_fade_the_cohort_like_the_reference(settings: Setti
         engine = harness.engine
 
         def owned() -> list[tuple[str, int]]:
-            return [
-                (st.shard, tp.partition)
-                for tp, st in engine.partitions.items()
-                if tp.topic == s.topics.clickstream
-            ]
+            return engine.owned_shards(s.topics.clickstream)
 
         state = next(k for k in build_keyed_states(s) if isinstance(k, CustomerState))
         assert state.rules.decays
