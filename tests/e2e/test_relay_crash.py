@@ -16,13 +16,12 @@ import pytest
 
 from stream.app import build_keyed_states
 from stream.engine import store
-from stream.engine.keys import Keys
 from stream.metrics.customers import CustomerState
 from stream.metrics.score import load
 from stream.settings import ScoreActivity, ScoreSettings, Settings
 from tests.e2e.test_crash_rebalance_outage import publish_in_chunks, simulated_events
 from tests.integration.test_relay import CLICKS, _counts
-from tests.support.harness import wait_relayed
+from tests.support.harness import stored_customers, wait_relayed
 from tests.support.workers import WorkerProcess
 
 pytestmark = pytest.mark.e2e
@@ -71,18 +70,15 @@ async def test_sigkill_during_relay_counts_each_activity_once(
     finally:
         worker.stop()
 
-    keys = Keys(s.key_prefix)
     client = store.connect(s.redis_url)
     try:
         state = next(k for k in build_keyed_states(s) if isinstance(k, CustomerState))
         got: dict[str, dict[tuple[int, int], int]] = {}
-        for p in range(s.topic_partitions):
-            shard = keys.shard("clickstream", p)
-            for value in (await client.hgetall(keys.keyed(shard, "cus"))).values():
-                c = load(value, state.rules)
-                counts = {(k, i): n for k, row in c.buckets.items() for i, n in enumerate(row) if n}
-                if counts:
-                    got[c.user] = counts
+        for value in await stored_customers(client, s):
+            c = load(value, state.rules)
+            counts = {(k, i): n for k, row in c.buckets.items() for i, n in enumerate(row) if n}
+            if counts:
+                got[c.user] = counts
         assert got == want
     finally:
         await client.aclose()

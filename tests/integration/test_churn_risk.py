@@ -22,13 +22,20 @@ from stream.engine.keys import Keys
 from stream.engine.outbox import OutboxPublisher
 from stream.exporter import _Static
 from stream.metrics import customer_reader
-from stream.metrics.customers import AT_RISK_SET, OUTBOX, CustomerState
+from stream.metrics.customers import OUTBOX, CustomerState
 from stream.metrics.reader import Reader
 from stream.metrics.score import unpack
 from stream.observability import WorkerMetrics
 from stream.settings import ScoreActivity, ScoreSettings, Settings
 from stream.tools.simulate import SimulationConfig, Simulator
-from tests.support.harness import EngineHarness, publish_events, wait_caught_up, wait_relayed
+from tests.support.harness import (
+    EngineHarness,
+    at_risk_members,
+    publish_events,
+    stored_customers,
+    wait_caught_up,
+    wait_relayed,
+)
 from tests.support.reference import partition_of
 from tests.support.score_reference import reference_scores
 
@@ -181,17 +188,12 @@ async def test_fading_cohort_and_exactly_once_churn_risk(settings: Settings) -> 
         # Scores and bands in Redis equal the reference at each partition's final watermark.
         state = next(k for k in build_keyed_states(s) if isinstance(k, CustomerState))
         n = len(state.rules.activities)
-        at_risk_members: set[str] = set()
-        for shard, _ in owned():
-            for value in (await client.hgetall(keys.keyed(shard, "cus"))).values():
-                c = unpack(value, n)
-                if series.get(c.user):
-                    assert c.score == series[c.user][-1][1], c.user
-            at_risk_members |= {
-                m.decode() for m in await client.zrange(keys.zset(shard, AT_RISK_SET), 0, -1)
-            }
+        for value in await stored_customers(client, s):
+            c = unpack(value, n)
+            if series.get(c.user):
+                assert c.score == series[c.user][-1][1], c.user
         want_at_risk = {u for u, sc in series.items() if sc and sc[-1][1] <= 40}
-        assert at_risk_members == want_at_risk
+        assert await at_risk_members(client, s) == want_at_risk
 
         # Read side: one customer, the at-risk list page by page, the band gauges.
         reader = Reader(client, keys)

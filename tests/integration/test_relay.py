@@ -32,6 +32,7 @@ from tests.support.harness import (
     EngineHarness,
     publish_events,
     publish_raw,
+    stored_customers,
     wait_caught_up,
     wait_relayed,
 )
@@ -169,11 +170,9 @@ async def test_other_families_move_scores_and_health_as_the_reference_says(
     try:
         state = next(k for k in build_keyed_states(s) if isinstance(k, CustomerState))
         got: dict[str, tuple[int, int]] = {}
-        for p in range(s.topic_partitions):
-            shard = keys.shard("clickstream", p)
-            for value in (await client.hgetall(keys.keyed(shard, "cus"))).values():
-                c = load(value, state.rules)
-                got[c.user] = (c.score, c.health)
+        for value in await stored_customers(client, s):
+            c = load(value, state.rules)
+            got[c.user] = (c.score, c.health)
         assert got == want
         body = await customer_reader.customer(Reader(client, keys), state.rules, "c1")
         assert body is not None
@@ -334,18 +333,15 @@ async def test_each_relayed_activity_counts_once_across_crashes_zombies_and_fail
     assert received["duplicate"] > 0 and received["out_of_order"] > 0
     assert "rejected" not in received
 
-    keys = Keys(s.key_prefix)
     client = store.connect(s.redis_url)
     try:
         state = next(k for k in build_keyed_states(s) if isinstance(k, CustomerState))
         got: dict[str, dict[tuple[int, int], int]] = {}
-        for p in range(s.topic_partitions):
-            shard = keys.shard("clickstream", p)
-            for value in (await client.hgetall(keys.keyed(shard, "cus"))).values():
-                c = load(value, state.rules)
-                got[c.user] = {
-                    (k, i): n for k, counts in c.buckets.items() for i, n in enumerate(counts) if n
-                }
+        for value in await stored_customers(client, s):
+            c = load(value, state.rules)
+            got[c.user] = {
+                (k, i): n for k, counts in c.buckets.items() for i, n in enumerate(counts) if n
+            }
         assert {u: c for u, c in got.items() if c} == want
     finally:
         await client.aclose()

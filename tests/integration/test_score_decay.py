@@ -14,14 +14,20 @@ from stream.engine import store
 from stream.engine.keys import Keys
 from stream.engine.outbox import OutboxPublisher
 from stream.metrics import customer_reader
-from stream.metrics.customers import AT_RISK_SET, OUTBOX, CustomerState
+from stream.metrics.customers import OUTBOX, CustomerState
 from stream.metrics.reader import Reader
 from stream.metrics.score import unpack
 from stream.observability import WorkerMetrics
 from stream.settings import ScoreActivity, ScoreSettings, Settings
 from stream.tools.simulate import Simulator
 from tests.integration.test_churn_risk import CFG, expected, read_topic, simulated
-from tests.support.harness import EngineHarness, publish_events, wait_caught_up
+from tests.support.harness import (
+    EngineHarness,
+    at_risk_members,
+    publish_events,
+    stored_customers,
+    wait_caught_up,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -79,20 +85,15 @@ async def test_decayed_scores_fade_the_cohort_like_the_reference(settings: Setti
         state = next(k for k in build_keyed_states(s) if isinstance(k, CustomerState))
         assert state.rules.decays
         n = len(state.rules.activities)
-        at_risk_members: set[str] = set()
         decaying = 0
-        for shard, _ in owned():
-            for value in (await client.hgetall(keys.keyed(shard, "cus"))).values():
-                c = unpack(value, n)
-                if series.get(c.user):
-                    assert c.score == series[c.user][-1][1], c.user
-                    decaying += bool(c.decayed)
-            at_risk_members |= {
-                m.decode() for m in await client.zrange(keys.zset(shard, AT_RISK_SET), 0, -1)
-            }
+        for value in await stored_customers(client, s):
+            c = unpack(value, n)
+            if series.get(c.user):
+                assert c.score == series[c.user][-1][1], c.user
+                decaying += bool(c.decayed)
         assert decaying, "some customers must still hold decayed amounts"
         want_at_risk = {u for u, sc in series.items() if sc and sc[-1][1] <= 40}
-        assert at_risk_members == want_at_risk
+        assert await at_risk_members(client, s) == want_at_risk
 
         reader = Reader(client, keys)
         some = sorted(u for u in scored if series[u][-1][1] > 0) or sorted(scored)

@@ -30,6 +30,9 @@ from stream.engine.keys import Keys
 from stream.engine.relay import OUTBOX as RELAY_OUTBOX
 from stream.engine.relay import RelayPublisher
 from stream.engine.windows import Windows
+from stream.metrics.customers import AT_RISK_SET
+from stream.metrics.customers import NAME as CUSTOMERS
+from stream.metrics.score import HOME_FAMILY
 from stream.observability import WorkerMetrics
 from stream.settings import Settings
 from stream.tools.offsets import log_ends
@@ -185,6 +188,26 @@ class EngineHarness:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
+
+
+async def stored_customers(client: Any, settings: Settings) -> list[bytes]:
+    """Every stored customer value (state, then any pending record) of every home partition."""
+    keys = Keys(settings.key_prefix)
+    out: list[bytes] = []
+    for p in range(settings.topic_partitions):
+        shard = keys.shard(HOME_FAMILY, p)
+        out += (await client.hgetall(keys.keyed(shard, CUSTOMERS))).values()
+    return out
+
+
+async def at_risk_members(client: Any, settings: Settings) -> set[str]:
+    """The at-risk ranking's members, all home partitions together."""
+    keys = Keys(settings.key_prefix)
+    out: set[str] = set()
+    for p in range(settings.topic_partitions):
+        ranking = keys.zset(keys.shard(HOME_FAMILY, p), AT_RISK_SET)
+        out |= {m.decode() for m in await client.zrange(ranking, 0, -1)}
+    return out
 
 
 async def read_dlq(
