@@ -9,6 +9,8 @@ each spelling out the precedence.
 
 from __future__ import annotations
 
+from aiokafka.partitioner import murmur2
+
 #: Segment/RudderStack call types the decoder maps (``identify`` is also our native type, decoded
 #: the Segment way).
 SEGMENT_CALLS: frozenset[str] = frozenset({"page", "screen", "track", "identify"})
@@ -26,3 +28,9 @@ def message_user_id(
     if kind in SEGMENT_CALLS:
         return userId or anonymousId or user_id
     return user_id
+
+
+def key_partition(key: bytes, partitions: int) -> int:
+    """The partition Kafka's default partitioner (Java's and aiokafka's: murmur2 of the key)
+    puts ``key`` in: where a user's events land when apps key them by :func:`message_user_id`."""
+    return int(murmur2(key) & 0x7FFFFFFF) % partitions

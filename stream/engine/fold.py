@@ -133,7 +133,7 @@ def fold_records(
     accepted = result.accepted
     relays = result.relay_hw is not None
     for record in records:
-        if record.headers and relays and _fold_relayed(record, result, ctx, max_ts, now_ms):
+        if relays and record.headers and _fold_relayed(record, result, ctx, max_ts, now_ms):
             continue
         value = record.value
         if value is None:
@@ -242,7 +242,7 @@ def _warm(
         value = record.value
         if value is None:
             continue
-        if record.headers and relays and _is_relayed(record):
+        if relays and record.headers and _is_relayed(record):
             continue
         outcome = decode(value, record.timestamp if record.timestamp > 0 else now_ms)
         if type(outcome) is not Rejection:

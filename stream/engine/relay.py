@@ -43,9 +43,9 @@ from typing import Any
 
 import msgspec
 import orjson
-from aiokafka.partitioner import murmur2
 
 from stream.contract.decode import Event
+from stream.contract.identity import key_partition
 from stream.contract.types import Family
 from stream.engine.deltas import Deltas
 from stream.engine.outbox import OutboxPublisher
@@ -84,7 +84,7 @@ def lane(partition: int) -> str:
 
 def home_partition(user_id: str, partitions: int) -> int:
     """The home partition of a user: Kafka's default partitioner for the key ``user_id``."""
-    return int(murmur2(user_id.encode()) & 0x7FFFFFFF) % partitions
+    return key_partition(user_id.encode(), partitions)
 
 
 def envelope(event: Event) -> str:

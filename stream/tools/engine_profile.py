@@ -25,10 +25,9 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from aiokafka.partitioner import murmur2
-
 from stream.app import build_fold_context, build_keyed_states, build_layout, relay_config
 from stream.bench import MIXES, simulated
+from stream.contract.identity import key_partition
 from stream.contract.types import Family
 from stream.engine import store
 from stream.engine.consumer import FOLD_SLICE, plan_keyed_reads, settle_keyed
@@ -88,7 +87,7 @@ def partitioned(
     by_shard: dict[tuple[str, int], Partition] = {}
     keys = Keys(settings.key_prefix)
     for family, key, value in simulated(events, users, MIXES[mix], seed):
-        p = (murmur2(key) & 0x7FFFFFFF) % partitions
+        p = key_partition(key, partitions)
         part = by_shard.get((family.value, p))
         if part is None:
             part = by_shard[(family.value, p)] = Partition(

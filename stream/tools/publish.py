@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.partitioner import murmur2
 
 from stream.connections import kafka_client_kwargs
+from stream.contract.identity import key_partition
 from stream.settings import Settings
 
 
@@ -70,7 +70,7 @@ class BatchPublisher:
         cached = self._cache.get((topic, key))
         if cached is None:
             count = await self._partition_count(topic)
-            cached = (murmur2(key) & 0x7FFFFFFF) % count
+            cached = key_partition(key, count)
             if len(self._cache) > 1_000_000:
                 self._cache.clear()
             self._cache[(topic, key)] = cached
