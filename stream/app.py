@@ -9,7 +9,10 @@ server (API, ``/metrics``, health) — while the hot path is the batched
 
 from __future__ import annotations
 
+import atexit
 import logging
+import shutil
+import tempfile
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -235,6 +238,12 @@ class Application:
     settings: Settings
 
 
+def _throwaway_datadir() -> str:
+    path = tempfile.mkdtemp(prefix="engagement-stream-faust-")
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
+    return path
+
+
 def build_app(settings: Settings) -> Application:
     if not settings.kafka_bootstrap_servers or not settings.redis_url:
         raise ValueError("build_app needs kafka_bootstrap_servers and redis_url (see localstack)")
@@ -246,6 +255,9 @@ def build_app(settings: Settings) -> Application:
         f"{settings.consumer_group}-shell",
         broker=[f"kafka://{h}" for h in settings.kafka_bootstrap_servers.split(",")],
         store="memory://",
+        # faust keeps table files under its data dir (default: ./<app id>-data in the working
+        # directory); state lives in Redis here, so a throwaway directory does.
+        datadir=_throwaway_datadir(),
         web_enabled=True,
         web_bind=settings.web_host,
         web_host=settings.web_host,

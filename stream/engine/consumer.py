@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -60,6 +60,46 @@ class PartitionState:
     window: PartitionWindow  # producer-duplicate detection (stream.engine.dedupe)
     warm_until: int = -1  # records up to here were applied before: they only rebuild `window`
     relay_hw: dict[str, int] | None = None  # home shards: highest relay seq applied per source
+
+
+@dataclass(frozen=True, slots=True)
+class Folded:
+    """One partition's part of a folded batch."""
+
+    tp: TopicPartition
+    state: PartitionState
+    result: FoldResult
+    relay_before: dict[str, int]  # the partition's relay marks before the batch
+
+
+KeyedPlan = tuple[KeyedState, FoldResult, dict[str, list[Any]], int]
+
+
+@dataclass(slots=True)
+class HeldBatch:
+    """A folded batch waiting for its keyed read (sent behind the previous batch's apply)."""
+
+    folds: list[Folded]
+    plans: list[KeyedPlan]  # one per read, in the same order
+    reads: list[store.KeyedRead]
+    started: float
+    total: int
+    now_ms: int
+
+    def drop_stale(
+        self, partitions: Mapping[TopicPartition, PartitionState], stored: Sequence[dict[str, Any]]
+    ) -> list[dict[str, Any]]:
+        """Forget the partitions folded with a state that is no longer the current one
+        (re-seeked or revoked since); return ``stored`` (read results, one per plan, or empty
+        when not read yet) without theirs."""
+        gone = {id(f.result) for f in self.folds if partitions.get(f.tp) is not f.state}
+        if not gone:
+            return list(stored)
+        self.folds = [f for f in self.folds if id(f.result) not in gone]
+        keep = [i for i, plan in enumerate(self.plans) if id(plan[1]) not in gone]
+        self.plans = [self.plans[i] for i in keep]
+        self.reads = [self.reads[i] for i in keep]
+        return [stored[i] for i in keep] if stored else []
 
 
 @dataclass(frozen=True)
@@ -122,7 +162,8 @@ class BatchEngine(mode.Service):
         self.batches_applied = 0
         self.ready = asyncio.Event()
         self._consumer: AIOKafkaConsumer | None = None
-        self._inflight: asyncio.Future[set[TopicPartition]] | None = None
+        self._inflight: asyncio.Future[list[dict[str, Any]]] | None = None
+        self._held: HeldBatch | None = None  # folded, its keyed read in flight (see _process)
         #: partitions of the home topic (relay lanes); 0 until known
         self.home_partitions = 0
         super().__init__(**kwargs)
@@ -151,7 +192,7 @@ class BatchEngine(mode.Service):
     async def on_stop(self) -> None:
         if self._consumer is not None:
             async with self._lock:
-                await self._finish_inflight()
+                await self._drain()
                 await self._commit(force=True)
             await self._consumer.stop()
         await self.redis.aclose()
@@ -173,14 +214,14 @@ class BatchEngine(mode.Service):
             async with self._lock:
                 if batch:
                     await self._process(batch)
-                else:  # idle: let the batch in flight land before committing
-                    await self._finish_inflight()
+                else:  # idle: let what was folded land before committing
+                    await self._drain()
             await self._commit()
 
     # ---- rebalance -------------------------------------------------------------------------
     async def on_revoked(self, revoked: set[TopicPartition]) -> None:
-        async with self._lock:  # let the in-flight batch finish before giving partitions up
-            await self._finish_inflight()
+        async with self._lock:  # let what was folded land before giving partitions up
+            await self._drain()
             await self._commit(force=True)
             for tp in revoked:
                 self.partitions.pop(tp, None)
@@ -232,22 +273,35 @@ class BatchEngine(mode.Service):
             self._consumer.seek(tp, 0)
 
     # ---- the batch -------------------------------------------------------------------------
-    # Two batches overlap: while batch N's apply runs in Redis, batch N+1 is fetched and folded
-    # (the CPU-heavy part). Everything that must see N's effects waits for N: the keyed-state
-    # read, the offset guard's expected offset, and the in-memory progress. At most one apply is
-    # in flight, so a revocation or a stop only has to wait for that one.
+    # A batch goes through three stages -- fold (worker CPU), keyed read (Redis), settle + apply
+    # (worker CPU, then Redis) -- and two batches are in flight so that the worker does not wait
+    # for Redis's reads while it has a batch to fold:
+    #
+    #   fold N+1  |  Redis: apply N-1, then read N   (one pipeline, one connection, in order)
+    #   settle N with its read; send [apply N, read N+1]; fold N+2 ...
+    #
+    # The read of N is queued behind the apply of N-1 on the same connection, so it sees N-1's
+    # effects; N's own settle runs only after its read came back. Fold progress (max event time,
+    # relay marks) moves on at fold time, the guarded offset at apply time. A batch folded with
+    # a partition state that has since been replaced (a refused apply re-seeks the partition, a
+    # revocation drops it) is stale and dropped. At most one pipeline is in flight and one
+    # folded batch waits for it; a revocation or a stop drains both (`_drain`).
 
     async def _process(self, batch: dict[TopicPartition, list[Any]]) -> None:
         started = time.perf_counter()
         now_ms = int(self.clock() * 1000)
-        folds: list[tuple[TopicPartition, PartitionState, FoldResult]] = []
+        folds: list[Folded] = []
         total = 0
-        for tp, records in batch.items():
-            state = self.partitions.get(tp)
+        # Taken before the first await: a partition re-seeked while we fold (a refused apply)
+        # gets a new state, and what we fetched for it is stale -- its fold is dropped.
+        states = [(tp, self.partitions.get(tp), records) for tp, records in batch.items()]
+        for tp, state, records in states:
             if state is None or not records:
                 continue  # revoked while fetched
             result = None
             for i in range(0, len(records), FOLD_SLICE):
+                if self.partitions.get(tp) is not state:
+                    break
                 result = fold_records(
                     records[i : i + FOLD_SLICE],
                     self.fold_ctx,
@@ -259,63 +313,104 @@ class BatchEngine(mode.Service):
                     state.relay_hw,
                 )
                 if self._inflight is not None:
-                    # The previous batch's commands may still sit in the socket's write buffer:
-                    # a turn of the event loop lets Redis receive them and work while we fold.
+                    # The pipeline in flight may still sit in the socket's write buffer: a turn
+                    # of the event loop lets Redis receive it and work while we fold.
                     await asyncio.sleep(0)
-            if result is None:
-                continue  # only warm-up records (already applied)
+            if result is None or self.partitions.get(tp) is not state:
+                continue  # only warm-up records (already applied), or re-seeked meanwhile
             total += result.last_offset - result.first_offset + 1
-            folds.append((tp, state, result))
-        if not folds:
-            return
-        refused = await self._finish_inflight()
-        if refused:  # those partitions were re-seeked: what we fetched for them is stale
-            folds = [f for f in folds if f[0] not in refused]
-            if not folds:
-                return
-        if self.config.relay is not None:
-            await self._collect_relays(folds)
-        if self.keyed_states:
-            await self._settle_keyed(folds)
-        calls: list[store.PendingCall] = []
-        for _, state, result in folds:
-            keys, argv = build_call(
-                result.deltas,
-                self.layout,
-                state.shard,
-                state.offset,
-                result.last_offset,
-                result.max_ts,
-                now_ms // 1000,
-                hw_fields(state.relay_hw or {}, result.relay_hw or {}),
-            )
-            calls.append(store.PendingCall(state.shard, keys, argv))
-        for tp, _, result in folds:
-            if result.rejected:
-                await self._dlq_retry(tp, result)
-        # Optimistic progress, so that the next batch folds and guards against this one; a
-        # refusal resets it from what Redis really holds.
-        for _, state, result in folds:
-            state.offset = result.last_offset
+            folds.append(Folded(tp, state, result, state.relay_hw or {}))
+            # Fold progress: the next batch of this partition folds on from here.
             state.max_ts = result.max_ts
             state.relay_hw = result.relay_hw
-        self._inflight = asyncio.ensure_future(self._apply(folds, calls, started, total))
-        await asyncio.sleep(0)  # let it send its commands before the next fold takes the CPU
+        if folds:
+            await self._advance(self._plan(folds, started, total, now_ms))
 
-    async def _apply(
+    def _plan(self, folds: list[Folded], started: float, total: int, now_ms: int) -> HeldBatch:
+        plans, reads = plan_keyed_reads(
+            [(self.config.topic_family[f.tp.topic], f.state.shard, f.result) for f in folds],
+            self.keyed_states,
+            self.keys,
+            self.fold_ctx.lateness_ms,
+        )
+        return HeldBatch(folds, plans, reads, started, total, now_ms)
+
+    async def _advance(self, new: HeldBatch | None) -> None:
+        """Settle the held batch and send its apply with ``new``'s keyed read behind it; hold
+        ``new``. With ``new`` None: settle and send what is held, read nothing."""
+        stored = await self._finish_inflight()
+        held, self._held = self._held, None
+        if held is not None:
+            stored = held.drop_stale(self.partitions, stored)
+        if new is not None:
+            new.drop_stale(self.partitions, [])
+        calls: list[store.PendingCall] = []
+        if held is not None and held.folds:
+            calls = await self._settle(held, stored)
+        reads = new.reads if new is not None and new.folds else []
+        if calls or reads:
+            applied = held if calls else None
+            self._inflight = asyncio.ensure_future(self._send(applied, calls, reads))
+            await asyncio.sleep(0)  # let it send its commands before the next fold takes the CPU
+        if new is not None and new.folds:
+            self._held = new
+
+    async def _drain(self) -> None:
+        """Settle and apply everything folded, and wait for it to land."""
+        while self._held is not None or self._inflight is not None:
+            await self._advance(None)
+
+    async def _settle(
+        self, held: HeldBatch, stored: Sequence[dict[str, Any]]
+    ) -> list[store.PendingCall]:
+        """Relays, keyed state and dead letters of a folded batch; its apply calls."""
+        if self.config.relay is not None:
+            await self._collect_relays(held.folds)
+        if held.plans:
+            settle_keyed(held.plans, stored)
+        calls: list[store.PendingCall] = []
+        for f in held.folds:
+            keys, argv = build_call(
+                f.result.deltas,
+                self.layout,
+                f.state.shard,
+                f.state.offset,
+                f.result.last_offset,
+                f.result.max_ts,
+                held.now_ms // 1000,
+                hw_fields(f.relay_before, f.result.relay_hw or {}),
+            )
+            calls.append(store.PendingCall(f.state.shard, keys, argv))
+        for f in held.folds:
+            if f.result.rejected:
+                await self._dlq_retry(f.tp, f.result)
+        # Optimistic progress, so that the next batch guards against this one; a refusal
+        # resets it from what Redis really holds.
+        for f in held.folds:
+            f.state.offset = f.result.last_offset
+        return calls
+
+    async def _send(
         self,
-        folds: list[tuple[TopicPartition, PartitionState, FoldResult]],
+        held: HeldBatch | None,
         calls: list[store.PendingCall],
-        started: float,
-        total: int,
-    ) -> set[TopicPartition]:
-        """Apply one batch; return the partitions whose batch Redis refused (re-seeked)."""
+        reads: list[store.KeyedRead],
+    ) -> list[dict[str, Any]]:
+        """Apply one batch and read the next one's keyed state, in one round trip; return what
+        was read. A partition whose batch Redis refused is re-seeked (a new state: what was
+        folded with the old one is stale)."""
         rtt_start = time.perf_counter()
-        outcomes = await self._redis_retry(lambda: store.apply_calls(self.redis, calls))
+        outcomes: list[store.ApplyOutcome]
+        stored: list[dict[str, Any]]
+        outcomes, stored = await self._redis_retry(
+            lambda: store.apply_then_read(self.redis, calls, reads)
+        )
         self.metrics.redis_rtt.observe(time.perf_counter() - rtt_start)
+        if held is None:
+            return stored
         applied_at = self.clock()
-        refused: set[TopicPartition] = set()
-        for (tp, state, result), outcome in zip(folds, outcomes, strict=True):
+        for f, outcome in zip(held.folds, outcomes, strict=True):
+            tp, state, result = f.tp, f.state, f.result
             if not outcome.applied:
                 assert outcome.stored is not None
                 self.metrics.batches_refused.labels(tp.topic).inc()
@@ -327,25 +422,24 @@ class BatchEngine(mode.Service):
                 )
                 if self.partitions.get(tp) is state:
                     # One snapshot of everything stored with the offset (relay marks too).
-                    stored = await self._redis_retry(
+                    progress = await self._redis_retry(
                         lambda s=state.shard: store.read_progress(self.redis, self.keys, s)  # type: ignore[misc]
                     )
-                    await self._seek_to(tp, state.shard, stored)
-                refused.add(tp)
+                    await self._seek_to(tp, state.shard, progress)
                 continue
             self._to_commit[tp] = result.last_offset + 1
             self._observe(tp, result, applied_at)
         self.batches_applied += 1
-        self.metrics.batch_size.observe(total)
-        self.metrics.apply_seconds.observe(time.perf_counter() - started)
+        self.metrics.batch_size.observe(held.total)
+        self.metrics.apply_seconds.observe(time.perf_counter() - held.started)
         self.metrics.last_batch_time.set(applied_at)
-        return refused
+        return stored
 
-    async def _finish_inflight(self) -> set[TopicPartition]:
-        """Wait for the batch in flight, if any; the partitions it had refused."""
+    async def _finish_inflight(self) -> list[dict[str, Any]]:
+        """Wait for the pipeline in flight, if any: the keyed values it read."""
         inflight, self._inflight = self._inflight, None
         if inflight is None:
-            return set()
+            return []
         return await inflight
 
     def owned_shards(self, topic: str) -> list[tuple[str, int]]:
@@ -361,40 +455,20 @@ class BatchEngine(mode.Service):
         self.home_partitions = len(self._consumer.partitions_for_topic(relay.home_topic) or ())
         return self.home_partitions
 
-    async def _collect_relays(
-        self, folds: list[tuple[TopicPartition, PartitionState, FoldResult]]
-    ) -> None:
+    async def _collect_relays(self, folds: list[Folded]) -> None:
         """Source partitions: their customer-state items become relay outbox messages."""
         relay = self.config.relay
         assert relay is not None
-        sources = [f for f in folds if self.config.topic_family[f[0].topic] in relay.families]
-        if not any(relay.state in result.deltas.keyed for _, _, result in sources):
+        sources = [f for f in folds if self.config.topic_family[f.tp.topic] in relay.families]
+        if not any(relay.state in f.result.deltas.keyed for f in sources):
             return
         partitions = self._refresh_home_partitions()
         while not partitions:  # a batch is never applied without its relays: wait for metadata
             log.warning("no partitions known for %s yet; retrying", relay.home_topic)
             await asyncio.sleep(0.5)
             partitions = self._refresh_home_partitions()
-        for _, _, result in sources:
-            collect_relay(result.deltas, relay.state, partitions)
-
-    async def _settle_keyed(
-        self, folds: list[tuple[TopicPartition, PartitionState, FoldResult]]
-    ) -> None:
-        """Read the keyed state the batch touches or that falls due, settle it into the deltas."""
-        plans, reads = plan_keyed_reads(
-            [
-                (self.config.topic_family[tp.topic], state.shard, result)
-                for tp, state, result in folds
-            ],
-            self.keyed_states,
-            self.keys,
-            self.fold_ctx.lateness_ms,
-        )
-        if not reads:
-            return
-        stored = await self._redis_retry(lambda: store.read_keyed(self.redis, reads))
-        settle_keyed(plans, stored)
+        for f in sources:
+            collect_relay(f.result.deltas, relay.state, partitions)
 
     def _observe(self, tp: TopicPartition, result: FoldResult, applied_at: float) -> None:
         topic = tp.topic
@@ -457,9 +531,6 @@ class BatchEngine(mode.Service):
             self.metrics,
             self.config.dlq_policy,
         )
-
-
-KeyedPlan = tuple[KeyedState, FoldResult, dict[str, list[Any]], int]
 
 
 def plan_keyed_reads(

@@ -58,7 +58,8 @@ class Deltas:
         self.day_counters: dict[int, dict[str, int]] = {}
         # (minute start, set name) -> members of a distinct-count (HyperLogLog) set
         self.users: dict[tuple[int, str], set[str]] = {}
-        # (day start, user, campaign, placement) -> [impressions, clicks, orphan-counter field]
+        # (day start, user, escaped campaign, escaped placement) -> [impressions, clicks,
+        # orphan-counter field] (filled by stream.metrics.clickstream)
         self.orphan_pairs: dict[tuple[int, str, str, str], list[int | str]] = {}
         # (minute start, hash name) -> field -> increment, in a window hash of its own (rolled up)
         self.hashes: dict[tuple[int, str], dict[str, int]] = {}
@@ -112,15 +113,6 @@ class Deltas:
         if bucket is None:
             bucket = self.hashes[(minute, hash_name)] = {}
         bucket[name] = bucket.get(name, 0) + n
-
-    def ad_pair(
-        self, key: tuple[int, str, str, str], orphan_field: str, *, impression: bool
-    ) -> None:
-        """``key`` = (day start, user id, escaped campaign, escaped placement)."""
-        entry = self.orphan_pairs.get(key)
-        if entry is None:
-            entry = self.orphan_pairs[key] = [0, 0, orphan_field]
-        entry[0 if impression else 1] += 1  # type: ignore[operator]
 
     def is_empty(self) -> bool:
         return not (
@@ -176,12 +168,11 @@ class _CallBuilder:
         return idx
 
     def hincr(self, key: str, expire_at: int, fields: dict[str, int]) -> None:
-        items = [(f, d) for f, d in fields.items() if d]
-        if not items:
+        flat = [x for item in fields.items() if item[1] for x in item]  # field, delta, ...
+        if not flat:
             return
-        self.ops += ["H", self.key_index(key), expire_at, len(items)]
-        for f, d in items:
-            self.ops += [f, d]
+        self.ops += ["H", self.key_index(key), expire_at, len(flat) // 2]
+        self.ops += flat
         self.n_ops += 1
 
     def pfadd(self, key: str, expire_at: int, members: Iterable[str]) -> None:
@@ -219,8 +210,11 @@ def build_call(
     for g in layout.granularities:
         code = GRANULARITY_CODE[g]
         rolled: dict[int, dict[str, int]] = {}
-        for minute, fields in deltas.counters.items():
-            _add_fields(rolled, layout.window_of(g, minute), fields)
+        if g == "minute":
+            rolled = deltas.counters  # minutes are their own windows: nothing to roll up
+        else:
+            for minute, fields in deltas.counters.items():
+                _add_fields(rolled, layout.window_of(g, minute), fields)
         if g == "day":
             for day, fields in deltas.day_counters.items():
                 _add_fields(rolled, day, fields)
@@ -228,21 +222,27 @@ def build_call(
             call.hincr(keys.counters(shard, code, start), layout.expire_at(g, start, now), fields)
 
         sets: dict[tuple[int, str], set[str]] = {}
-        for (minute, name), members in deltas.users.items():
-            skey = (layout.window_of(g, minute), name)
-            existing = sets.get(skey)
-            if existing is None:
-                sets[skey] = set(members)
-            else:
-                existing |= members
+        if g == "minute":
+            sets = deltas.users
+        else:
+            for (minute, name), members in deltas.users.items():
+                skey = (layout.window_of(g, minute), name)
+                existing = sets.get(skey)
+                if existing is None:
+                    sets[skey] = set(members)
+                else:
+                    existing |= members
         for (start, name), members in sets.items():
             call.pfadd(
                 keys.users(shard, code, start, name), layout.expire_at(g, start, now), members
             )
 
         hashes: dict[tuple[int, str], dict[str, int]] = {}
-        for (minute, name), fields in deltas.hashes.items():
-            _add_fields(hashes, (layout.window_of(g, minute), name), fields)
+        if g == "minute":
+            hashes = deltas.hashes
+        else:
+            for (minute, name), fields in deltas.hashes.items():
+                _add_fields(hashes, (layout.window_of(g, minute), name), fields)
         for (start, name), fields in hashes.items():
             call.hincr(
                 keys.extra(shard, code, start, name), layout.expire_at(g, start, now), fields

@@ -105,19 +105,36 @@ async def read_progress(client: aioredis.Redis, keys: Keys, shard: str) -> Parti
 
 async def apply_calls(client: aioredis.Redis, calls: list[PendingCall]) -> list[ApplyOutcome]:
     """Run every partition's apply in one round trip; report which were refused as stale."""
+    outcomes, _ = await apply_then_read(client, calls, [])
+    return outcomes
+
+
+async def apply_then_read(
+    client: aioredis.Redis, calls: list[PendingCall], reads: list[KeyedRead]
+) -> tuple[list[ApplyOutcome], list[dict[str, Any]]]:
+    """One batch's applies, then the next batch's keyed reads, in one pipeline.
+
+    One pipeline is one connection, and Redis runs a connection's commands in order: the reads
+    see the applies' effects, as the next batch's settle requires.
+    """
+    if not calls and not reads:
+        return [], []
     async with client.pipeline(transaction=False) as pipe:
         for call in calls:
             pipe.fcall(FUNCTION_NAME, len(call.keys), *call.keys, *call.argv)
+        for r in reads:
+            function = READ_KEYED_SPLIT_FUNCTION if r.split else READ_KEYED_FUNCTION
+            pipe.fcall_ro(function, 2, r.state_key, r.due_key, r.due_until, r.limit, *r.fields)
         replies = await pipe.execute()
     outcomes = []
-    for call, reply in zip(calls, replies, strict=True):
+    for call, reply in zip(calls, replies[: len(calls)], strict=True):
         if int(reply[0]) == 1:
             outcomes.append(ApplyOutcome(call.shard, True, None))
         else:
             outcomes.append(
                 ApplyOutcome(call.shard, False, PartitionProgress(int(reply[1]), int(reply[2])))
             )
-    return outcomes
+    return outcomes, _keyed_values(reads, replies[len(calls) :])
 
 
 @dataclass(frozen=True)
@@ -144,13 +161,11 @@ async def read_keyed(client: aioredis.Redis, reads: list[KeyedRead]) -> list[dic
     Per read: field -> stored value (bytes or None), or with ``split`` -> (stored value,
     pending record as a list or None).
     """
-    if not reads:
-        return []
-    async with client.pipeline(transaction=False) as pipe:
-        for r in reads:
-            function = READ_KEYED_SPLIT_FUNCTION if r.split else READ_KEYED_FUNCTION
-            pipe.fcall_ro(function, 2, r.state_key, r.due_key, r.due_until, r.limit, *r.fields)
-        replies = await pipe.execute()
+    _, values = await apply_then_read(client, [], reads)
+    return values
+
+
+def _keyed_values(reads: list[KeyedRead], replies: list[Any]) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for r, reply in zip(reads, replies, strict=True):
         flat = msgspec.msgpack.decode(reply)

@@ -167,12 +167,23 @@ def settle(
     sessions: list[Session], hits: Iterable[Hit], watermark: int, rules: SessionRules
 ) -> tuple[list[Session], list[Session]]:
     """Add a batch's hits (any order), then split into (still open, closed by the watermark)."""
+    timeout, cap = rules.timeout_ms, rules.cap_ms
+    latest = sessions[-1] if sessions else None
     for hit in sorted(hits, key=_by_ts):
+        if latest is not None:  # add_hit's fast path, inlined: it runs once per event
+            ts = hit[0]
+            if latest.first < ts and 0 <= ts - latest.last < timeout and ts - latest.first < cap:
+                latest.last = ts
+                latest.page_views += hit[1]
+                latest.conversions += hit[2]
+                continue
         add_hit(sessions, hit, rules)
+        latest = sessions[-1]
     open_: list[Session] = []
     closed: list[Session] = []
     for s in sessions:
-        (closed if s.closes_at(rules) <= watermark else open_).append(s)
+        closes_at = min(s.last + timeout, s.first + cap)  # Session.closes_at
+        (closed if closes_at <= watermark else open_).append(s)
     return open_, closed
 
 
@@ -324,6 +335,7 @@ class SessionState:
         deltas: Deltas,
     ) -> dict[str, tuple[str | None, int | None]]:
         rules = self.rules
+        timeout, cap = rules.timeout_ms, rules.cap_ms
         updates: dict[str, tuple[str | None, int | None]] = {}
         for name in stored.keys() | items.keys():
             before = stored.get(name)
@@ -331,7 +343,8 @@ class SessionState:
             for session in closed:
                 record_closed(session, rules, deltas)
             if open_:
-                updates[name] = (pack(open_), min(s.closes_at(rules) for s in open_))
+                due = min(min(s.last + timeout, s.first + cap) for s in open_)  # closes_at
+                updates[name] = (pack(open_), due)
             elif before is not None:
                 updates[name] = (None, None)
         return updates
