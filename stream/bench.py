@@ -71,6 +71,13 @@ class BenchResult:
     #: the worker's CPU time (user + system) per event while catching up: less sensitive than
     #: events/s to whatever else the shared machine is doing
     worker_cpu_us_per_event: float = 0.0
+    #: worker CPU time / wall time while catching up: below 1, it waited (on Redis, Kafka)
+    worker_busy_share: float = 0.0
+    #: Redis CPU time (user + system, every thread) per event while catching up: one Redis core
+    #: serves about 1e6 / this events/s, whatever the number of workers
+    redis_cpu_us_per_event: float = 0.0
+    #: event time the events span: a long span is a catch-up over history, sparse per window
+    event_time_span_hours: float = 0.0
     redis_bytes_per_active_user: float = 0.0
     active_users: int = 0
     open_sessions: int = 0
@@ -329,6 +336,7 @@ async def run_bench(
         )
         data = simulated(events, users, families, seed)
         distinct_users = len({key for _, key, _ in data})
+        result.event_time_span_hours = event_time_span_ms(data) / 3_600_000
         t0 = time.perf_counter()
         produced = await produce(settings, data)
         result.produce_events_per_s = produced / (time.perf_counter() - t0)
@@ -345,8 +353,14 @@ async def run_bench(
         await wait_ready(port, proc)
         ready = time.perf_counter()
         cpu_ready = cpu_seconds(proc.pid)
+        redis_ready = await redis_cpu_seconds(client)
         finished = await wait_caught_up(client, settings, ends)
-        result.worker_cpu_us_per_event = (cpu_seconds(proc.pid) - cpu_ready) / produced * 1e6
+        worker_cpu = cpu_seconds(proc.pid) - cpu_ready
+        result.redis_cpu_us_per_event = (
+            (await redis_cpu_seconds(client) - redis_ready) / produced * 1e6
+        )
+        result.worker_cpu_us_per_event = worker_cpu / produced * 1e6
+        result.worker_busy_share = worker_cpu / (finished - ready)
         result.worker_events_per_s = produced / (finished - ready)
         result.ratio_to_raw = result.worker_events_per_s / result.raw_loop_events_per_s
         mem_after = int((await client.info("memory"))["used_memory"])
@@ -421,6 +435,17 @@ async def customer_memory(client: Any, settings: Settings) -> tuple[int, float]:
     return customers, used / max(customers, 1)
 
 
+async def redis_cpu_seconds(client: Any) -> float:
+    cpu = await client.info("cpu")
+    return float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"])
+
+
+def event_time_span_ms(data: Iterable[tuple[Family, bytes, bytes]]) -> int:
+    """Latest minus earliest event time of the events."""
+    times = [int(orjson.loads(value)["ts"]) for _, _, value in data]
+    return max(times) - min(times) if times else 0
+
+
 def report(result: BenchResult) -> str:
     bars = [
         (
@@ -458,10 +483,12 @@ def report(result: BenchResult) -> str:
     ]
     lines = [
         f"events {result.events:,} ({result.mix} mix), users {result.users:,}, "
-        f"partitions {result.partitions}",
+        f"partitions {result.partitions}, {result.event_time_span_hours:,.1f} h of event time",
         f"produce (bench publisher)          {result.produce_events_per_s:,.0f} events/s",
         f"raw aiokafka getmany+orjson loop   {result.raw_loop_events_per_s:,.0f} events/s",
-        f"worker CPU per event               {result.worker_cpu_us_per_event:,.2f} µs",
+        f"worker CPU per event               {result.worker_cpu_us_per_event:,.2f} µs "
+        f"(busy {result.worker_busy_share:.0%} of the catch-up)",
+        f"Redis CPU per event                {result.redis_cpu_us_per_event:,.2f} µs",
         f"latency p50                        {result.latency_p50_s * 1000:,.1f} ms "
         f"({result.latency_samples} samples)",
         f"Redis bytes per active user        {result.redis_bytes_per_active_user:,.0f} "

@@ -41,3 +41,14 @@ def test_ratio_bar() -> None:
     low.ratio_to_raw = 0.3
     assert _verdict(report(low), "ratio to raw") == "FAIL"
     assert _verdict(report(_result("clickstream", 120_000)), "ratio to raw") == "PASS"
+
+
+def test_event_time_span_is_max_minus_min_whatever_the_order() -> None:
+    import orjson
+
+    from stream.bench import event_time_span_ms
+    from stream.contract.types import Family
+
+    rows = [(Family.CLICKSTREAM, b"u", orjson.dumps({"ts": ts})) for ts in (5_000, 1_000, 9_000)]
+    assert event_time_span_ms(rows) == 8_000
+    assert event_time_span_ms([]) == 0
