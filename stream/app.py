@@ -107,6 +107,7 @@ def score_rules(settings: Settings) -> ScoreRules:
         health_weights=(w.get("engagement", 0), w.get("feedback", 0), w.get("support", 0)),
         reply_target_ms=s.reply_target_seconds * 1000,
         home_families=frozenset({HOME_FAMILY, *s.relay_families}),
+        business_hours=settings.business_hours(),
     )
 
 

@@ -28,8 +28,9 @@ Definitions (metric-definitions.md, "Engagement score and churn risk"):
   ``drop_buckets`` buckets since the rule last fired (firing re-arms it from the new score).
 * Health = weighted blend of the engagement score, the latest NPS (0-10 -> x10) or CSAT (1-5 ->
   (s-1) x 25) response, and support experience (100 - 20 per open ticket - a penalty growing with
-  the latest first-reply time beyond its target); a factor the customer has no data for is
-  dropped and the other weights renormalised. Same bands.
+  the latest first-reply time beyond its target -- business time when the business-hours mode
+  is on, target included); a factor the customer has no data for is dropped and the other
+  weights renormalised. Same bands.
 
 Why boundaries: a boundary ``b`` is only evaluated once the partition watermark has reached
 ``b * bucket_ms``; every event accepted later has ``ts >= watermark``, so buckets before ``b`` are
@@ -59,6 +60,7 @@ from typing import Any, NamedTuple
 import msgspec
 
 from stream.contract.types import FAMILY_OF, EventType, Family
+from stream.metrics.business_hours import BusinessHours
 
 #: The family whose partitions host customer state. Each family has its own topic and an
 #: exactly-once apply is per input partition, so one customer's score can only be decided where
@@ -170,6 +172,15 @@ class ScoreRules:
     reply_target_ms: int = 8 * 3_600_000
     #: families whose events reach the score: the home family and the relayed ones
     home_families: frozenset[str] = frozenset({HOME_FAMILY})
+    #: with the business-hours mode on, the support part judges first replies (and its target)
+    #: in business time, as the ticket metrics report them
+    business_hours: BusinessHours | None = None
+
+    def reply_ms(self, created_ms: int, replied_ms: int) -> int:
+        """A first reply's time as the support part judges it."""
+        if self.business_hours is None:
+            return max(0, replied_ms - created_ms)
+        return self.business_hours.business_ms(created_ms, replied_ms)
 
     @cached_property
     def _integer_weights(self) -> tuple[tuple[int, ...], tuple[int, ...], int]:
@@ -419,7 +430,7 @@ def _absorb(c: Customer, hit: Hit, rules: ScoreRules, index: Mapping[str, list[i
     elif kind == _REPLIED:
         created = c.open_tickets.get(hit.ticket)
         if hit.author == "agent" and created is not None and created >= 0:
-            c.last_reply_ms = max(0, hit.ts - created)
+            c.last_reply_ms = rules.reply_ms(created, hit.ts)
             c.open_tickets[hit.ticket] = -1  # replied: first reply already measured
     elif kind in _ENDS:
         c.had_support = True

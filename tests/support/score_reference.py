@@ -20,6 +20,7 @@ from fractions import Fraction
 from typing import Any
 
 from stream.contract.types import FAMILY_OF, EventType, Family
+from tests.support.business_reference import BruteBusinessHours
 
 #: Every family reaches the score when all are relayed to the home partitions (the default).
 ALL_FAMILIES = frozenset(f.value for f in Family)
@@ -119,11 +120,13 @@ def reference_health(
     score: int,
     weights: tuple[int, int, int],  # engagement, feedback, support
     reply_target_ms: int,
+    business_hours: BruteBusinessHours | None = None,
 ) -> int:
     """One customer's health score as of all their events (in event-time order), given their
     engagement score: the latest NPS (x10) or CSAT ((s-1) x 25) answer; support = 100 - 20 per
     open ticket (at most 5) - up to 40 as the latest first agent reply takes up to 3x its target;
-    a part without data is left out and the weights renormalised (round half up)."""
+    a part without data is left out and the weights renormalised (round half up). With
+    ``business_hours``, the reply time (and so its target) is business time."""
     answers = [
         (e["ts"], e["properties"]["score"] * 10 if e["type"] == "nps_response"
          else (e["properties"]["score"] - 1) * 25)
@@ -143,7 +146,11 @@ def reference_health(
         elif e["type"] == "ticket_replied" and e["properties"].get("author") == "agent":
             created = opened.get(ticket)
             if created is not None:
-                reply = e["ts"] - created
+                reply = (
+                    e["ts"] - created
+                    if business_hours is None
+                    else business_hours.business_ms(created, e["ts"])
+                )
                 opened[ticket] = None
         elif e["type"] in ("ticket_solved", "ticket_closed"):
             touched = True

@@ -266,3 +266,43 @@ def test_packed_state_round_trips_and_stays_small() -> None:
     text = pack(c)
     assert unpack(text, n) == c
     assert len(text) < 260, len(text)
+
+
+@pytest.mark.parametrize("business", [False, True], ids=["calendar", "business-hours"])
+def test_health_judges_first_replies_in_business_time_when_the_mode_is_on(business: bool) -> None:
+    """A ticket opened Friday 16:00 in Berlin and answered Monday 10:00: 66 calendar hours (the
+    full penalty of a 8 h target), 2 business hours on a 09:00-17:00 week (no penalty)."""
+    import dataclasses
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    from stream.metrics.business_hours import BusinessHours
+    from stream.metrics.score import Hit, advance
+    from tests.support.business_reference import BruteBusinessHours
+    from tests.support.score_reference import reference_health
+
+    week = {day: ["09:00-17:00"] for day in ("mon", "tue", "wed", "thu", "fri")}
+    berlin = ZoneInfo("Europe/Berlin")
+    opened = int(datetime(2026, 3, 6, 16, 0, tzinfo=berlin).timestamp() * 1000)  # a Friday
+    replied = int(datetime(2026, 3, 9, 10, 0, tzinfo=berlin).timestamp() * 1000)
+    rules = dataclasses.replace(
+        rules_of(),
+        health_weights=(0, 0, 100),  # the support part alone
+        reply_target_ms=8 * 3_600_000,
+        business_hours=BusinessHours.build(week, "Europe/Berlin") if business else None,
+    )
+    c = Customer("u1")
+    hits = [
+        Hit(opened, "ticket_created", "organic", "t1", -1, ""),
+        Hit(replied, "ticket_replied", "organic", "t1", -1, "agent"),
+    ]
+    advance(c, hits, replied + 3 * DAY, rules)
+    assert c.last_reply_ms == (2 if business else 66) * 3_600_000
+    events = [
+        {"type": "ticket_created", "ts": opened, "properties": {"ticket_id": "t1"}},
+        {"type": "ticket_replied", "ts": replied,
+         "properties": {"ticket_id": "t1", "author": "agent"}},
+    ]  # fmt: skip
+    brute = BruteBusinessHours.of(week, "Europe/Berlin") if business else None
+    want = reference_health(events, 0, (0, 0, 100), 8 * 3_600_000, brute)
+    assert c.health_at(0, rules) == want == (80 if business else 40)  # t1 is still open
