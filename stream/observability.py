@@ -96,6 +96,13 @@ class WorkerMetrics:
             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1),
             registry=r,
         )
+        self.redis_wait = Counter(
+            "stream_redis_wait_seconds",
+            "Time the batch loop waited for the Redis pipeline in flight (the last apply and the "
+            "next keyed read) instead of folding. Per second of wall time: the share of time Redis "
+            "held the worker up.",
+            registry=r,
+        )
         self.event_lag = Histogram(
             "stream_event_lag_seconds",
             "End-to-end lag: apply time minus event time (sampled events).",

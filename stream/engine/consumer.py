@@ -338,7 +338,9 @@ class BatchEngine(mode.Service):
     async def _advance(self, new: HeldBatch | None) -> None:
         """Settle the held batch and send its apply with ``new``'s keyed read behind it; hold
         ``new``. With ``new`` None: settle and send what is held, read nothing."""
+        waited = time.perf_counter()
         stored = await self._finish_inflight()
+        self.metrics.redis_wait.inc(time.perf_counter() - waited)
         held, self._held = self._held, None
         if held is not None:
             stored = held.drop_stale(self.partitions, stored)

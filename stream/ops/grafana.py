@@ -567,6 +567,19 @@ PIPELINE = Dashboard(
             (
                 quantiles("Redis round-trip time", "stream_redis_roundtrip_seconds"),
                 Panel(
+                    "Batch loop waiting on Redis (share of time)",
+                    (
+                        Target(
+                            "sum by (instance) (rate(stream_redis_wait_seconds_total"
+                            f'{{job=~"$job"}}{RATE}))',
+                            "{{instance}}",
+                        ),
+                    ),
+                    unit="percentunit",
+                    description="Near 0: the workers are the bottleneck (add workers, up to the "
+                    "partition count). Growing with load: Redis is (its CPU, or the network).",
+                ),
+                Panel(
                     "Redis and DLQ publish errors",
                     (
                         Target(
