@@ -2,11 +2,12 @@
 
 A :class:`mode.Service` started by the faust app (faust owns lifecycle, web, producer, CLI), but
 consuming with aiokafka's ``getmany`` directly: faust's per-event agent iteration costs ~150 µs
-per event here, a batch loop a few µs. Per batch: fold each partition's records (pure), publish
-rejects to the DLQ and wait for the acks, then apply every partition's deltas + offset in one
-Redis round trip. Partition progress lives in Redis; on assignment the consumer seeks to it, so
-a partition that moves between workers needs no state restore, and Kafka's committed offsets only
-follow (for lag tooling).
+per event here, a batch loop a few µs. Per batch: fold each partition's records (pure), read
+the keyed state it needs (sent behind the previous batch's apply), settle, publish rejects to
+the DLQ and wait for the acks, then apply every partition's deltas + offset in one Redis round
+trip (see "the batch" below). Partition progress lives in Redis; on assignment the consumer
+seeks to it, so a partition that moves between workers needs no state restore, and Kafka's
+committed offsets only follow (for lag tooling).
 
 Must never: crash on a bad message, apply a batch without its offset guard, or let an exception
 escape the loop (a Redis or Kafka outage is retried with backoff until the service stops).
