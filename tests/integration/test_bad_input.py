@@ -12,7 +12,13 @@ from stream.contract.types import Reason
 from stream.settings import Settings
 from tests.support.compare import compare_all
 from tests.support.events import event
-from tests.support.harness import EngineHarness, publish_raw, read_dlq, wait_caught_up
+from tests.support.harness import (
+    EngineHarness,
+    counter_values,
+    publish_raw,
+    read_dlq,
+    wait_caught_up,
+)
 from tests.support.reference import Reference
 
 pytestmark = pytest.mark.integration
@@ -50,14 +56,7 @@ async def test_every_reason_goes_to_dlq_and_is_counted(settings: Settings) -> No
         await publish_raw(settings, settings.topics.clickstream, messages)
         await wait_caught_up(settings)
         dlq = await read_dlq(settings, expected=len(bad))
-        counted = {
-            labels["reason"]: value
-            for metric in harness.metrics.registry.collect()
-            if metric.name == "stream_events_rejected"
-            for s in metric.samples
-            if s.name.endswith("_total")
-            for labels, value in [(s.labels, s.value)]
-        }
+        counted = counter_values(harness.metrics, "stream_events_rejected", "reason")
     assert sorted(r["reason"] for r in dlq) == sorted(r.value for r in bad)
     for record in dlq:
         original = base64.b64decode(record["original_b64"])

@@ -31,6 +31,7 @@ from stream.tools.simulate import SimulationConfig, Simulator
 from tests.support.harness import (
     EngineHarness,
     at_risk_members,
+    counter_values,
     publish_events,
     stored_customers,
     wait_caught_up,
@@ -145,17 +146,24 @@ async def read_topic(s: Settings) -> list[dict[str, Any]]:
         await consumer.stop()
 
 
+def assert_fading_cohort_ends_at_risk(series: Any, transitions: Any) -> list[str]:
+    """The reference's fading users cross into at_risk, and (nearly all of them) end there:
+    silence alone brought their scores down. A fading user whose early activity still fills the
+    lookback at the end may not have crossed yet. Returns the fading users with a score."""
+    fading = Simulator(CFG).fading_users()
+    entered = {t[0] for t in transitions if t[2] == "entered_at_risk"}
+    assert entered & fading, "the fading cohort must cross into at_risk"
+    scored = [u for u in fading if series.get(u)]
+    assert sum(series[u][-1][1] <= 40 for u in scored) >= 0.9 * len(scored)
+    return scored
+
+
 async def test_fading_cohort_and_exactly_once_churn_risk(settings: Settings) -> None:
     s = score_settings(settings)
     events = simulated(days=4)
     series, transitions = expected(events, s)
-    fading = Simulator(CFG).fading_users()
+    scored = assert_fading_cohort_ends_at_risk(series, transitions)
     entered = {t[0] for t in transitions if t[2] == "entered_at_risk"}
-    assert entered & fading, "the fading cohort must cross into at_risk"
-    # ... and (nearly all of it) ends there: silence alone brought their scores down. A fading
-    # user whose early activity still fills the lookback at the end may not have crossed yet.
-    scored = [u for u in fading if series.get(u)]
-    assert sum(series[u][-1][1] <= 40 for u in scored) >= 0.9 * len(scored)
 
     keys = Keys(s.key_prefix)
     client = store.connect(s.redis_url)
@@ -171,13 +179,7 @@ async def test_fading_cohort_and_exactly_once_churn_risk(settings: Settings) -> 
         await wait_relayed(s)
         await publish_events(s, [e for e in events if e["type"] in CLICKS])
         await wait_caught_up(s)
-        received = {
-            x.labels["outcome"]: x.value
-            for m in harness.metrics.registry.collect()
-            if m.name == "stream_relay_received"
-            for x in m.samples
-            if x.name.endswith("_total")
-        }
+        received = counter_values(harness.metrics, "stream_relay_received", "outcome")
         assert received.get("applied", 0) > 0 and not received.get("rejected")
         assert harness.engine is not None
         engine = harness.engine
@@ -197,7 +199,7 @@ async def test_fading_cohort_and_exactly_once_churn_risk(settings: Settings) -> 
 
         # Read side: one customer, the at-risk list page by page, the band gauges.
         reader = Reader(client, keys)
-        some = sorted(u for u in fading if series.get(u))[0]
+        some = sorted(scored)[0]
         body = await customer_reader.customer(reader, state.rules, some)
         assert body is not None and body["score"] == series[some][-1][1]
         assert body["band"] == "at_risk"

@@ -19,6 +19,7 @@ from stream.engine.fold import Rejected
 from stream.localstack import LocalStack
 from stream.observability import WorkerMetrics
 from stream.settings import Settings
+from tests.support.harness import counter_total
 from tests.unit.test_schemas import schema_errors
 
 pytestmark = pytest.mark.integration
@@ -29,13 +30,7 @@ def _rejected(offset: int, size: int = 10) -> Rejected:
 
 
 def _dropped(metrics: WorkerMetrics) -> float:
-    return sum(
-        s.value
-        for m in metrics.registry.collect()
-        if m.name == "stream_dlq_dropped"
-        for s in m.samples
-        if s.name.endswith("_total")
-    )
+    return counter_total(metrics, "stream_dlq_dropped")
 
 
 async def test_a_huge_original_is_truncated_and_kafka_accepts_the_record(

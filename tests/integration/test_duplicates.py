@@ -12,20 +12,20 @@ from stream.contract.types import Reason
 from stream.settings import Settings
 from tests.support.compare import compare_all
 from tests.support.events import clickstream_mix
-from tests.support.harness import EngineHarness, publish_events, read_dlq, wait_caught_up
+from tests.support.harness import (
+    EngineHarness,
+    counter_total,
+    publish_events,
+    read_dlq,
+    wait_caught_up,
+)
 from tests.support.reference import Reference
 
 pytestmark = pytest.mark.integration
 
 
 def _rejected(harness: EngineHarness, reason: Reason) -> float:
-    return sum(
-        s.value
-        for m in harness.metrics.registry.collect()
-        if m.name == "stream_events_rejected"
-        for s in m.samples
-        if s.name.endswith("_total") and s.labels.get("reason") == reason.value
-    )
+    return counter_total(harness.metrics, "stream_events_rejected", reason=reason.value)
 
 
 async def test_resends_are_dead_lettered_once_and_never_counted(settings: Settings) -> None:

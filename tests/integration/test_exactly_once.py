@@ -16,7 +16,7 @@ from stream.engine.windows import Windows
 from stream.settings import Settings
 from tests.support.compare import compare_all
 from tests.support.events import clickstream_mix, event
-from tests.support.harness import EngineHarness, publish_events, wait_caught_up
+from tests.support.harness import EngineHarness, counter_total, publish_events, wait_caught_up
 from tests.support.reference import Reference
 
 pytestmark = pytest.mark.integration
@@ -99,13 +99,7 @@ async def test_failover_losing_writes_loses_no_events(
         await _restore(redis_client, settings.key_prefix, snap)
         await publish_events(settings, part3)
         await wait_caught_up(settings)
-        refused = sum(
-            s.value
-            for m in harness.metrics.registry.collect()
-            if m.name == "stream_batches_refused"
-            for s in m.samples
-            if s.name.endswith("_total")
-        )
+        refused = counter_total(harness.metrics, "stream_batches_refused")
     assert refused >= 1  # the engine noticed and re-seeked
     ref = Reference.build(part1 + part2 + part3, settings)
     problems = await compare_all(settings, ref)

@@ -30,6 +30,7 @@ from stream.tools.simulate import SimulationConfig, Simulator
 from tests.support.events import event
 from tests.support.harness import (
     EngineHarness,
+    counter_values,
     publish_events,
     publish_raw,
     stored_customers,
@@ -126,16 +127,12 @@ async def test_other_families_move_scores_and_health_as_the_reference_says(
         await wait_relayed(s)
         await publish_events(s, [e for e in customers if e["type"] in CLICKS] + clocks)
         await wait_caught_up(s)
-        metrics = {
-            (m.name, x.labels.get("outcome", x.labels.get("family", ""))): x.value
-            for m in harness.metrics.registry.collect()
-            for x in m.samples
-            if x.name.endswith("_total")
-        }
+        received = counter_values(harness.metrics, "stream_relay_received", "outcome")
+        published = counter_values(harness.metrics, "stream_relay_published", "family")
     relayable = [e for e in customers if e["type"] not in CLICKS]
-    assert metrics[("stream_relay_received", "applied")] == len(relayable) + 1
-    assert metrics[("stream_relay_published", "account")] == 3  # purchase, renewals
-    assert ("stream_relay_received", "duplicate") not in metrics
+    assert received["applied"] == len(relayable) + 1
+    assert published["account"] == 3  # purchase, renewals
+    assert "duplicate" not in received
 
     # the reference, per home partition at its final watermark
     normalised = {
@@ -320,13 +317,7 @@ async def test_each_relayed_activity_counts_once_across_crashes_zombies_and_fail
         await asyncio.gather(fresh.on_stop(), zombie.on_stop())
         await asyncio.gather(fresh.redis.aclose(), zombie.redis.aclose())
         await wait_relayed(s)
-        received = {
-            x.labels["outcome"]: x.value
-            for m in harness.metrics.registry.collect()
-            if m.name == "stream_relay_received"
-            for x in m.samples
-            if x.name.endswith("_total")
-        }
+        received = counter_values(harness.metrics, "stream_relay_received", "outcome")
     assert received["applied"] == relayable + sum(
         1 for e in events if e["type"] in ("ticket_solved", "ticket_reopened", "ticket_closed")
     )

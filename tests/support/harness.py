@@ -229,3 +229,27 @@ async def read_dlq(
         return out
     finally:
         await consumer.stop()
+
+
+def _counter_samples(metrics: WorkerMetrics, name: str) -> Iterable[Any]:
+    for m in metrics.registry.collect():
+        if m.name == name:
+            yield from (s for s in m.samples if s.name.endswith("_total"))
+
+
+def counter_values(metrics: WorkerMetrics, name: str, label: str) -> dict[str, float]:
+    """A worker counter's current values by one label (summed over its other labels)."""
+    out: dict[str, float] = {}
+    for s in _counter_samples(metrics, name):
+        key = s.labels.get(label, "")
+        out[key] = out.get(key, 0.0) + s.value
+    return out
+
+
+def counter_total(metrics: WorkerMetrics, name: str, **labels: str) -> float:
+    """A worker counter's sum over the series whose labels match ``labels``."""
+    return sum(
+        s.value
+        for s in _counter_samples(metrics, name)
+        if all(s.labels.get(k) == v for k, v in labels.items())
+    )

@@ -109,6 +109,18 @@ def _moves_watermark(e: dict[str, Any]) -> bool:
     return e["type"] not in RELAYED
 
 
+def on_time_events(arrival: list[dict[str, Any]], lateness: int) -> list[dict[str, Any]]:
+    """The events of an arrival order that the fold accepts (not behind the watermark)."""
+    on_time: list[dict[str, Any]] = []
+    running = -1
+    for e in arrival:
+        if e["ts"] >= running - lateness:
+            on_time.append(e)
+            if _moves_watermark(e):
+                running = max(running, e["ts"])
+    return on_time
+
+
 def _run_stream(
     events: list[dict[str, Any]], cuts: list[int], rules: ScoreRules, lateness: int
 ) -> tuple[dict[str, Customer], list[tuple[str, int, str, int, int]], int]:
@@ -225,13 +237,7 @@ def test_stream_equals_batch_reference(
     )
     rules = rules_of(lookback, drop_points, 3, None if relay else [])
     customers, transitions, watermark = _run_stream(arrival, cuts, rules, lateness)
-    on_time: list[dict[str, Any]] = []
-    running = -1
-    for e in arrival:
-        if e["ts"] >= running - lateness:
-            on_time.append(e)
-            if _moves_watermark(e):
-                running = max(running, e["ts"])
+    on_time = on_time_events(arrival, lateness)
     acts = {k: (e, w, t) for k, (e, w, t) in ACTIVITIES.items()}
     families = {"clickstream", "social"} if relay else {"clickstream"}
     series, expected = reference_scores(

@@ -30,7 +30,7 @@ from stream.metrics.score import (
 from stream.settings import MAX_HALF_LIFE_BUCKETS, ScoreActivity, ScoreSettings, Settings
 from tests.support import score_reference
 from tests.support.score_reference import reference_scores
-from tests.unit.test_score import DAY, _run_stream
+from tests.unit.test_score import DAY, _run_stream, on_time_events
 
 # name -> (events, weight, target); "social" is another family's: a missing factor
 ACTIVITIES = {
@@ -198,12 +198,7 @@ def test_stream_with_decay_equals_batch_reference(
     arrival = sorted(events, key=lambda e: e["ts"] + shuffle.randrange(0, DAY))
     rules = rules_of({"views": views, "features": features, "clicks": clicks}, 4, drop_points)
     customers, transitions, watermark = _run_stream(arrival, cuts, rules, lateness)
-    on_time: list[dict[str, Any]] = []
-    running = -1
-    for e in arrival:
-        if e["ts"] >= running - lateness:
-            on_time.append(e)
-            running = max(running, e["ts"])
+    on_time = on_time_events(arrival, lateness)
     series, expected = reference_scores(
         on_time, _acts(rules), DAY, 4, drop_points, 3, watermark, modes=_modes(rules)
     )
