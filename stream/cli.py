@@ -11,7 +11,7 @@ import logging
 import sys
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -460,14 +460,33 @@ async def _query(metric: str, params: dict[str, str]) -> dict[str, Any]:
             raise click.ClickException(str(exc)) from None
 
 
+def _simulated_workload(events: int) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """The options that pick a simulated workload, shared by ``bench`` and ``engine-profile``
+    (so the same flags give both the same events)."""
+
+    def apply(command: Callable[..., Any]) -> Callable[..., Any]:
+        for option in reversed(
+            (
+                click.option("--events", default=events, show_default=True),
+                click.option("--users", default=20_000, show_default=True),
+                click.option("--partitions", default=4, show_default=True),
+                click.option(
+                    "--mix",
+                    type=click.Choice(["clickstream", "all"]),
+                    default="clickstream",
+                    show_default=True,
+                ),
+                click.option("--seed", default=1, show_default=True),
+            )
+        ):
+            command = option(command)
+        return command
+
+    return apply
+
+
 @cli.command("engine-profile")
-@click.option("--events", default=300_000, show_default=True)
-@click.option("--users", default=20_000, show_default=True)
-@click.option("--partitions", default=4, show_default=True)
-@click.option(
-    "--mix", type=click.Choice(["clickstream", "all"]), default="clickstream", show_default=True
-)
-@click.option("--seed", default=1, show_default=True)
+@_simulated_workload(events=300_000)
 def engine_profile(events: int, users: int, partitions: int, mix: str, seed: int) -> None:
     """µs per event of each engine phase (fold, keyed read, settle, build, apply), no Kafka."""
     from stream.tools.engine_profile import run
@@ -477,14 +496,8 @@ def engine_profile(events: int, users: int, partitions: int, mix: str, seed: int
 
 
 @cli.command()
-@click.option("--events", default=1_000_000, show_default=True)
-@click.option("--users", default=20_000, show_default=True)
-@click.option("--partitions", default=4, show_default=True)
-@click.option(
-    "--mix", type=click.Choice(["clickstream", "all"]), default="clickstream", show_default=True
-)
+@_simulated_workload(events=1_000_000)
 @click.option("--latency-seconds", default=20.0, show_default=True)
-@click.option("--seed", default=1, show_default=True)
 @click.option("--json-out", type=click.Path(path_type=Path), default=None)
 def bench(
     events: int,
