@@ -55,6 +55,9 @@ from stream.topics import ensure_topics
 
 log = logging.getLogger(__name__)
 
+#: What the customer API answers in a deployment that keeps no scores.
+SCORE_OFF = "customer scores are off in this deployment (score.enabled = false)"
+
 
 def topic_families(settings: Settings) -> dict[str, str]:
     t = settings.topics
@@ -111,8 +114,11 @@ def score_rules(settings: Settings) -> ScoreRules:
     )
 
 
-def relay_config(settings: Settings) -> RelayConfig:
-    """Which families relay customer-score inputs into the home topic (stream.engine.relay)."""
+def relay_config(settings: Settings) -> RelayConfig | None:
+    """Which families relay customer-score inputs into the home topic (stream.engine.relay);
+    None when scores are off (nothing to relay)."""
+    if not settings.score.enabled:
+        return None
     return RelayConfig(
         state=CUSTOMERS,
         home_family=HOME_FAMILY,
@@ -122,19 +128,32 @@ def relay_config(settings: Settings) -> RelayConfig:
 
 
 def build_keyed_states(settings: Settings) -> list[KeyedState]:
-    return [
-        SessionState(session_rules(settings)),
+    """The keyed states this deployment keeps; sessions and scores can be switched off.
+
+    Those two are most of a clickstream event's cost (each touches a user's stored state every
+    batch), so a deployment that needs neither does not pay for them.
+    """
+    states: list[KeyedState] = []
+    if settings.sessions_enabled:
+        states.append(SessionState(session_rules(settings)))
+    states.append(
         TicketState(
             BoundedLabels(settings.ticket_channels),
             BoundedLabels(settings.ticket_priorities),
             ttl_ms=int(settings.ticket_state_ttl_seconds * 1000),
             business_hours=settings.business_hours(),
-        ),
-        SubscriptionState(),
-        CustomerState(
-            score_rules(settings), frozenset(settings.session_channels), settings.score.due_limit
-        ),
-    ]
+        )
+    )
+    states.append(SubscriptionState())
+    if settings.score.enabled:
+        states.append(
+            CustomerState(
+                score_rules(settings),
+                frozenset(settings.session_channels),
+                settings.score.due_limit,
+            )
+        )
+    return states
 
 
 def build_handlers(
@@ -160,14 +179,16 @@ def build_fold_context(
     settings: Settings, windows: Windows, keyed_states: list[KeyedState] | None = None
 ) -> FoldContext:
     states = keyed_states if keyed_states is not None else build_keyed_states(settings)
-    customers = next(k for k in states if k.name == CUSTOMERS)
+    customers = next((k for k in states if k.name == CUSTOMERS), None)
     return FoldContext(
         decoder=build_decoder(settings),
         handlers=build_handlers(settings, windows, states),
         passive_events=frozenset(settings.passive_events),
         lateness_ms=int(settings.allowed_lateness_seconds * 1000),
         # relayed records reach customer scores only: their own topic counted them
-        relay_handlers={t: (h,) for t, h in customers.handlers().items()},
+        relay_handlers={}
+        if customers is None
+        else {t: (h,) for t, h in customers.handlers().items()},
     )
 
 
@@ -207,7 +228,8 @@ def build_relay_publisher(
 ) -> RelayPublisher:
     """Relay lanes of the source partitions this worker owns, to ``topics.clickstream``."""
     families = topic_families(settings)
-    relaying = frozenset(settings.score.relay_families)
+    relay = relay_config(settings)
+    relaying = frozenset() if relay is None else relay.families
 
     def owned() -> list[tuple[str, int]]:
         lanes = range(engine.home_partitions)
@@ -320,8 +342,9 @@ def build_app(settings: Settings) -> Application:
     async def start_engine() -> None:
         await ensure_topics(settings)
         await app.add_runtime_dependency(engine)
-        await app.add_runtime_dependency(churn_publisher)
-        await app.add_runtime_dependency(relay_publisher)
+        if settings.score.enabled:  # the only writer of both outboxes is the customer state
+            await app.add_runtime_dependency(churn_publisher)
+            await app.add_runtime_dependency(relay_publisher)
 
     @app.page("/api/v1/metrics")
     async def metrics_index(view: faust.web.View, request: faust.web.Request) -> Any:
@@ -341,6 +364,8 @@ def build_app(settings: Settings) -> Application:
 
     @app.page("/api/v1/customers/{user_id}")
     async def customer_page(view: faust.web.View, request: faust.web.Request, user_id: str) -> Any:
+        if not settings.score.enabled:
+            return view.json({"error": SCORE_OFF}, status=404)
         body = await customer_report(user_id, reader, rules)
         if body is None:
             return view.json({"error": "unknown customer"}, status=404)
@@ -348,6 +373,8 @@ def build_app(settings: Settings) -> Application:
 
     @app.page("/api/v1/customers")
     async def customers_page(view: faust.web.View, request: faust.web.Request) -> Any:
+        if not settings.score.enabled:
+            return view.json({"error": SCORE_OFF}, status=404)
         try:
             _, limit, cursor = customer_reader.list_params(dict(request.query))
         except ValueError as exc:

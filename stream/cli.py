@@ -432,6 +432,10 @@ async def _customers(user: str | None, limit: int, cursor: str | None) -> Any:
     from stream.query import customer_report
 
     settings = _settings()
+    if not settings.score.enabled:
+        from stream.app import SCORE_OFF
+
+        raise click.ClickException(SCORE_OFF)
     async with _reader(settings) as reader:
         if user is not None:
             body = await customer_report(user, reader, score_rules(settings))
@@ -460,6 +464,17 @@ async def _query(metric: str, params: dict[str, str]) -> dict[str, Any]:
             raise click.ClickException(str(exc)) from None
 
 
+def _with_keyed_metrics(settings: Settings, sessions: bool | None, score: bool | None) -> Settings:
+    """The settings with sessions and scores switched as asked (None: as configured)."""
+    if sessions is not None:
+        settings = settings.with_overrides(sessions_enabled=sessions)
+    if score is not None:
+        settings = settings.with_overrides(
+            score=settings.score.model_copy(update={"enabled": score})
+        )
+    return settings
+
+
 def _simulated_workload(events: int) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """The options that pick a simulated workload, shared by ``bench`` and ``engine-profile``
     (so the same flags give both the same events)."""
@@ -485,13 +500,43 @@ def _simulated_workload(events: int) -> Callable[[Callable[..., Any]], Callable[
     return apply
 
 
+def _keyed_switches(command: Callable[..., Any]) -> Callable[..., Any]:
+    """``--[no-]sessions`` and ``--[no-]score``: measure with the per-user states on or off."""
+    command = click.option(
+        "--score/--no-score",
+        default=None,
+        help="Keep customer scores (default: the score.enabled setting).",
+    )(command)
+    return click.option(
+        "--sessions/--no-sessions",
+        default=None,
+        help="Keep sessions (default: the sessions_enabled setting).",
+    )(command)
+
+
 @cli.command("engine-profile")
 @_simulated_workload(events=300_000)
-def engine_profile(events: int, users: int, partitions: int, mix: str, seed: int) -> None:
+@_keyed_switches
+def engine_profile(
+    events: int,
+    users: int,
+    partitions: int,
+    mix: str,
+    seed: int,
+    sessions: bool | None,
+    score: bool | None,
+) -> None:
     """µs per event of each engine phase (fold, keyed read, settle, build, apply), no Kafka."""
     from stream.tools.engine_profile import run
 
-    result = run(_settings(), events=events, users=users, mix=mix, seed=seed, partitions=partitions)
+    result = run(
+        _with_keyed_metrics(_settings(), sessions, score),
+        events=events,
+        users=users,
+        mix=mix,
+        seed=seed,
+        partitions=partitions,
+    )
     click.echo(result.report())
 
 
@@ -499,6 +544,7 @@ def engine_profile(events: int, users: int, partitions: int, mix: str, seed: int
 @_simulated_workload(events=1_000_000)
 @click.option("--latency-seconds", default=20.0, show_default=True)
 @click.option("--json-out", type=click.Path(path_type=Path), default=None)
+@_keyed_switches
 def bench(
     events: int,
     users: int,
@@ -507,6 +553,8 @@ def bench(
     latency_seconds: float,
     seed: int,
     json_out: Path | None,
+    sessions: bool | None,
+    score: bool | None,
 ) -> None:
     """Throughput, latency and footprint of one worker process (not a test: prints figures)."""
     from dataclasses import asdict
@@ -515,7 +563,7 @@ def bench(
 
     result = asyncio.run(
         run_bench(
-            _settings(),
+            _with_keyed_metrics(_settings(), sessions, score),
             events=events,
             users=users,
             partitions=partitions,

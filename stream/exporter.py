@@ -238,7 +238,7 @@ class BusinessExporter:
                 g_fa.add_metric([feature], adoption)
         session_windows = [(g, self.windows.start_of(g, now)) for g in self.granularities]
         session_windows.append(("previous_day", self.windows.previous_days(day, 2)[-1]))
-        for label, start in session_windows:
+        for label, start in session_windows if self.options.sessions else ():
             g = "day" if label == "previous_day" else label
             (fields,) = await r.counters(click_shards, g, [start])
             (durations,) = await r.hashes(click_shards, g, [start], sessions.DURATION_HASH)
@@ -248,6 +248,8 @@ class BusinessExporter:
         await FamilyGauges(r, self.windows, self.options, self.limit, cap_labels).collect(
             gauge, fams, spans, now
         )
+        if not self.options.score:
+            return list(fams.values())
         return [*fams.values(), *await customer_reader.gauge_families(r)]
 
     def _sessions(

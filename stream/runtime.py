@@ -55,6 +55,7 @@ def worker_environment(settings: Settings) -> dict[str, str]:
         "STREAM_TOPICS__CHURN_RISK": t.churn_risk,
         "STREAM_TIMEZONE": settings.timezone,
         "STREAM_ALLOWED_LATENESS_SECONDS": str(settings.allowed_lateness_seconds),
+        "STREAM_SESSIONS_ENABLED": str(settings.sessions_enabled).lower(),
         "STREAM_SESSION_TIMEOUT_SECONDS": str(settings.session_timeout_seconds),
         "STREAM_SCORE": settings.score.model_dump_json(),
         "STREAM_SUPPORT_BUSINESS_HOURS": settings.support_business_hours.model_dump_json(),

@@ -133,6 +133,11 @@ def _default_activities() -> dict[str, ScoreActivity]:
 class ScoreSettings(BaseModel):
     """Engagement score, health score and churn-risk signals (docs/metrics.md)."""
 
+    enabled: bool = Field(
+        default=True,
+        description="Keep a score per customer. Off: no customer state, no relays into the "
+        "clickstream topic, no churn-risk signals; the customer API answers 404.",
+    )
     activities: dict[str, ScoreActivity] = Field(default_factory=_default_activities)
     bucket_seconds: int = Field(default=86400, ge=1, description="Evaluation step (a day).")
     lookback_seconds: int = Field(default=30 * 86400, ge=1, description="Activity lookback.")
@@ -302,6 +307,11 @@ class Settings(BaseSettings):
     )
     max_label_values: int = Field(
         default=50, ge=1, description="Cap on distinct values per dimension (campaign, feature…)."
+    )
+    sessions_enabled: bool = Field(
+        default=True,
+        description="Sessionize the clickstream. Off: no open-session state and no session "
+        "series; asking for one is a 400.",
     )
     session_timeout_seconds: float = Field(
         default=1800.0, ge=60, le=4 * 3600, description="Inactivity that ends a session."

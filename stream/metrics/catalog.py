@@ -43,6 +43,10 @@ class MetricOptions:
     future_skew_seconds: float = 300.0
     #: Ticket times are also recorded in business hours (``support_business_hours.enabled``).
     business_hours: bool = False
+    #: Sessions are kept (``sessions_enabled``).
+    sessions: bool = True
+    #: Customer scores are kept (``score.enabled``).
+    score: bool = True
 
     @classmethod
     def from_settings(cls, settings: Settings) -> MetricOptions:
@@ -52,6 +56,8 @@ class MetricOptions:
             tuple(settings.granularities),
             settings.max_future_skew_seconds,
             settings.support_business_hours.enabled,
+            settings.sessions_enabled,
+            settings.score.enabled,
         )
 
 
@@ -80,6 +86,8 @@ class MetricSpec:
     extra: dict[str, str] = field(default_factory=dict)
     #: Only recorded in the business-hours mode: asking otherwise is an error, not a silent null.
     business_hours: bool = False
+    #: Only recorded while sessions are kept: the same.
+    sessions: bool = False
 
 
 def ratio(numerator: Value, denominator: Value, scale: float = 1.0) -> Value:
@@ -794,6 +802,7 @@ CATALOG: dict[str, MetricSpec] = {
             "count",
             session_metric(SESSION_VALUES["sessions"]),
             dimensions=_SESSION_DIMS,
+            sessions=True,
         ),
         MetricSpec(
             "session_duration_avg",
@@ -801,6 +810,7 @@ CATALOG: dict[str, MetricSpec] = {
             "seconds",
             session_metric(SESSION_VALUES["session_duration_avg"]),
             dimensions=_SESSION_DIMS,
+            sessions=True,
         ),
         MetricSpec(
             "session_duration_median",
@@ -808,6 +818,7 @@ CATALOG: dict[str, MetricSpec] = {
             "seconds",
             _session_median,
             dimensions=_SESSION_DIMS,
+            sessions=True,
         ),
         MetricSpec(
             "engagement_rate",
@@ -815,6 +826,7 @@ CATALOG: dict[str, MetricSpec] = {
             "percent",
             session_metric(SESSION_VALUES["engagement_rate"]),
             dimensions=_SESSION_DIMS,
+            sessions=True,
         ),
         MetricSpec(
             "bounce_rate",
@@ -822,6 +834,7 @@ CATALOG: dict[str, MetricSpec] = {
             "percent",
             session_metric(SESSION_VALUES["bounce_rate"]),
             dimensions=_SESSION_DIMS,
+            sessions=True,
         ),
         MetricSpec(
             "session_conversion_rate",
@@ -829,6 +842,7 @@ CATALOG: dict[str, MetricSpec] = {
             "percent",
             session_metric(SESSION_VALUES["session_conversion_rate"]),
             dimensions=_SESSION_DIMS,
+            sessions=True,
         ),
         MetricSpec(
             "pages_per_session",
@@ -836,6 +850,7 @@ CATALOG: dict[str, MetricSpec] = {
             "ratio",
             session_metric(SESSION_VALUES["pages_per_session"]),
             dimensions=_SESSION_DIMS,
+            sessions=True,
         ),
         *FAMILY_SPECS,
     )
@@ -849,6 +864,11 @@ async def evaluate(spec: MetricSpec, query: Query, reader: Reader) -> list[Value
         raise QueryError(
             f"{spec.name} is recorded only in the business-hours mode "
             "(support_business_hours.enabled, docs/configuration.md)"
+        )
+    if spec.sessions and not query.options.sessions:
+        raise QueryError(
+            f"{spec.name} is a session metric and sessions are off in this deployment "
+            "(sessions_enabled, docs/configuration.md)"
         )
     unknown = sorted(set(query.filters) - set(spec.dimensions))
     if unknown:

@@ -107,7 +107,8 @@ async def profile(settings: Settings, parts: Sequence[Partition], batch_records:
     layout = build_layout(settings, windows)
     keys = Keys(settings.key_prefix)
     relay = relay_config(settings)
-    home_partitions = sum(1 for p in parts if p.family == relay.home_family) or 1
+    home = relay.home_family if relay is not None else None
+    home_partitions = sum(1 for p in parts if p.family == home) or 1
     client = store.connect(settings.redis_url)
     await store.load_function(client)
     per_partition = max(1, batch_records // max(len(parts), 1))
@@ -132,7 +133,7 @@ async def profile(settings: Settings, parts: Sequence[Partition], batch_records:
             if not folds:
                 break
             for part, result in folds:  # as BatchEngine._collect_relays
-                if part.family in relay.families:
+                if relay is not None and part.family in relay.families:
                     collect_relay(result.deltas, relay.state, home_partitions)
             t1 = time.perf_counter()
             plans, reads = plan_keyed_reads(

@@ -86,3 +86,31 @@ async def test_api_metrics_and_health(settings: Settings, tmp_path: Path) -> Non
         assert not any("user" in k for _, labels in samples for k, _ in labels)
     finally:
         assert worker.stop() == 0
+
+
+async def test_a_worker_without_sessions_and_scores(settings: Settings, tmp_path: Path) -> None:
+    """The switches reach a real worker: its counters work, and the read side says what is
+    not kept instead of serving empty numbers."""
+    s = settings.with_overrides(
+        sessions_enabled=False, score=settings.score.model_copy(update={"enabled": False})
+    )
+    now = int(time.time() * 1000)
+    events = [event("page_view", f"u{i}", now - 60_000 + i, page="/pricing") for i in range(12)]
+    worker = WorkerProcess(s, tmp_path).start()
+    try:
+        worker.wait_ready()
+        await publish_events(s, events)
+        await wait_caught_up(s)
+        status, body = worker.get("/api/v1/metrics/page_views?granularity=day")
+        assert status == 200 and body["points"][-1]["value"] == 12
+        status, body = worker.get("/api/v1/metrics/sessions?granularity=day")
+        assert status == 400 and "sessions are off" in body["error"]
+        status, body = worker.get("/api/v1/customers/u1")
+        assert status == 404 and "scores are off" in body["error"]
+        assert worker.get("/api/v1/customers?band=at_risk")[0] == 404
+        status, text = worker.get("/metrics")
+        names = {fam.name for fam in text_string_to_metric_families(text)}
+        assert "engagement_page_views" in names
+        assert not {n for n in names if n.startswith(("engagement_session", "engagement_score"))}
+    finally:
+        assert worker.stop() == 0

@@ -2,8 +2,17 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
+from stream.engine import store
+from stream.engine.keys import Keys
+from stream.engine.windows import Windows
+from stream.exporter import BusinessExporter
+from stream.metrics.catalog import MetricOptions
+from stream.metrics.reader import QueryError, Reader
+from stream.query import run_query
 from stream.settings import Settings
 from tests.support.compare import compare_all
 from tests.support.events import event
@@ -45,3 +54,38 @@ async def test_small_stream_matches_reference(settings: Settings) -> None:
     assert ref.value("orphan_clicks", "day", ref.windows("day")[0], {}) > 0
     problems = await compare_all(settings, ref)
     assert not problems, "\n".join(problems[:20])
+
+
+async def test_without_sessions_and_scores_every_other_metric_still_matches(
+    settings: Settings,
+) -> None:
+    """Sessions and scores switched off: the engine's own metrics are unchanged, no per-user
+    state is kept or relayed, and asking for what is not kept says so instead of a null."""
+    s = settings.with_overrides(
+        sessions_enabled=False, score=settings.score.model_copy(update={"enabled": False})
+    )
+    events = small_stream()
+    async with EngineHarness(s):
+        await publish_events(s, events)
+        await wait_caught_up(s)
+    ref = Reference.build(events, s)
+    problems = await compare_all(s, ref)
+    assert not problems, "\n".join(problems[:20])
+
+    client = store.connect(s.redis_url)
+    try:
+        written = [k.decode() async for k in client.scan_iter(Keys(s.key_prefix).scan_pattern())]
+        assert any(":c:" in k for k in written)  # the counters are there...
+        per_user = [k for k in written if any(f":{kind}:" in k for kind in ("k", "kd", "ob", "z"))]
+        assert not per_user  # ...but no keyed state, due set, outbox or at-risk ranking
+        reader = Reader(client, Keys(s.key_prefix))
+        windows = Windows(s.zone)
+        options = MetricOptions.from_settings(s)
+        with pytest.raises(QueryError, match="sessions are off"):
+            await run_query("sessions", {"granularity": "day"}, reader, windows, options)
+        exporter = BusinessExporter(reader, windows, s.granularities, s.max_label_values, options)
+        exported = {f.name for f in await exporter.families(now=time.time())}
+        assert "engagement_page_views" in exported
+        assert not {n for n in exported if "session" in n or "score" in n}
+    finally:
+        await client.aclose()

@@ -218,7 +218,9 @@ class _LossyProducer:
 
 
 def _publisher(cls: type[RelayPublisher], s: Settings, engine: BatchEngine) -> RelayPublisher:
-    families = relay_config(s).families
+    relay = relay_config(s)
+    assert relay is not None
+    families = relay.families
     topics = {t: f for f, t in s.topics.model_dump().items()}
 
     def owned() -> list[tuple[str, int]]:

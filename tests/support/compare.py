@@ -108,6 +108,8 @@ async def compare_all(
                 continue  # a current level with no history: compared on its own
             if spec.business_hours and not settings.support_business_hours.enabled:
                 continue  # not recorded: asking is a QueryError (tests/unit/test_support.py)
+            if spec.sessions and not settings.sessions_enabled:
+                continue  # the same (tests/integration/test_engine_basic.py)
             for g in granularities:
                 if g not in spec.granularities:
                     continue

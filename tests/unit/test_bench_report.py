@@ -52,3 +52,16 @@ def test_event_time_span_is_max_minus_min_whatever_the_order() -> None:
     rows = [(Family.CLICKSTREAM, b"u", orjson.dumps({"ts": ts})) for ts in (5_000, 1_000, 9_000)]
     assert event_time_span_ms(rows) == 8_000
     assert event_time_span_ms([]) == 0
+
+
+def test_the_verdicts_say_which_per_user_states_were_kept_and_skip_the_ones_that_were_not() -> None:
+    on = report(_result("clickstream", 120_000))
+    assert "sessions on, scores on" in next(ln for ln in on.splitlines() if "events/s (bar" in ln)
+    assert "per open session" in on and "per scored customer" in on
+    lean = _result("clickstream", 120_000)
+    lean.sessions = lean.score = False
+    off = report(lean)
+    assert "sessions off, scores off" in next(
+        ln for ln in off.splitlines() if "events/s (bar" in ln
+    )
+    assert "per open session" not in off and "per scored customer" not in off
