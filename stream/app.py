@@ -228,8 +228,7 @@ def build_relay_publisher(
 ) -> RelayPublisher:
     """Relay lanes of the source partitions this worker owns, to ``topics.clickstream``."""
     families = topic_families(settings)
-    relay = relay_config(settings)
-    relaying = frozenset() if relay is None else relay.families
+    relaying = frozenset(settings.score.relay_families)
 
     def owned() -> list[tuple[str, int]]:
         lanes = range(engine.home_partitions)
@@ -325,8 +324,15 @@ def build_app(settings: Settings) -> Application:
         send,
         keyed_states=keyed_states,
     )
-    churn_publisher = build_churn_publisher(settings, engine, keys, metrics)
-    relay_publisher = build_relay_publisher(settings, engine, keys, metrics)
+    # The customer state is the only writer of both outboxes: no scores, no publishers.
+    publishers = (
+        [
+            build_churn_publisher(settings, engine, keys, metrics),
+            build_relay_publisher(settings, engine, keys, metrics),
+        ]
+        if settings.score.enabled
+        else []
+    )
     reader_client = store.connect(redis_target(settings))
     reader = Reader(reader_client, keys)
     exporter = BusinessExporter(
@@ -342,9 +348,8 @@ def build_app(settings: Settings) -> Application:
     async def start_engine() -> None:
         await ensure_topics(settings)
         await app.add_runtime_dependency(engine)
-        if settings.score.enabled:  # the only writer of both outboxes is the customer state
-            await app.add_runtime_dependency(churn_publisher)
-            await app.add_runtime_dependency(relay_publisher)
+        for publisher in publishers:
+            await app.add_runtime_dependency(publisher)
 
     @app.page("/api/v1/metrics")
     async def metrics_index(view: faust.web.View, request: faust.web.Request) -> Any:
