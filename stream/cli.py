@@ -464,17 +464,6 @@ async def _query(metric: str, params: dict[str, str]) -> dict[str, Any]:
             raise click.ClickException(str(exc)) from None
 
 
-def _with_keyed_metrics(settings: Settings, sessions: bool | None, score: bool | None) -> Settings:
-    """The settings with sessions and scores switched as asked (None: as configured)."""
-    if sessions is not None:
-        settings = settings.with_overrides(sessions_enabled=sessions)
-    if score is not None:
-        settings = settings.with_overrides(
-            score=settings.score.model_copy(update={"enabled": score})
-        )
-    return settings
-
-
 def _simulated_workload(events: int) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """The options that pick a simulated workload, shared by ``bench`` and ``engine-profile``
     (so the same flags give both the same events)."""
@@ -530,7 +519,7 @@ def engine_profile(
     from stream.tools.engine_profile import run
 
     result = run(
-        _with_keyed_metrics(_settings(), sessions, score),
+        _settings().with_per_user_states(sessions=sessions, score=score),
         events=events,
         users=users,
         mix=mix,
@@ -563,7 +552,7 @@ def bench(
 
     result = asyncio.run(
         run_bench(
-            _with_keyed_metrics(_settings(), sessions, score),
+            _settings().with_per_user_states(sessions=sessions, score=score),
             events=events,
             users=users,
             partitions=partitions,

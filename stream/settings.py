@@ -467,3 +467,12 @@ class Settings(BaseSettings):
     def with_overrides(self, **overrides: Any) -> Settings:
         """A copy with some fields replaced (used to point a process at a started local stack)."""
         return self.model_copy(update=overrides)
+
+    def with_per_user_states(self, *, sessions: bool | None, score: bool | None) -> Settings:
+        """A copy with sessions and customer scores switched as asked (None: as configured)."""
+        out = self
+        if sessions is not None:
+            out = out.with_overrides(sessions_enabled=sessions)
+        if score is not None:
+            out = out.with_overrides(score=out.score.model_copy(update={"enabled": score}))
+        return out

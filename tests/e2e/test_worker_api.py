@@ -91,9 +91,7 @@ async def test_api_metrics_and_health(settings: Settings, tmp_path: Path) -> Non
 async def test_a_worker_without_sessions_and_scores(settings: Settings, tmp_path: Path) -> None:
     """The switches reach a real worker: its counters work, and the read side says what is
     not kept instead of serving empty numbers."""
-    s = settings.with_overrides(
-        sessions_enabled=False, score=settings.score.model_copy(update={"enabled": False})
-    )
+    s = settings.with_per_user_states(sessions=False, score=False)
     now = int(time.time() * 1000)
     events = [event("page_view", f"u{i}", now - 60_000 + i, page="/pricing") for i in range(12)]
     worker = WorkerProcess(s, tmp_path).start()

@@ -61,9 +61,7 @@ async def test_without_sessions_and_scores_every_other_metric_still_matches(
 ) -> None:
     """Sessions and scores switched off: the engine's own metrics are unchanged, no per-user
     state is kept or relayed, and asking for what is not kept says so instead of a null."""
-    s = settings.with_overrides(
-        sessions_enabled=False, score=settings.score.model_copy(update={"enabled": False})
-    )
+    s = settings.with_per_user_states(sessions=False, score=False)
     events = small_stream()
     async with EngineHarness(s):
         await publish_events(s, events)

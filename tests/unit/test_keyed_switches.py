@@ -6,6 +6,7 @@ import pytest
 
 from stream.app import build_fold_context, build_keyed_states, relay_config
 from stream.contract.types import EventType
+from stream.engine.fold import FoldContext
 from stream.engine.windows import Windows
 from stream.metrics.catalog import CATALOG, MetricOptions, Query, evaluate
 from stream.metrics.reader import QueryError
@@ -14,9 +15,12 @@ from stream.settings import Settings
 
 def _settings(sessions: bool, score: bool) -> Settings:
     s = Settings(_env_file=None)  # type: ignore[call-arg]
-    return s.with_overrides(
-        sessions_enabled=sessions, score=s.score.model_copy(update={"enabled": score})
-    )
+    return s.with_per_user_states(sessions=sessions, score=score)
+
+
+def _owners(ctx: FoldContext, event_type: str) -> set[str]:
+    """Class names of the fold handlers of an event type (they are bound methods)."""
+    return {h.__self__.__class__.__name__ for h in ctx.handlers[event_type]}  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize(("sessions", "score"), [(True, True), (False, True), (True, False)])
@@ -29,7 +33,7 @@ def test_each_switch_removes_its_state_its_handlers_and_for_scores_the_relay(
     assert ("cus" in names) is score
     assert {"tix", "cust"} <= names  # the families' own states (tickets, subscriptions) stay
     ctx = build_fold_context(s, Windows(s.zone))
-    owners = {getattr(h, "__self__", None).__class__.__name__ for h in ctx.handlers["page_view"]}
+    owners = _owners(ctx, EventType.PAGE_VIEW.value)
     assert ("SessionState" in owners) is sessions
     assert ("CustomerState" in owners) is score
     assert (relay_config(s) is not None) is score
@@ -39,8 +43,7 @@ def test_each_switch_removes_its_state_its_handlers_and_for_scores_the_relay(
 def test_both_off_leaves_the_clickstream_counters_only() -> None:
     s = _settings(False, False)
     ctx = build_fold_context(s, Windows(s.zone))
-    owners = {h.__self__.__class__.__name__ for h in ctx.handlers[EventType.PAGE_VIEW.value]}  # type: ignore[attr-defined]
-    assert owners == {"ClickstreamFold"}
+    assert _owners(ctx, EventType.PAGE_VIEW.value) == {"ClickstreamFold"}
 
 
 async def test_a_session_metric_is_a_query_error_while_sessions_are_off() -> None:
