@@ -1,7 +1,8 @@
 """The ``stream`` command: worker, demo, simulate, replay, check, query, bench.
 
 Each command is a thin shell over a module that does the work; configuration always comes from
-:class:`~stream.settings.Settings` (environment / ``STREAM_CONFIG_FILE``), never from globals.
+:class:`~stream.config.settings.Settings` (environment / ``STREAM_CONFIG_FILE``), never from
+globals.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from stream.settings import Settings
+from stream.config.settings import Settings
 
 if TYPE_CHECKING:
     from stream.tools.simulate import SimulationConfig
@@ -57,8 +58,8 @@ def worker(web_port: int | None) -> None:
     """Run one worker (joins the consumer group; scale by starting more)."""
     from faust.worker import Worker
 
-    from stream.app import build_app
-    from stream.runtime import tune_gc, with_infrastructure
+    from stream.infra.runtime import tune_gc, with_infrastructure
+    from stream.service.app import build_app
 
     settings, stack = with_infrastructure(_settings())
     if web_port is not None:
@@ -92,7 +93,7 @@ def worker(web_port: int | None) -> None:
 )
 def demo(users: int, activity: float, seed: int, web_port: int, fade_seconds: float) -> None:
     """Local broker + Redis + a worker + live simulated traffic, with a live table."""
-    from stream.demo import DemoTraffic, run_demo
+    from stream.tools.demo import DemoTraffic, run_demo
 
     traffic = DemoTraffic(users=users, activity=activity, seed=seed, fade_seconds=fade_seconds)
     run_demo(_settings(), traffic, web_port=web_port)
@@ -193,33 +194,20 @@ def simulation_config(
 
 
 async def _publish_simulation(sim: Any, plan: Any) -> None:
-    from stream.runtime import with_infrastructure
+    from stream.infra.runtime import with_infrastructure
+    from stream.infra.topics import ensure_topics
     from stream.tools.emit import publish
     from stream.tools.publish import BatchPublisher
-    from stream.topics import ensure_topics
 
     settings, stack = with_infrastructure(_settings())
     try:
         await ensure_topics(settings)
         async with BatchPublisher.from_settings(settings) as publisher:
-            n = await publish(sim.events(), plan, publisher, _family_topics(settings))
+            n = await publish(sim.events(), plan, publisher, settings.topics.by_family())
         console.print(f"published {n} events")
     finally:
         if stack is not None:
             stack.stop()
-
-
-def _family_topics(settings: Settings) -> dict[Any, str]:
-    from stream.contract.types import Family
-
-    t = settings.topics
-    return {
-        Family.CLICKSTREAM: t.clickstream,
-        Family.SOCIAL: t.social,
-        Family.SUPPORT: t.support,
-        Family.FEEDBACK: t.feedback,
-        Family.ACCOUNT: t.account,
-    }
 
 
 _MAP_HELP = (
@@ -268,17 +256,17 @@ async def _replay(path: Path, messages: Iterator[bytes]) -> tuple[int, float]:
     The event's own time travels in the message (``ts``), which is what the worker reads; the
     Kafka record timestamp stays the publish time, so retention of a replayed old file counts
     from now rather than deleting it at once."""
-    from stream.runtime import with_infrastructure
+    from stream.infra.runtime import with_infrastructure
+    from stream.infra.topics import ensure_topics
     from stream.tools.files import count_messages
     from stream.tools.publish import BatchPublisher
     from stream.tools.routing import Router
-    from stream.topics import ensure_topics
 
     settings, stack = with_infrastructure(_settings())
     try:
         await ensure_topics(settings)
         router = Router(
-            _family_topics(settings), settings.topics.clickstream, settings.segment_event_map
+            settings.topics.by_family(), settings.topics.clickstream, settings.segment_event_map
         )
         progress = Progress(
             TextColumn("replay"),
@@ -313,7 +301,7 @@ async def _replay(path: Path, messages: Iterator[bytes]) -> tuple[int, float]:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def check(path: Path, mapping: str | None, as_json: bool) -> None:
     """Validate an event file against the contract: counts per type and rejection reason."""
-    from stream.app import build_decoder
+    from stream.config.wiring import build_decoder
     from stream.contract.decode import Rejection
 
     decoder = build_decoder(_settings())
@@ -371,7 +359,7 @@ def query(
     cursor: str | None,
 ) -> None:
     """Print a metric's series (or, without METRIC, the list of metrics)."""
-    from stream.query import list_metrics
+    from stream.serving.query import list_metrics
 
     if customer is not None or at_risk:
         click.echo(orjson.dumps(asyncio.run(_customers(customer, limit, cursor))).decode())
@@ -412,9 +400,9 @@ def query(
 @asynccontextmanager
 async def _reader(settings: Settings) -> AsyncIterator[Any]:
     """A read-side Reader on the Redis the workers write to (the CLI never starts a stack)."""
-    from stream.connections import redis_target
     from stream.engine import store
     from stream.engine.keys import Keys
+    from stream.infra.connections import redis_target
     from stream.metrics.reader import Reader
 
     if not settings.redis_url:
@@ -427,14 +415,12 @@ async def _reader(settings: Settings) -> AsyncIterator[Any]:
 
 
 async def _customers(user: str | None, limit: int, cursor: str | None) -> Any:
-    from stream.app import score_rules
+    from stream.config.wiring import score_rules
     from stream.metrics import customer_reader
-    from stream.query import customer_report
+    from stream.serving.query import SCORE_OFF, customer_report
 
     settings = _settings()
     if not settings.score.enabled:
-        from stream.app import SCORE_OFF
-
         raise click.ClickException(SCORE_OFF)
     async with _reader(settings) as reader:
         if user is not None:
@@ -446,15 +432,15 @@ async def _customers(user: str | None, limit: int, cursor: str | None) -> Any:
 
 
 async def _query(metric: str, params: dict[str, str]) -> dict[str, Any]:
+    from stream.config.wiring import metric_options
     from stream.engine.windows import Windows
-    from stream.metrics.catalog import MetricOptions
     from stream.metrics.reader import QueryError
-    from stream.query import UnknownMetric, run_query
+    from stream.serving.query import UnknownMetric, run_query
 
     settings = _settings()
     async with _reader(settings) as reader:
         try:
-            options = MetricOptions.from_settings(settings)
+            options = metric_options(settings)
             return await run_query(metric, params, reader, Windows(settings.zone), options)
         except UnknownMetric:
             raise click.ClickException(
@@ -548,7 +534,7 @@ def bench(
     """Throughput, latency and footprint of one worker process (not a test: prints figures)."""
     from dataclasses import asdict
 
-    from stream.bench import report, run_bench
+    from stream.tools.bench import report, run_bench
 
     result = asyncio.run(
         run_bench(

@@ -14,8 +14,8 @@ import pytest
 from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
 
-from stream.localstack import LocalStack
-from stream.settings import Settings, TopicNames
+from stream.config.settings import Settings, TopicNames
+from stream.infra.localstack import LocalStack
 
 _counter = itertools.count()
 

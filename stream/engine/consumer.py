@@ -38,7 +38,7 @@ from stream.engine.records import install as install_lean_records
 from stream.engine.records import lean_value
 from stream.engine.relay import RelayConfig, hw_fields
 from stream.engine.relay import collect as collect_relay
-from stream.observability import WorkerMetrics
+from stream.engine.worker_metrics import WorkerMetrics
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +136,7 @@ class BatchEngine(mode.Service):
     def __init__(
         self,
         config: EngineConfig,
-        redis_url: str | store.RedisTarget,
+        redis: str | store.RedisTarget,
         keys: Keys,
         layout: Layout,
         fold_ctx: FoldContext,
@@ -147,7 +147,7 @@ class BatchEngine(mode.Service):
         **kwargs: Any,
     ) -> None:
         self.config = config
-        self.redis_url = redis_url
+        self.redis_target = redis
         self.keys = keys
         self.layout = layout
         self.fold_ctx = fold_ctx
@@ -171,7 +171,7 @@ class BatchEngine(mode.Service):
 
     # ---- lifecycle -------------------------------------------------------------------------
     async def on_start(self) -> None:
-        self.redis = store.connect(self.redis_url)
+        self.redis = store.connect(self.redis_target)
         await self._redis_retry(lambda: store.load_function(self.redis))
         install_lean_records()
         self._consumer = AIOKafkaConsumer(

@@ -11,13 +11,12 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 
 from stream.engine.keys import Keys
 from stream.engine.windows import GRANULARITY_CODE, Windows
-from stream.settings import Retention
 
 
 def pair_digest(*parts: str) -> str:
@@ -129,6 +128,12 @@ class Deltas:
         )
 
 
+class RetentionPolicy(Protocol):
+    """How long a window's keys live after the window ends (``Settings.retention`` is one)."""
+
+    def for_granularity(self, granularity: str) -> int: ...
+
+
 @dataclass(frozen=True)
 class Layout:
     """What the roll-up needs to know about the deployment."""
@@ -136,7 +141,7 @@ class Layout:
     keys: Keys
     windows: Windows
     granularities: tuple[str, ...]
-    retention: Retention
+    retention: RetentionPolicy
     #: allowed lateness: per-day bookkeeping (orphan-click pairs) must outlive it
     lateness_s: int = 0
 

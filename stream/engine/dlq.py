@@ -33,7 +33,7 @@ import orjson
 from aiokafka.errors import KafkaError
 
 from stream.engine.fold import Rejected
-from stream.observability import WorkerMetrics
+from stream.engine.worker_metrics import WorkerMetrics
 
 log = logging.getLogger(__name__)
 

@@ -67,7 +67,7 @@ _MAX_PARTITION = 1 << 20
 
 @dataclass(frozen=True)
 class RelayConfig:
-    """Who relays what where (stream.app builds it from ``score.relay_families``)."""
+    """Who relays what where (stream.service.app builds it from ``score.relay_families``)."""
 
     #: keyed state whose items are relayed (customer scores), hosted on the home family
     state: str

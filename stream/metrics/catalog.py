@@ -20,7 +20,6 @@ from stream.engine.windows import Windows
 from stream.metrics import accounts, feedback, sessions, social, support
 from stream.metrics.levels import levels
 from stream.metrics.reader import QueryError, Reader
-from stream.settings import Settings
 
 Value = float | None
 ALL_GRANULARITIES = ("minute", "hour", "day")
@@ -47,18 +46,6 @@ class MetricOptions:
     sessions: bool = True
     #: Customer scores are kept (``score.enabled``).
     score: bool = True
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> MetricOptions:
-        return cls(
-            frozenset(settings.tracked_pages),
-            settings.bounce_definition,
-            tuple(settings.granularities),
-            settings.max_future_skew_seconds,
-            settings.support_business_hours.enabled,
-            settings.sessions_enabled,
-            settings.score.enabled,
-        )
 
 
 @dataclass(frozen=True)

@@ -25,8 +25,8 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from stream.app import build_fold_context, build_keyed_states, build_layout, relay_config
-from stream.bench import MIXES, simulated
+from stream.config.settings import Settings
+from stream.config.wiring import build_fold_context, build_keyed_states, build_layout, relay_config
 from stream.contract.identity import key_partition
 from stream.contract.types import Family
 from stream.engine import store
@@ -37,8 +37,8 @@ from stream.engine.fold import FoldResult, fold_records
 from stream.engine.keys import Keys
 from stream.engine.relay import collect as collect_relay
 from stream.engine.windows import Windows
-from stream.runtime import tune_gc, with_infrastructure
-from stream.settings import Settings
+from stream.infra.runtime import tune_gc, with_infrastructure
+from stream.tools.bench import MIXES, simulated
 
 PHASES = ("fold", "keyed read", "settle", "build", "apply")
 

@@ -15,8 +15,8 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from stream.connections import kafka_client_kwargs
-from stream.settings import Settings
+from stream.config.settings import Settings
+from stream.infra.connections import kafka_client_kwargs
 
 
 async def partitions_of(consumer: AIOKafkaConsumer, topics: list[str]) -> list[TopicPartition]:

@@ -14,9 +14,9 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
-from stream.connections import kafka_client_kwargs
+from stream.config.settings import Settings
 from stream.contract.identity import key_partition
-from stream.settings import Settings
+from stream.infra.connections import kafka_client_kwargs
 
 
 @dataclass
@@ -39,7 +39,7 @@ class BatchPublisher:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> BatchPublisher:
-        """A publisher with the deployment's TLS/SASL options (see :mod:`stream.connections`)."""
+        """A publisher with the deployment's TLS/SASL options (:mod:`stream.infra.connections`)."""
         return cls(settings.kafka_bootstrap_servers, client_kwargs=kafka_client_kwargs(settings))
 
     async def start(self) -> None:

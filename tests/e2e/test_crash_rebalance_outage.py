@@ -17,8 +17,8 @@ from typing import Any
 import orjson
 import pytest
 
-from stream.localstack import LocalStack
-from stream.settings import Settings
+from stream.config.settings import Settings
+from stream.infra.localstack import LocalStack
 from stream.tools.simulate import SimulationConfig, Simulator
 from tests.support.compare import compare_all
 from tests.support.harness import publish_raw, wait_caught_up

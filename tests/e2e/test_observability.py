@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
+from stream.config.settings import BusinessHoursSettings, ScoreActivity, ScoreSettings, Settings
 from stream.metrics.business_hours import WEEKDAYS
-from stream.settings import BusinessHoursSettings, ScoreActivity, ScoreSettings, Settings
 from stream.tools.simulate import SimulationConfig, Simulator
 from tests.support.events import event
 from tests.support.harness import publish_events, publish_raw, wait_caught_up

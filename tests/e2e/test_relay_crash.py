@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from stream.app import build_keyed_states
+from stream.config.settings import ScoreActivity, ScoreSettings, Settings
+from stream.config.wiring import build_keyed_states
 from stream.engine import store
 from stream.metrics.customers import CustomerState
 from stream.metrics.score import load
-from stream.settings import ScoreActivity, ScoreSettings, Settings
 from tests.e2e.test_crash_rebalance_outage import publish_in_chunks, simulated_events
 from tests.integration.test_relay import CLICKS, _counts
 from tests.support.harness import stored_customers, wait_relayed

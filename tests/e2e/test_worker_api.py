@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from stream.settings import Settings
+from stream.config.settings import Settings
 from tests.support.events import event
 from tests.support.harness import publish_events, wait_caught_up
 from tests.support.workers import WorkerProcess

@@ -8,8 +8,8 @@ import time
 import orjson
 import pytest
 
+from stream.config.settings import Settings
 from stream.contract.types import Reason
-from stream.settings import Settings
 from tests.support.compare import compare_all
 from tests.support.events import event
 from tests.support.harness import (

@@ -19,15 +19,16 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from stream.config.settings import BusinessHoursSettings, Settings
+from stream.config.wiring import metric_options
 from stream.contract.types import Family
 from stream.engine import store
 from stream.engine.keys import Keys
 from stream.engine.windows import Windows
-from stream.exporter import BusinessExporter
 from stream.metrics.catalog import CATALOG, MetricOptions
 from stream.metrics.reader import QueryError, Reader
-from stream.query import run_query
-from stream.settings import BusinessHoursSettings, Settings
+from stream.serving.exporter import BusinessExporter
+from stream.serving.query import run_query
 from stream.tools.simulate import DAY, HOUR, MINUTE, SimulationConfig, Simulator
 from tests.support.compare import compare_all
 from tests.support.events import event
@@ -179,7 +180,7 @@ async def test_business_hours_match_the_batch_reference(settings: Settings) -> N
         now = berlin("2026-03-31T18:00") / 1000
         day = windows.start_of("day", now)
         previous = windows.previous_days(day, 2)[-1]
-        options = MetricOptions.from_settings(s)
+        options = metric_options(s)
         exporter = BusinessExporter(reader, windows, s.granularities, s.max_label_values, options)
         exported = {f.name: f for f in await exporter.families(now=now)}
         for metric, family in (

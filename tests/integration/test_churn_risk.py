@@ -16,17 +16,17 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 from prometheus_client import CollectorRegistry, generate_latest
 
-from stream.app import build_keyed_states
+from stream.config.settings import ScoreActivity, ScoreSettings, Settings
+from stream.config.wiring import build_keyed_states
 from stream.engine import store
 from stream.engine.keys import Keys
 from stream.engine.outbox import OutboxPublisher
-from stream.exporter import _Static
+from stream.engine.worker_metrics import WorkerMetrics
 from stream.metrics import customer_reader
 from stream.metrics.customers import OUTBOX, CustomerState
 from stream.metrics.reader import Reader
 from stream.metrics.score import unpack
-from stream.observability import WorkerMetrics
-from stream.settings import ScoreActivity, ScoreSettings, Settings
+from stream.serving.exporter import _Static
 from stream.tools.simulate import SimulationConfig, Simulator
 from tests.support.harness import (
     EngineHarness,

@@ -7,7 +7,7 @@ import pytest
 from click.testing import CliRunner
 
 from stream.cli import cli
-from stream.settings import Settings
+from stream.config.settings import Settings
 
 pytestmark = pytest.mark.integration
 

@@ -13,12 +13,12 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from stream.config.settings import Settings
 from stream.contract.types import Reason
 from stream.engine.dlq import MAX_ORIGINAL_BYTES, DlqPolicy, dlq_record, publish_or_drop
 from stream.engine.fold import Rejected
-from stream.localstack import LocalStack
-from stream.observability import WorkerMetrics
-from stream.settings import Settings
+from stream.engine.worker_metrics import WorkerMetrics
+from stream.infra.localstack import LocalStack
 from tests.support.harness import counter_total
 from tests.unit.test_schemas import schema_errors
 

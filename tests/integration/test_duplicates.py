@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
+from stream.config.settings import Settings
 from stream.contract.types import Reason
-from stream.settings import Settings
 from tests.support.compare import compare_all
 from tests.support.events import clickstream_mix
 from tests.support.harness import (

@@ -6,14 +6,14 @@ import time
 
 import pytest
 
+from stream.config.settings import Settings
+from stream.config.wiring import metric_options
 from stream.engine import store
 from stream.engine.keys import Keys
 from stream.engine.windows import Windows
-from stream.exporter import BusinessExporter
-from stream.metrics.catalog import MetricOptions
 from stream.metrics.reader import QueryError, Reader
-from stream.query import run_query
-from stream.settings import Settings
+from stream.serving.exporter import BusinessExporter
+from stream.serving.query import run_query
 from tests.support.compare import compare_all
 from tests.support.events import event
 from tests.support.harness import EngineHarness, publish_events, wait_caught_up
@@ -78,7 +78,7 @@ async def test_without_sessions_and_scores_every_other_metric_still_matches(
         assert not per_user  # ...but no keyed state, due set, outbox or at-risk ranking
         reader = Reader(client, Keys(s.key_prefix))
         windows = Windows(s.zone)
-        options = MetricOptions.from_settings(s)
+        options = metric_options(s)
         with pytest.raises(QueryError, match="sessions are off"):
             await run_query("sessions", {"granularity": "day"}, reader, windows, options)
         exporter = BusinessExporter(reader, windows, s.granularities, s.max_label_values, options)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from stream.config.settings import Settings
 from stream.engine import store
 from stream.engine.keys import Keys
-from stream.settings import Settings
 from stream.tools.engine_profile import PHASES, partitioned, profile
 
 

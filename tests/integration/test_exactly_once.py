@@ -7,13 +7,13 @@ from typing import Any
 
 import pytest
 
-from stream.app import build_fold_context, build_layout
+from stream.config.settings import Settings
+from stream.config.wiring import build_fold_context, build_layout
 from stream.engine import store
 from stream.engine.deltas import build_call
 from stream.engine.fold import fold_records
 from stream.engine.keys import Keys
 from stream.engine.windows import Windows
-from stream.settings import Settings
 from tests.support.compare import compare_all
 from tests.support.events import clickstream_mix, event
 from tests.support.harness import EngineHarness, counter_total, publish_events, wait_caught_up

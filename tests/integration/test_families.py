@@ -20,16 +20,15 @@ from typing import Any
 import orjson
 import pytest
 
-from stream.app import score_rules
+from stream.config.settings import Settings
+from stream.config.wiring import metric_options, score_rules
 from stream.contract.types import Family
 from stream.engine import store
 from stream.engine.keys import Keys
 from stream.engine.windows import Windows
-from stream.exporter import BusinessExporter
-from stream.metrics.catalog import MetricOptions
 from stream.metrics.reader import Reader
-from stream.query import customer_report, customer_value, run_query
-from stream.settings import Settings
+from stream.serving.exporter import BusinessExporter
+from stream.serving.query import customer_report, customer_value, run_query
 from stream.tools.simulate import DAY, HOUR, MINUTE, SimulationConfig, Simulator
 from tests.support.compare import compare_all
 from tests.support.events import event
@@ -162,9 +161,7 @@ async def test_families_match_the_batch_reference(settings: Settings) -> None:
     windows = Windows(s.zone)
     try:
         for filters in ({}, {"channel": "chat"}, {"priority": "high"}, {"channel": "(not set)"}):
-            body = await run_query(
-                "ticket_backlog", filters, reader, windows, MetricOptions.from_settings(s)
-            )
+            body = await run_query("ticket_backlog", filters, reader, windows, metric_options(s))
             assert body["points"][-1]["value"] == fam.backlog_now(filters), filters
             assert all(p["value"] is None for p in body["points"][:-1])
         payers = sorted({e["user_id"] for e in on_time if e["type"] == "purchase"})[:5]
@@ -182,7 +179,7 @@ async def test_families_match_the_batch_reference(settings: Settings) -> None:
         # Prometheus, 36 h into the data: "day" is its second day, "previous_day" its first.
         now = start_ms / 1000 + 36 * 3600
         exporter = BusinessExporter(
-            reader, windows, s.granularities, s.max_label_values, MetricOptions.from_settings(s)
+            reader, windows, s.granularities, s.max_label_values, metric_options(s)
         )
         exported = {f.name: f for f in await exporter.families(now=now)}
         day = windows.start_of("day", now)

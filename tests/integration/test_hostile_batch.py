@@ -14,14 +14,14 @@ import time
 import orjson
 import pytest
 
-from stream.connections import redis_target
+from stream.config.settings import Settings
 from stream.contract.types import Reason
 from stream.engine import store
 from stream.engine.keys import Keys
 from stream.engine.windows import Windows
-from stream.exporter import BusinessExporter
+from stream.infra.connections import redis_target
 from stream.metrics.reader import Reader
-from stream.settings import Settings
+from stream.serving.exporter import BusinessExporter
 from tests.support.events import event
 from tests.support.harness import EngineHarness, publish_raw, read_dlq, wait_caught_up
 

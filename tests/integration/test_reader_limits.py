@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
+from stream.config.settings import Settings
 from stream.engine.keys import Keys
 from stream.metrics.reader import QueryError, Reader
-from stream.settings import Settings
 
 pytestmark = pytest.mark.integration
 

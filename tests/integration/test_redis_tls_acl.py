@@ -14,15 +14,15 @@ from pathlib import Path
 import pytest
 import redis.exceptions
 
-from stream.connections import redis_target
+from stream.config.settings import Settings
 from stream.engine import store
 from stream.engine.keys import Keys
 from stream.engine.windows import Windows
-from stream.localstack import LocalStack, RedisTls
+from stream.infra.connections import redis_target
+from stream.infra.localstack import LocalStack, RedisTls
 from stream.metrics.catalog import MetricOptions
 from stream.metrics.reader import Reader
-from stream.query import run_query
-from stream.settings import Settings
+from stream.serving.query import run_query
 from tests.support.events import event
 from tests.support.harness import EngineHarness, publish_events, wait_caught_up
 from tests.support.tls import Pki, make_pki

@@ -14,18 +14,18 @@ from typing import Any
 import orjson
 import pytest
 
-from stream.app import build_keyed_states, relay_config
+from stream.config.settings import ScoreActivity, ScoreSettings, Settings
+from stream.config.wiring import build_keyed_states, relay_config
 from stream.contract.types import FAMILY_OF
 from stream.engine import store
 from stream.engine.consumer import BatchEngine
 from stream.engine.keys import Keys
 from stream.engine.relay import RelayPublisher
+from stream.engine.worker_metrics import WorkerMetrics
 from stream.metrics import customer_reader
 from stream.metrics.customers import CustomerState
 from stream.metrics.reader import Reader
 from stream.metrics.score import load
-from stream.observability import WorkerMetrics
-from stream.settings import ScoreActivity, ScoreSettings, Settings
 from stream.tools.simulate import SimulationConfig, Simulator
 from tests.support.events import event
 from tests.support.harness import (

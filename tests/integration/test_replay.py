@@ -15,10 +15,10 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from stream.config.settings import Settings
 from stream.contract.decode import Decoder, Event
 from stream.contract.types import FAMILY_OF, EventType
-from stream.runtime import worker_environment
-from stream.settings import Settings
+from stream.infra.runtime import worker_environment
 from stream.tools.simulate import SimulationConfig, Simulator, take
 from tests.support.reference import partition_of
 

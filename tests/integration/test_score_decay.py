@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import pytest
 
-from stream.app import build_keyed_states
+from stream.config.settings import ScoreActivity, ScoreSettings, Settings
+from stream.config.wiring import build_keyed_states
 from stream.engine import store
 from stream.engine.keys import Keys
 from stream.engine.outbox import OutboxPublisher
+from stream.engine.worker_metrics import WorkerMetrics
 from stream.metrics import customer_reader
 from stream.metrics.customers import OUTBOX, CustomerState
 from stream.metrics.reader import Reader
 from stream.metrics.score import unpack
-from stream.observability import WorkerMetrics
-from stream.settings import ScoreActivity, ScoreSettings, Settings
 from tests.integration.test_churn_risk import (
     assert_fading_cohort_ends_at_risk,
     expected,

@@ -11,7 +11,8 @@ from typing import Any
 import orjson
 import pytest
 
-from stream.app import build_layout
+from stream.config.settings import Settings
+from stream.config.wiring import build_layout
 from stream.contract.decode import Event, Properties
 from stream.engine import store
 from stream.engine.deltas import Deltas, build_call
@@ -20,7 +21,6 @@ from stream.engine.keys import Keys
 from stream.engine.windows import Windows
 from stream.metrics.customers import CustomerState
 from stream.metrics.score import load, merge_pending, split_value, unpack
-from stream.settings import Settings
 from tests.support.score_reference import reference_scores
 from tests.unit.test_score import DAY, rules_of
 from tests.unit.test_score_decay import rules_of as decay_rules_of

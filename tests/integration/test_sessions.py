@@ -14,13 +14,13 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from stream.config.settings import Settings
+from stream.config.wiring import metric_options
 from stream.engine import store
 from stream.engine.keys import Keys
 from stream.engine.windows import Windows
-from stream.exporter import BusinessExporter
-from stream.metrics.catalog import MetricOptions
 from stream.metrics.reader import Reader
-from stream.settings import Settings
+from stream.serving.exporter import BusinessExporter
 from tests.support.compare import compare_all
 from tests.support.events import event
 from tests.support.harness import EngineHarness, publish_events, read_dlq, wait_caught_up
@@ -119,7 +119,7 @@ async def test_ua_bounce_definition(settings: Settings) -> None:
             Windows(s.zone),
             s.granularities,
             s.max_label_values,
-            MetricOptions.from_settings(s),
+            metric_options(s),
         )
         families = {f.name: f for f in await exporter.families(now=t / 1000 + 86_400)}
     finally:

@@ -14,9 +14,9 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from stream.app import build_app
-from stream.settings import Settings
-from stream.web_auth import CHALLENGE, PUBLIC_ROUTES, authorized, load_token
+from stream.config.settings import Settings
+from stream.service.app import build_app
+from stream.service.web_auth import CHALLENGE, PUBLIC_ROUTES, authorized, load_token
 
 pytestmark = pytest.mark.integration
 

@@ -14,13 +14,14 @@ from typing import Any
 
 import redis
 
+from stream.config.settings import Settings
+from stream.config.wiring import metric_options
 from stream.engine import store
 from stream.engine.keys import Keys
 from stream.engine.windows import Windows
-from stream.metrics.catalog import CATALOG, MetricOptions
+from stream.metrics.catalog import CATALOG
 from stream.metrics.reader import Reader
-from stream.query import run_query
-from stream.settings import Settings
+from stream.serving.query import run_query
 from tests.support.reference import Reference
 
 
@@ -124,7 +125,7 @@ async def compare_all(
                         **filters,
                     }
                     body = await run_query(
-                        metric, params, reader, windows, MetricOptions.from_settings(settings)
+                        metric, params, reader, windows, metric_options(settings)
                     )
                     for point, start in zip(
                         body["points"],

@@ -14,37 +14,30 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from stream.app import (
-    build_fold_context,
-    build_keyed_states,
-    build_layout,
-    build_relay_publisher,
-    relay_config,
-    topic_families,
-)
-from stream.connections import kafka_client_kwargs, redis_target
+from stream.config.settings import Settings
+from stream.config.wiring import build_engine, build_relay_publisher
 from stream.contract.types import FAMILY_OF, EventType
 from stream.engine import store
-from stream.engine.consumer import BatchEngine, EngineConfig
+from stream.engine.consumer import BatchEngine
 from stream.engine.keys import Keys
 from stream.engine.relay import OUTBOX as RELAY_OUTBOX
 from stream.engine.relay import RelayPublisher
-from stream.engine.windows import Windows
+from stream.engine.worker_metrics import WorkerMetrics
+from stream.infra.connections import redis_target
+from stream.infra.topics import ensure_topics
 from stream.metrics.customers import AT_RISK_SET
 from stream.metrics.customers import NAME as CUSTOMERS
 from stream.metrics.score import HOME_FAMILY
-from stream.observability import WorkerMetrics
-from stream.settings import Settings
 from stream.tools.offsets import log_ends
 from stream.tools.publish import BatchPublisher
-from stream.topics import ensure_topics
 
 
 def topic_for(settings: Settings, event: dict[str, Any]) -> str:
     known = {t.value for t in EventType}
     family = FAMILY_OF[EventType(event["type"])] if event.get("type") in known else None
-    families = {v: k for k, v in topic_families(settings).items()}
-    return families[family.value] if family is not None else settings.topics.clickstream
+    return (
+        settings.topics.by_family()[family] if family is not None else settings.topics.clickstream
+    )
 
 
 async def publish_events(settings: Settings, events: Iterable[dict[str, Any]]) -> int:
@@ -69,7 +62,7 @@ async def publish_raw(
 async def wait_caught_up(settings: Settings, timeout: float = 60.0) -> None:
     """Until Redis' stored offset of every input partition reaches its end offset."""
     ends = await log_ends(settings)
-    families = topic_families(settings)
+    families = settings.topics.families()
     keys = Keys(settings.key_prefix)
     client = store.connect(redis_target(settings))
     deadline = time.monotonic() + timeout
@@ -139,36 +132,19 @@ class EngineHarness:
         async def send(topic: str, key: bytes | None, value: bytes) -> Any:
             return await producer.send(topic, value, key=key)
 
-        windows = Windows(s.zone)
-        keyed_states = build_keyed_states(s)
-        self.engine = BatchEngine(
-            EngineConfig(
-                bootstrap_servers=s.kafka_bootstrap_servers,
-                group_id=s.consumer_group,
-                topic_family=topic_families(s),
-                dlq_topic=s.topics.dlq,
-                batch_max_records=s.batch_max_records,
-                batch_timeout_ms=50,
-                rebalance_timeout_ms=1000,
-                session_timeout_ms=6000,
-                client_kwargs=kafka_client_kwargs(s),
-                relay=relay_config(s),
-            ),
-            redis_target(s),
-            Keys(s.key_prefix),
-            build_layout(s, windows),
-            build_fold_context(s, windows, keyed_states),
+        self.engine = build_engine(
+            s,
             self.metrics,
             send,
             clock=self.clock,
-            keyed_states=keyed_states,
+            batch_timeout_ms=50,
+            rebalance_timeout_ms=1000,
+            session_timeout_ms=6000,
         )
         await self.engine.start()
         await asyncio.wait_for(self.engine.ready.wait(), 30)
         if self.relay:
-            self.relay_publisher = build_relay_publisher(
-                s, self.engine, Keys(s.key_prefix), self.metrics
-            )
+            self.relay_publisher = build_relay_publisher(s, self.engine, self.metrics)
             self.relay_publisher.interval_s = 0.05
             await self.relay_publisher.start()
         return self.engine

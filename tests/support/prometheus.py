@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from stream.localstack import die_with_parent, free_port
+from stream.infra.localstack import die_with_parent, free_port
 from tests.support.ops import PROMETHEUS, RULE_FILES, load_yaml
 
 JOB = "engagement-stream"

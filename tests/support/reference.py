@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 
 from aiokafka.partitioner import murmur2
 
-from stream.settings import Settings
+from stream.config.settings import Settings
 from tests.support.families_reference import FamiliesReference, window_start
 
 SESSION_METRICS = {

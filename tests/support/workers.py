@@ -13,9 +13,9 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from stream.localstack import die_with_parent, free_port
-from stream.runtime import worker_environment
-from stream.settings import Settings
+from stream.config.settings import Settings
+from stream.infra.localstack import die_with_parent, free_port
+from stream.infra.runtime import worker_environment
 
 
 class WorkerProcess:

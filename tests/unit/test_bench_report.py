@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from stream.bench import BenchResult, report
+from stream.tools.bench import BenchResult, report
 
 
 def _result(mix: str, events_per_s: float) -> BenchResult:
@@ -46,8 +46,8 @@ def test_ratio_bar() -> None:
 def test_event_time_span_is_max_minus_min_whatever_the_order() -> None:
     import orjson
 
-    from stream.bench import event_time_span_ms
     from stream.contract.types import Family
+    from stream.tools.bench import event_time_span_ms
 
     rows = [(Family.CLICKSTREAM, b"u", orjson.dumps({"ts": ts})) for ts in (5_000, 1_000, 9_000)]
     assert event_time_span_ms(rows) == 8_000

@@ -17,6 +17,7 @@ from hypothesis import assume, example, given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from stream.config.settings import BusinessHoursSettings, Settings
 from stream.metrics.business_hours import (
     HOUR_MS,
     MINUTE_MS,
@@ -25,7 +26,6 @@ from stream.metrics.business_hours import (
     parse_day,
     parse_interval,
 )
-from stream.settings import BusinessHoursSettings, Settings
 from tests.support.business_reference import BruteBusinessHours
 
 WEEKDAYS_9_17 = {d: ["09:00-17:00"] for d in WEEKDAYS[:5]}

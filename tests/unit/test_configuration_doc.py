@@ -6,7 +6,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from stream.settings import Settings
+from stream.config.settings import Settings
 
 DOC = (Path(__file__).parents[2] / "docs" / "configuration.md").read_text()
 

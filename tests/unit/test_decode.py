@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from stream.config.settings import _default_segment_map
 from stream.contract.decode import Decoder, Event, Rejection
 from stream.contract.types import FAMILY_OF, EventType, Reason
-from stream.settings import _default_segment_map
 
 NOW = 1_767_225_600_000
 DECODER = Decoder(

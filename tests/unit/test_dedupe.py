@@ -8,12 +8,12 @@ import orjson
 from hypothesis import given
 from hypothesis import strategies as st
 
-from stream.app import build_fold_context
+from stream.config.settings import Settings
+from stream.config.wiring import build_fold_context
 from stream.contract.types import Reason
 from stream.engine.dedupe import PartitionWindow
 from stream.engine.fold import fold_records
 from stream.engine.windows import Windows
-from stream.settings import Settings
 from tests.support.events import event
 
 

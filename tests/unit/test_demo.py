@@ -10,8 +10,8 @@ from collections import Counter
 import pytest
 
 from stream.cli import cli, simulation_config
-from stream.demo import DEMO_TIMING, DemoTraffic
-from stream.settings import Settings
+from stream.config.settings import Settings
+from stream.tools.demo import DEMO_TIMING, DemoTraffic
 from stream.tools.simulate import Simulator
 from tests.support.score_reference import reference_scores
 

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
+from stream.config.settings import Settings, TopicNames
 from stream.engine.consumer import EngineConfig
-from stream.settings import Settings, TopicNames
 from tests.support.ops import DEPLOY, ROOT, load_yaml, tool
 
 K8S = DEPLOY / "k8s"

@@ -8,9 +8,9 @@ from typing import Any
 import orjson
 import pytest
 
+from stream.config.settings import _default_segment_map
 from stream.contract.decode import Decoder, Event, Rejection
 from stream.contract.types import Reason
-from stream.settings import _default_segment_map
 from stream.tools.files import (
     ColumnMap,
     count_messages,

@@ -15,15 +15,15 @@ import msgspec
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from stream.app import build_fold_context, build_keyed_states, build_layout
+from stream.config.settings import Settings
+from stream.config.wiring import build_fold_context, build_keyed_states, build_layout
 from stream.contract.decode import MAX_ID_CHARS, Event, Rejection
 from stream.contract.types import EventType, Reason
 from stream.engine.deltas import build_call, pair_digest
 from stream.engine.fold import fold_records
 from stream.engine.keys import FIELD_SEP, escape, field, unescape
 from stream.engine.windows import Windows
-from stream.exporter import OTHER, cap_labels
-from stream.settings import Settings
+from stream.serving.exporter import OTHER, cap_labels
 from tests.unit.test_decode import DECODER, NOW
 
 #: Characters that mean something in our key scheme, Redis Cluster hash tags or percent-encoding.

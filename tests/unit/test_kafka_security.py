@@ -15,8 +15,9 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from pydantic import SecretStr
 
-from stream.connections import faust_broker_credentials, kafka_client_kwargs
-from stream.settings import Settings
+from stream.config.settings import Settings
+from stream.infra.connections import kafka_client_kwargs
+from stream.service.credentials import faust_broker_credentials
 from tests.support.tls import make_pki
 
 

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import pytest
 
-from stream.app import build_fold_context, build_keyed_states, relay_config
+from stream.config.settings import Settings
+from stream.config.wiring import (
+    build_fold_context,
+    build_keyed_states,
+    metric_options,
+    relay_config,
+)
 from stream.contract.types import EventType
 from stream.engine.fold import FoldContext
 from stream.engine.windows import Windows
-from stream.metrics.catalog import CATALOG, MetricOptions, Query, evaluate
+from stream.metrics.catalog import CATALOG, Query, evaluate
 from stream.metrics.reader import QueryError
-from stream.settings import Settings
 
 
 def _settings(sessions: bool, score: bool) -> Settings:
@@ -48,6 +53,6 @@ def test_both_off_leaves_the_clickstream_counters_only() -> None:
 
 async def test_a_session_metric_is_a_query_error_while_sessions_are_off() -> None:
     s = _settings(False, True)
-    query = Query("hour", [0], {}, Windows(s.zone), MetricOptions.from_settings(s))
+    query = Query("hour", [0], {}, Windows(s.zone), metric_options(s))
     with pytest.raises(QueryError, match="sessions_enabled"):
         await evaluate(CATALOG["bounce_rate"], query, None)  # type: ignore[arg-type]

@@ -13,7 +13,8 @@ from aiokafka.partitioner import DefaultPartitioner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stream.app import build_fold_context, build_keyed_states
+from stream.config.settings import Settings
+from stream.config.wiring import build_fold_context, build_keyed_states
 from stream.contract.decode import Event
 from stream.contract.types import Reason
 from stream.engine.dedupe import PartitionWindow
@@ -36,7 +37,6 @@ from stream.engine.relay import (
     parse_header,
 )
 from stream.engine.windows import Windows
-from stream.settings import Settings
 from tests.support.events import event
 
 NOW = int(time.time() * 1000)
@@ -326,8 +326,8 @@ async def test_publisher_survives_an_unreachable_redis() -> None:
     from stream.engine import store
     from stream.engine.keys import Keys
     from stream.engine.relay import RelayPublisher
-    from stream.localstack import free_port
-    from stream.observability import WorkerMetrics
+    from stream.engine.worker_metrics import WorkerMetrics
+    from stream.infra.localstack import free_port
 
     client = store.connect(f"redis://127.0.0.1:{free_port()}/0")
     metrics = WorkerMetrics()

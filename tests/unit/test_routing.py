@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from stream.config.settings import _default_segment_map
 from stream.contract.decode import Decoder, Event
 from stream.contract.types import FAMILY_OF, EventType, Family
-from stream.settings import _default_segment_map
 from stream.tools.routing import Router
 
 NOW = 1_767_225_600_000

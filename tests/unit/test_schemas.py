@@ -20,11 +20,11 @@ import pytest
 from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 
+from stream.config.settings import _default_segment_map
 from stream.contract.decode import Decoder, Event, Rejection
 from stream.contract.types import FAMILY_OF, REPLY_AUTHORS, SCORE_RANGE, EventType, Family, Reason
 from stream.engine.dlq import dlq_record
 from stream.engine.fold import Rejected
-from stream.settings import _default_segment_map
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA_DIR = ROOT / "docs" / "schemas"

@@ -11,7 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from stream.app import score_rules
+from stream.config.settings import ScoreActivity, ScoreSettings, Settings
+from stream.config.wiring import score_rules
 from stream.contract.decode import Event, Properties
 from stream.engine.deltas import Deltas
 from stream.engine.keyed import fields_to_read
@@ -26,7 +27,6 @@ from stream.metrics.score import (
     pack,
     unpack,
 )
-from stream.settings import ScoreActivity, ScoreSettings, Settings
 from tests.support.score_reference import reference_scores
 
 DAY = 86_400_000

@@ -13,7 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from stream.app import score_rules
+from stream.config.settings import MAX_HALF_LIFE_BUCKETS, ScoreActivity, ScoreSettings, Settings
+from stream.config.wiring import score_rules
 from stream.metrics.score import (
     DECAY_CAP,
     DUE_SEARCH,
@@ -27,7 +28,6 @@ from stream.metrics.score import (
     pack,
     unpack,
 )
-from stream.settings import MAX_HALF_LIFE_BUCKETS, ScoreActivity, ScoreSettings, Settings
 from tests.support import score_reference
 from tests.support.score_reference import reference_scores
 from tests.unit.test_score import DAY, _run_stream, on_time_events

@@ -12,8 +12,8 @@ import logging
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
-from stream.connections import kafka_client_kwargs
-from stream.settings import Settings
+from stream.config.settings import Settings
+from stream.infra.connections import kafka_client_kwargs
 
 log = logging.getLogger(__name__)
 

@@ -32,20 +32,19 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from stream.app import topic_families
+from stream.config.settings import Settings, TopicNames
 from stream.contract.types import Family
 from stream.engine import store
 from stream.engine.keys import Keys
-from stream.localstack import die_with_parent, free_port
+from stream.infra.localstack import die_with_parent, free_port
+from stream.infra.runtime import with_infrastructure, worker_environment
+from stream.infra.topics import ensure_topics
 from stream.metrics.customers import AT_RISK_SET, OUTBOX, TOTALS
 from stream.metrics.customers import NAME as CUSTOMERS
 from stream.metrics.sessions import SessionState
-from stream.runtime import with_infrastructure, worker_environment
-from stream.settings import Settings, TopicNames
 from stream.tools.offsets import log_ends, partitions_of
 from stream.tools.publish import BatchPublisher
 from stream.tools.simulate import SimulationConfig, Simulator
-from stream.topics import ensure_topics
 
 MIXES: dict[str, frozenset[Family]] = {
     "clickstream": frozenset({Family.CLICKSTREAM}),
@@ -130,7 +129,7 @@ def simulated(
 
 
 async def produce(settings: Settings, events: Iterable[tuple[Family, bytes, bytes]]) -> int:
-    topics = {Family(f): t for t, f in topic_families(settings).items()}
+    topics = settings.topics.by_family()
     async with BatchPublisher(settings.kafka_bootstrap_servers) as pub:
         for family, key, value in events:
             await pub.send(topics[family], key, value)
@@ -168,7 +167,7 @@ async def stored_offsets(
     client: Any, settings: Settings, tps: Iterable[TopicPartition]
 ) -> dict[TopicPartition, int]:
     keys = Keys(settings.key_prefix)
-    families = topic_families(settings)
+    families = settings.topics.families()
     tps = list(tps)
     async with client.pipeline(transaction=False) as pipe:
         for tp in tps:
@@ -243,7 +242,7 @@ async def latency_phase(
     client: Any, settings: Settings, rate: float, seconds: float, users: int, mix: frozenset[Family]
 ) -> list[float]:
     """Produce fresh events at ``rate`` and time each sampled one until visible in Redis."""
-    topics = {Family(f): t for t, f in topic_families(settings).items()}
+    topics = settings.topics.by_family()
     sim = Simulator(SimulationConfig(seed=99, users=users))
     source = (ev for ev in sim.events() if ev.family in mix)
     from aiokafka import AIOKafkaProducer

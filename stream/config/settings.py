@@ -5,7 +5,7 @@ also without it, because that is what docker-compose and Kubernetes conventional
 an optional TOML file named by ``STREAM_CONFIG_FILE``. Environment wins over the file.
 
 When ``kafka_bootstrap_servers`` / ``redis_url`` are empty, the process starts its own local
-broker and Redis (see :mod:`stream.localstack`); set them to run against real infrastructure.
+broker and Redis (see :mod:`stream.infra.localstack`); set them to run against real infrastructure.
 Every field is documented in ``docs/configuration.md``; keep the two in step.
 """
 
@@ -25,7 +25,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from stream.contract.types import EventType
+from stream.contract.types import EventType, Family
 from stream.metrics.business_hours import WEEKDAYS, BusinessHours, Weekday
 
 Granularity = Literal["minute", "hour", "day"]
@@ -51,7 +51,15 @@ class TopicNames(BaseModel):
     churn_risk: str = "engagement.churn-risk"
 
     def inputs(self) -> list[str]:
-        return [self.clickstream, self.social, self.support, self.feedback, self.account]
+        return list(self.by_family().values())
+
+    def by_family(self) -> dict[Family, str]:
+        """The input topic of each event family (the one place that pairs them)."""
+        return {family: getattr(self, family.value) for family in Family}
+
+    def families(self) -> dict[str, str]:
+        """Input topic -> family name (what the engine shards by)."""
+        return {topic: family.value for family, topic in self.by_family().items()}
 
     @classmethod
     def with_prefix(cls, prefix: str) -> TopicNames:

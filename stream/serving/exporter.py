@@ -22,7 +22,6 @@ from prometheus_client.registry import Collector
 from stream.engine.fold import ACTIVE_SET, EVENT_FIELD_PREFIX
 from stream.engine.keys import FIELD_SEP
 from stream.engine.windows import Windows
-from stream.family_gauges import FamilyGauges
 from stream.metrics import customer_reader, sessions
 from stream.metrics.catalog import (
     SESSION_VALUES,
@@ -32,6 +31,7 @@ from stream.metrics.catalog import (
     split_field,
 )
 from stream.metrics.reader import Reader
+from stream.serving.family_gauges import FamilyGauges
 
 OTHER = sessions.OTHER
 DURATION_FAMILY = "engagement_session_duration_seconds"

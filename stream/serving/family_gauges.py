@@ -1,7 +1,7 @@
 """Prometheus series of the support, feedback, social and account families, read at scrape time.
 
-Same rules as :mod:`stream.exporter` (which calls this): one global view read from Redis, the
-current minute/hour/day windows plus ``previous_day`` (ticket and customer facts settle an
+Same rules as :mod:`stream.serving.exporter` (which calls this): one global view read from Redis,
+the current minute/hour/day windows plus ``previous_day`` (ticket and customer facts settle an
 allowed lateness after they happen, so with the 24 h default the previous day is the one that
 fills up), percents as 0..1 ``_ratio`` gauges, durations as ``_seconds`` gauge histograms (mean
 = ``_gsum / _gcount``, median via ``histogram_quantile``; in the business-hours mode also the

@@ -20,7 +20,7 @@ import faust
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from stream.settings import Settings
+from stream.config.settings import Settings
 
 PUBLIC_ROUTES: frozenset[str] = frozenset({"/healthz", "/readyz"})
 CHALLENGE = 'Bearer realm="engagement-stream"'

@@ -1,6 +1,7 @@
 """Client options for Kafka and Redis built from settings: TLS, SASL and ACL credentials.
 
-Every process that talks to Kafka (the engine's consumer, faust's producer, the admin client
+Every process that talks to Kafka (the engine's consumer, faust's producer — whose credentials
+:mod:`stream.service.credentials` translates from these —, the admin client
 creating topics, the tools' publishers) takes its options from here, so that none of them can
 quietly connect in clear or without credentials while the others are secured. What these
 functions return holds secrets: never log it.
@@ -12,11 +13,10 @@ import ssl
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-import faust
 from aiokafka.helpers import create_ssl_context
 
+from stream.config.settings import Settings
 from stream.engine.store import RedisTarget
-from stream.settings import Settings
 
 
 def kafka_ssl_context(settings: Settings) -> ssl.SSLContext | None:
@@ -41,21 +41,6 @@ def kafka_client_kwargs(settings: Settings) -> dict[str, Any]:
         kwargs["sasl_plain_username"] = settings.kafka_sasl_username
         kwargs["sasl_plain_password"] = settings.kafka_sasl_password.get_secret_value()
     return kwargs
-
-
-def faust_broker_credentials(settings: Settings) -> Any:
-    """The same options in faust's vocabulary (its producer builds its own aiokafka client)."""
-    context = kafka_ssl_context(settings)
-    if settings.kafka_security_protocol.startswith("SASL_"):
-        return faust.SASLCredentials(
-            username=settings.kafka_sasl_username,
-            password=settings.kafka_sasl_password.get_secret_value(),
-            mechanism=settings.kafka_sasl_mechanism,
-            ssl_context=context,
-        )
-    if context is not None:
-        return faust.SSLCredentials(context)
-    return None
 
 
 def redis_target(settings: Settings) -> RedisTarget:

@@ -3,7 +3,7 @@
 Label values come only from bounded sets: topic names from configuration, partition numbers,
 and :class:`~stream.contract.types.Reason` codes. Never a user, event or free-text label.
 Business gauges (DAU, CTR, …) are not here: they are read from Redis at scrape time by
-:mod:`stream.exporter`, so that N workers export one global view.
+:mod:`stream.serving.exporter`, so that N workers export one global view.
 """
 
 from __future__ import annotations

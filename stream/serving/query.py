@@ -19,6 +19,8 @@ from stream.metrics.catalog import CATALOG, MetricOptions, Query, evaluate
 from stream.metrics.reader import QueryError, Reader
 from stream.metrics.score import ScoreRules
 
+#: What the customer API and ``stream query --customer`` answer where no scores are kept.
+SCORE_OFF = "customer scores are off in this deployment (score.enabled = false)"
 MAX_POINTS = 2000
 DEFAULT_SPAN = {"minute": 3600, "hour": 48 * 3600, "day": 30 * 86400}
 RESERVED = frozenset({"start", "end", "granularity"})

@@ -26,11 +26,11 @@ from rich.live import Live
 from rich.panel import Panel
 from rich.table import Table
 
-from stream.connections import redacted_url
-from stream.localstack import die_with_parent, free_port
-from stream.runtime import child_environment, with_infrastructure
-from stream.settings import ScoreSettings, Settings
-from stream.web_auth import load_token
+from stream.config.settings import ScoreSettings, Settings
+from stream.infra.connections import redacted_url
+from stream.infra.localstack import die_with_parent, free_port
+from stream.infra.runtime import child_environment, with_infrastructure
+from stream.service.web_auth import load_token
 
 Samples = dict[str, list[tuple[dict[str, str], float]]]
 

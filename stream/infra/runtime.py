@@ -9,8 +9,8 @@ from __future__ import annotations
 import gc
 import logging
 
-from stream.localstack import LocalStack
-from stream.settings import Settings
+from stream.config.settings import Settings
+from stream.infra.localstack import LocalStack
 
 log = logging.getLogger(__name__)
 
