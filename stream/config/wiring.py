@@ -29,16 +29,15 @@ from stream.engine.windows import Windows
 from stream.engine.worker_metrics import WorkerMetrics
 from stream.infra.connections import kafka_client_kwargs, redis_target
 from stream.metrics.accounts import AccountsFold, SubscriptionState
-from stream.metrics.catalog import MetricOptions
 from stream.metrics.clickstream import ClickstreamFold
-from stream.metrics.customers import NAME as CUSTOMERS
-from stream.metrics.customers import OUTBOX, CustomerState
 from stream.metrics.feedback import FeedbackFold
 from stream.metrics.labels import BoundedLabels
 from stream.metrics.reader import Reader
-from stream.metrics.score import HOME_FAMILY, Activity, ScoreRules
+from stream.metrics.score import HOME_FAMILY, OUTBOX, Activity, ScoreRules, ScoreState
+from stream.metrics.score import STATE as SCORE_STATE
 from stream.metrics.sessions import SessionRules, SessionState
 from stream.metrics.social import SocialFold
+from stream.metrics.spec import MetricOptions
 from stream.metrics.support import TicketState
 
 __all__ = [
@@ -126,7 +125,7 @@ def relay_config(settings: Settings) -> RelayConfig | None:
     if not settings.score.enabled:
         return None
     return RelayConfig(
-        state=CUSTOMERS,
+        state=SCORE_STATE,
         home_family=HOME_FAMILY,
         home_topic=settings.topics.clickstream,
         families=frozenset(settings.score.relay_families),
@@ -153,7 +152,7 @@ def build_keyed_states(settings: Settings) -> list[KeyedState]:
     states.append(SubscriptionState())
     if settings.score.enabled:
         states.append(
-            CustomerState(
+            ScoreState(
                 score_rules(settings),
                 frozenset(settings.session_channels),
                 settings.score.due_limit,
@@ -185,7 +184,7 @@ def build_fold_context(
     settings: Settings, windows: Windows, keyed_states: list[KeyedState] | None = None
 ) -> FoldContext:
     states = keyed_states if keyed_states is not None else build_keyed_states(settings)
-    customers = next((k for k in states if k.name == CUSTOMERS), None)
+    customers = next((k for k in states if k.name == SCORE_STATE), None)
     return FoldContext(
         decoder=build_decoder(settings),
         handlers=build_handlers(settings, windows, states),

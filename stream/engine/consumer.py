@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,17 +28,20 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 
 from stream.engine import store
+from stream.engine.batch import Folded, HeldBatch, PartitionState, plan_keyed_reads, settle_keyed
 from stream.engine.dedupe import PartitionWindow
 from stream.engine.deltas import Layout, build_call
 from stream.engine.dlq import DlqPolicy, SendFn, publish_or_drop
 from stream.engine.fold import FoldContext, FoldResult, fold_records
-from stream.engine.keyed import KeyedState, fields_by_key, fields_to_read, keeps_pending
+from stream.engine.keyed import KeyedState
 from stream.engine.keys import Keys
 from stream.engine.records import install as install_lean_records
 from stream.engine.records import lean_value
 from stream.engine.relay import RelayConfig, hw_fields
 from stream.engine.relay import collect as collect_relay
 from stream.engine.worker_metrics import WorkerMetrics
+
+__all__ = ["FOLD_SLICE", "BatchEngine", "EngineConfig"]
 
 log = logging.getLogger(__name__)
 
@@ -51,56 +54,6 @@ REDIS_RETRYABLE = (
     redis.exceptions.BusyLoadingError,
     OSError,
 )
-
-
-@dataclass
-class PartitionState:
-    shard: str
-    offset: int  # last applied offset (-1: none)
-    max_ts: int
-    window: PartitionWindow  # producer-duplicate detection (stream.engine.dedupe)
-    warm_until: int = -1  # records up to here were applied before: they only rebuild `window`
-    relay_hw: dict[str, int] | None = None  # home shards: highest relay seq applied per source
-
-
-@dataclass(frozen=True, slots=True)
-class Folded:
-    """One partition's part of a folded batch."""
-
-    tp: TopicPartition
-    state: PartitionState
-    result: FoldResult
-    relay_before: dict[str, int]  # the partition's relay marks before the batch
-
-
-KeyedPlan = tuple[KeyedState, FoldResult, dict[str, list[Any]], int]
-
-
-@dataclass(slots=True)
-class HeldBatch:
-    """A folded batch waiting for its keyed read (sent behind the previous batch's apply)."""
-
-    folds: list[Folded]
-    plans: list[KeyedPlan]  # one per read, in the same order
-    reads: list[store.KeyedRead]
-    started: float
-    total: int
-    now_ms: int
-
-    def drop_stale(
-        self, partitions: Mapping[TopicPartition, PartitionState], stored: Sequence[dict[str, Any]]
-    ) -> list[dict[str, Any]]:
-        """Forget the partitions folded with a state that is no longer the current one
-        (re-seeked or revoked since); return ``stored`` (read results, one per plan, or empty
-        when not read yet) without theirs."""
-        gone = {id(f.result) for f in self.folds if partitions.get(f.tp) is not f.state}
-        if not gone:
-            return list(stored)
-        self.folds = [f for f in self.folds if id(f.result) not in gone]
-        keep = [i for i, plan in enumerate(self.plans) if id(plan[1]) not in gone]
-        self.plans = [self.plans[i] for i in keep]
-        self.reads = [self.reads[i] for i in keep]
-        return [stored[i] for i in keep] if stored else []
 
 
 @dataclass(frozen=True)
@@ -325,7 +278,7 @@ class BatchEngine(mode.Service):
             state.max_ts = result.max_ts
             state.relay_hw = result.relay_hw
         if folds:
-            await self._advance(self._plan(folds, started, total, now_ms))
+            await self._settle_held_and_send(self._plan(folds, started, total, now_ms))
 
     def _plan(self, folds: list[Folded], started: float, total: int, now_ms: int) -> HeldBatch:
         plans, reads = plan_keyed_reads(
@@ -336,7 +289,7 @@ class BatchEngine(mode.Service):
         )
         return HeldBatch(folds, plans, reads, started, total, now_ms)
 
-    async def _advance(self, new: HeldBatch | None) -> None:
+    async def _settle_held_and_send(self, new: HeldBatch | None) -> None:
         """Settle the held batch and send its apply with ``new``'s keyed read behind it; hold
         ``new``. With ``new`` None: settle and send what is held, read nothing."""
         waited = time.perf_counter()
@@ -361,7 +314,7 @@ class BatchEngine(mode.Service):
     async def _drain(self) -> None:
         """Settle and apply everything folded, and wait for it to land."""
         while self._held is not None or self._inflight is not None:
-            await self._advance(None)
+            await self._settle_held_and_send(None)
 
     async def _settle(
         self, held: HeldBatch, stored: Sequence[dict[str, Any]]
@@ -386,12 +339,25 @@ class BatchEngine(mode.Service):
             calls.append(store.PendingCall(f.state.shard, keys, argv))
         for f in held.folds:
             if f.result.rejected:
-                await self._dlq_retry(f.tp, f.result)
+                await self._dead_letter(f.tp, f.result)
         # Optimistic progress, so that the next batch guards against this one; a refusal
         # resets it from what Redis really holds.
         for f in held.folds:
             f.state.offset = f.result.last_offset
         return calls
+
+    async def _dead_letter(self, tp: TopicPartition, result: FoldResult) -> None:
+        """Publish a partition's rejects to the DLQ and wait for the acks; if the policy gives up
+        on Kafka, they are dropped and counted (:func:`stream.engine.dlq.publish_or_drop`)."""
+        await publish_or_drop(
+            self.send,
+            self.config.dlq_topic,
+            tp.topic,
+            tp.partition,
+            result.rejected,
+            self.metrics,
+            self.config.dlq_policy,
+        )
 
     async def _send(
         self,
@@ -523,51 +489,3 @@ class BatchEngine(mode.Service):
                 log.warning("redis unavailable (%s); retrying in %.1fs", type(exc).__name__, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
-
-    async def _dlq_retry(self, tp: TopicPartition, result: FoldResult) -> None:
-        await publish_or_drop(
-            self.send,
-            self.config.dlq_topic,
-            tp.topic,
-            tp.partition,
-            result.rejected,
-            self.metrics,
-            self.config.dlq_policy,
-        )
-
-
-def plan_keyed_reads(
-    folds: Sequence[tuple[str, str, FoldResult]],
-    keyed_states: Sequence[KeyedState],
-    keys: Keys,
-    lateness_ms: int,
-) -> tuple[list[KeyedPlan], list[store.KeyedRead]]:
-    """What to read for each (family, shard, folded batch): one read per keyed state it hosts."""
-    plans: list[KeyedPlan] = []
-    reads: list[store.KeyedRead] = []
-    for family, shard, result in folds:
-        watermark = result.max_ts - lateness_ms
-        for keyed in keyed_states:
-            if family not in keyed.families:
-                continue
-            items = fields_by_key(keyed, result.deltas)
-            plans.append((keyed, result, items, watermark))
-            reads.append(
-                store.KeyedRead(
-                    keys.keyed(shard, keyed.name),
-                    keys.keyed_due(shard, keyed.name),
-                    fields_to_read(keyed, items, watermark),
-                    watermark,
-                    keyed.due_limit,
-                    keeps_pending(keyed),
-                )
-            )
-    return plans, reads
-
-
-def settle_keyed(plans: Sequence[KeyedPlan], stored: Sequence[dict[str, Any]]) -> None:
-    """Settle each plan's stored values and batch items into its batch's deltas."""
-    for (keyed, result, items, watermark), values in zip(plans, stored, strict=True):
-        result.deltas.keyed_updates[keyed.name] = keyed.settle(
-            values, items, watermark, result.deltas
-        )

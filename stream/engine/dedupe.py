@@ -23,6 +23,8 @@ from __future__ import annotations
 
 from collections import deque
 
+__all__ = ["PartitionWindow"]
+
 
 class PartitionWindow:
     """The recent-id window of one partition. ``size`` 0 turns detection off.

@@ -18,6 +18,8 @@ import msgspec
 from stream.engine.keys import Keys
 from stream.engine.windows import GRANULARITY_CODE, Windows
 
+__all__ = ["Deltas", "Layout", "RetentionPolicy", "build_call", "pair_digest"]
+
 
 def pair_digest(*parts: str) -> str:
     """Stable 64-bit digest of a tuple of ids (Python's hash() differs per process).

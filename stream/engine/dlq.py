@@ -35,6 +35,15 @@ from aiokafka.errors import KafkaError
 from stream.engine.fold import Rejected
 from stream.engine.worker_metrics import WorkerMetrics
 
+__all__ = [
+    "MAX_ORIGINAL_BYTES",
+    "DlqPolicy",
+    "SendFn",
+    "dlq_record",
+    "publish_or_drop",
+    "publish_rejects",
+]
+
 log = logging.getLogger(__name__)
 
 #: Largest original kept in a dead letter; base64 makes it ~350 KB, well under 1 MB requests.

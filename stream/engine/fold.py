@@ -24,6 +24,17 @@ from stream.engine.dedupe import PartitionWindow
 from stream.engine.deltas import Deltas
 from stream.engine.relay import APPLIED, BadHeader, admit, parse_header
 
+__all__ = [
+    "ACTIVE_SET",
+    "EVENT_FIELD_PREFIX",
+    "FoldContext",
+    "FoldResult",
+    "Handler",
+    "Record",
+    "Rejected",
+    "fold_records",
+]
+
 Handler = Callable[[Event, int, Deltas], None]
 
 #: Counter field of events accepted per type: ``ev|<type>``.

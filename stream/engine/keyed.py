@@ -1,4 +1,5 @@
-"""Keyed open state for metrics that span batches (sessions, tickets, customers; later scores).
+"""Keyed open state for metrics that span batches (sessions, tickets, subscriptions, customer
+scores).
 
 The fold collects a batch's items per entity key (``Deltas.keyed``); before the batch is applied
 the engine reads the entities it touches plus those whose due time the watermark has reached
@@ -18,6 +19,11 @@ from typing import Any, Protocol
 from stream.contract.decode import Event
 from stream.engine.deltas import Deltas
 
+__all__ = ["NEVER_DUE", "KeyedState", "fields_by_key", "fields_to_read", "keeps_pending"]
+
+#: Due time of a stored entity with nothing to settle: only a new event of its own wakes it.
+NEVER_DUE = 2**53 - 1
+
 
 class KeyedState(Protocol):
     #: Short name used in key names (``P:{shard}:k:<name>``) and in ``Deltas.keyed``.
@@ -26,6 +32,9 @@ class KeyedState(Protocol):
     due_limit: int
     #: Families (shard prefixes) whose partitions carry this state.
     families: frozenset[str]
+    #: Does the state keep pending records after its values (apply.lua op A)? Then the keyed
+    #: read returns (stored value, pending record) pairs. Customer scores do; the others: False.
+    pending: bool
 
     def handlers(self) -> dict[str, Callable[[Event, int, Deltas], None]]:
         """Fold handlers that collect this state's items into ``Deltas.keyed``."""
@@ -33,6 +42,12 @@ class KeyedState(Protocol):
 
     def field_of(self, key: Any) -> str:
         """The hash field (stable, delimiter-free) that stores an entity's state."""
+        ...
+
+    def plan(self, items: Mapping[str, list[Any]], watermark: int) -> list[str]:
+        """The touched fields whose stored state this batch must read (the due ones are read
+        anyway). Every touched field (``list(items)``), unless the state can defer some:
+        customer scores merge most touches into a pending record without reading the state."""
         ...
 
     def settle(
@@ -64,15 +79,11 @@ def fields_by_key(state: KeyedState, deltas: Deltas) -> dict[str, list[Any]]:
 
 
 def fields_to_read(state: KeyedState, items: Mapping[str, list[Any]], watermark: int) -> list[str]:
-    """The touched fields whose stored state the batch needs (the due ones are read anyway).
-
-    Every touched field, unless the state can defer some (``plan``): customer scores merge most
-    touches into a pending record without reading the state (apply.lua op A).
-    """
-    plan = getattr(state, "plan", None)
-    return list(items) if plan is None else list(plan(items, watermark))
+    """The touched fields whose stored state the batch needs (the due ones are read anyway):
+    the state's own :meth:`KeyedState.plan`."""
+    return state.plan(items, watermark)
 
 
 def keeps_pending(state: KeyedState) -> bool:
     """Does the state keep pending records after its values (apply.lua op A)?"""
-    return bool(getattr(state, "pending", False))
+    return state.pending

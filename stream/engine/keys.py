@@ -30,6 +30,8 @@ from __future__ import annotations
 from functools import lru_cache
 from urllib.parse import quote, unquote
 
+__all__ = ["FIELD_SEP", "Keys", "escape", "field", "unescape"]
+
 #: Separates parts of a hash field; never appears in an escaped value.
 FIELD_SEP = "|"
 

@@ -37,6 +37,8 @@ from prometheus_client import Counter, Gauge
 
 from stream.engine.keys import Keys
 
+__all__ = ["READ_COUNT", "OutboxPublisher", "last_published_seq", "message_id"]
+
 log = logging.getLogger(__name__)
 
 #: Messages read from an outbox per turn.

@@ -50,6 +50,26 @@ from stream.contract.types import Family
 from stream.engine.deltas import Deltas
 from stream.engine.outbox import OutboxPublisher
 
+__all__ = [
+    "APPLIED",
+    "DUPLICATE",
+    "HEADER",
+    "HW_PREFIX",
+    "OUTBOX",
+    "OUT_OF_ORDER",
+    "BadHeader",
+    "RelayConfig",
+    "RelayPublisher",
+    "admit",
+    "collect",
+    "envelope",
+    "home_partition",
+    "hw_fields",
+    "hw_from_state",
+    "lane",
+    "parse_header",
+]
+
 log = logging.getLogger(__name__)
 
 #: Kafka header that marks a relayed record: ``<source shard>:<seq>``.

@@ -18,6 +18,25 @@ import redis.asyncio as aioredis
 from stream.engine import relay
 from stream.engine.keys import Keys
 
+__all__ = [
+    "FUNCTION_NAME",
+    "READ_KEYED_FUNCTION",
+    "READ_KEYED_SPLIT_FUNCTION",
+    "ApplyOutcome",
+    "KeyedRead",
+    "PartitionProgress",
+    "PendingCall",
+    "RedisTarget",
+    "apply_calls",
+    "apply_then_read",
+    "connect",
+    "function_source",
+    "load_function",
+    "read_keyed",
+    "read_progress",
+    "register_shards",
+]
+
 FUNCTION_NAME = "es_apply_v1"
 READ_KEYED_FUNCTION = "es_read_keyed_v1"
 READ_KEYED_SPLIT_FUNCTION = "es_read_keyed_split_v1"

@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
+__all__ = ["GRANULARITIES", "GRANULARITY_CODE", "Windows"]
+
 GRANULARITIES: tuple[str, ...] = ("minute", "hour", "day")
 GRANULARITY_CODE: dict[str, str] = {"minute": "m", "hour": "h", "day": "d"}
 

@@ -21,24 +21,37 @@ lost since t (:mod:`stream.metrics.levels`); churn = lost / customers at start �
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from stream.contract.decode import Event
 from stream.contract.types import EventType, Family
 from stream.engine.deltas import Deltas, pair_digest
+from stream.engine.fold import Handler
+from stream.engine.keyed import NEVER_DUE
+from stream.metrics.compute import counter_spec, counters, level_windows, sums_spec
+from stream.metrics.reader import Reader
+from stream.metrics.spec import Gauge, MetricSpec, Query, Sums, Value, ratio
 
-Handler = Callable[[Event, int, Deltas], None]
+__all__ = ["SPECS", "AccountsFold", "SubscriptionState", "customer_key"]
 
-CUSTOMERS = "customers"
+#: Running total of subscribed customers (field ``all``): the level the windows count back from.
+SUBSCRIBED = "customers"
+#: Running total per customer (field: digest of the user id) of what they paid.
 LTV = "ltv"
+STARTED, RENEWED, UPGRADED = "acc.started", "acc.renewed", "acc.upgraded"
+CANCELLED, PURCHASES = "acc.cancelled", "acc.purchases"
+#: Minor units (amount × 100) of purchases and started/renewed/upgraded subscriptions.
+REVENUE = "acc.revenue"
+#: Settled status changes: customers who became subscribed / stopped being subscribed.
+NEW_CUSTOMERS, LOST_CUSTOMERS = "acc.new", "acc.lost"
 #: Event type -> counter field of the events themselves.
 EVENT_FIELDS: dict[str, str] = {
-    EventType.SUBSCRIPTION_STARTED.value: "acc.started",
-    EventType.SUBSCRIPTION_RENEWED.value: "acc.renewed",
-    EventType.SUBSCRIPTION_UPGRADED.value: "acc.upgraded",
-    EventType.SUBSCRIPTION_CANCELLED.value: "acc.cancelled",
-    EventType.PURCHASE.value: "acc.purchases",
+    EventType.SUBSCRIPTION_STARTED.value: STARTED,
+    EventType.SUBSCRIPTION_RENEWED.value: RENEWED,
+    EventType.SUBSCRIPTION_UPGRADED.value: UPGRADED,
+    EventType.SUBSCRIPTION_CANCELLED.value: CANCELLED,
+    EventType.PURCHASE.value: PURCHASES,
 }
 _REVENUE_TYPES = frozenset(
     {
@@ -48,8 +61,6 @@ _REVENUE_TYPES = frozenset(
         EventType.SUBSCRIPTION_UPGRADED.value,
     }
 )
-#: Due time of an entity with nothing to settle: only a new event of its own wakes it.
-NEVER = 2**53 - 1
 START, CANCEL = 0, 1  # same-millisecond start and cancel: the start first (a real, short stint)
 
 
@@ -70,7 +81,7 @@ class AccountsFold:
         if event.type in _REVENUE_TYPES:
             cents = minor_units(event.props.amount)
             if cents:
-                deltas.count(minute, "acc.revenue", cents)
+                deltas.count(minute, REVENUE, cents)
                 deltas.total(LTV, customer_key(event.user_id), cents)
 
 
@@ -127,9 +138,14 @@ class SubscriptionState:
 
     name = "cust"
     families = frozenset({Family.ACCOUNT.value})
+    pending = False  # no pending records after the values (stream.engine.keyed)
 
     def __init__(self, due_limit: int = 20_000) -> None:
         self.due_limit = due_limit
+
+    def plan(self, items: Mapping[str, object], watermark: int) -> list[str]:
+        """Every touched customer is read (:meth:`stream.engine.keyed.KeyedState.plan`)."""
+        return list(items)
 
     def handlers(self) -> dict[str, Handler]:
         return {t: self.subscription for t in _KIND}
@@ -154,12 +170,128 @@ class SubscriptionState:
             active, transitions, rest = advance(active, [*pending, *items.get(name, ())], watermark)
             for ts, kind in transitions:
                 minute = ts // 60_000 * 60
-                deltas.count(minute, "acc.new" if kind == START else "acc.lost")
-                deltas.total(CUSTOMERS, "all", 1 if kind == START else -1)
+                deltas.count(minute, NEW_CUSTOMERS if kind == START else LOST_CUSTOMERS)
+                deltas.total(SUBSCRIBED, "all", 1 if kind == START else -1)
             if rest:
                 updates[name] = (pack(active, rest), min(ts for ts, _ in rest) + 1)
             elif active:
-                updates[name] = (pack(active, []), NEVER)
+                updates[name] = (pack(active, []), NEVER_DUE)
             elif before is not None:
                 updates[name] = (None, None)  # inactive and idle: the same as no state
         return updates
+
+
+# ---- read side ---------------------------------------------------------------------------
+
+ACCOUNT = (Family.ACCOUNT.value,)
+
+
+async def _customer_windows(q: Query, r: Reader) -> list[tuple[float, float, float]]:
+    """(customers at start, new, lost) per window."""
+    windows = await counters(q, r, ACCOUNT)
+    starts = await level_windows(
+        q,
+        r,
+        ACCOUNT,
+        SUBSCRIBED,
+        lambda t: float(t.get("all", 0)),
+        lambda w: float(w.get(NEW_CUSTOMERS, 0) - w.get(LOST_CUSTOMERS, 0)),
+    )
+    return [
+        (level, float(w.get(NEW_CUSTOMERS, 0)), float(w.get(LOST_CUSTOMERS, 0)))
+        for (level, _), w in zip(starts, windows, strict=True)
+    ]
+
+
+async def _customers_end(q: Query, r: Reader) -> list[Value]:
+    return [start + new - lost for start, new, lost in await _customer_windows(q, r)]
+
+
+async def _churn(q: Query, r: Reader) -> list[Value]:
+    return [ratio(lost, start, 100) for start, _, lost in await _customer_windows(q, r)]
+
+
+async def _retention(q: Query, r: Reader) -> list[Value]:
+    return [
+        ratio(start + new - lost - new, start, 100)
+        for start, new, lost in await _customer_windows(q, r)
+    ]
+
+
+def _subscription_events(field: str, name: str, event: str) -> MetricSpec:
+    return counter_spec(
+        name,
+        f"{name.replace('_', ' ').capitalize()} (customers: settled on the watermark).",
+        field,
+        ACCOUNT,
+        gauge=Gauge(
+            "engagement_subscription_events",
+            "Subscription events.",
+            "settled",
+            labels=(("event", event),),
+        ),
+    )
+
+
+def _counted(field: str, name: str, gauge: Gauge | None = None) -> MetricSpec:
+    return counter_spec(
+        name,
+        f"{name.replace('_', ' ').capitalize()} (customers: settled on the watermark).",
+        field,
+        ACCOUNT,
+        gauge=gauge,
+    )
+
+
+def _from_minor_units(cents: float) -> Value:
+    return cents / 100
+
+
+SPECS = [
+    *(
+        _subscription_events(field, f"subscriptions_{event}", event)
+        for field, event in (
+            (STARTED, "started"),
+            (RENEWED, "renewed"),
+            (UPGRADED, "upgraded"),
+            (CANCELLED, "cancelled"),
+        )
+    ),
+    _counted(PURCHASES, "purchases", Gauge("engagement_purchases", "Purchases.", "settled")),
+    _counted(NEW_CUSTOMERS, "new_customers"),
+    _counted(LOST_CUSTOMERS, "lost_customers"),
+    sums_spec(
+        "revenue",
+        "Sum of amount over purchases and started/renewed/upgraded subscriptions.",
+        "currency",
+        Sums((REVENUE,), _from_minor_units),
+        ACCOUNT,
+        gauge=Gauge(
+            "engagement_revenue", "Purchases and subscription payments (amount).", "settled"
+        ),
+    ),
+    MetricSpec(
+        "customers",
+        "Subscribed customers at the window's end.",
+        "count",
+        _customers_end,
+        families=ACCOUNT,
+        gauge=Gauge("engagement_customers", "Subscribed customers at window end.", "settled"),
+    ),
+    MetricSpec(
+        "churn_rate",
+        "Customers lost in the window / customers at its start × 100.",
+        "percent",
+        _churn,
+        families=ACCOUNT,
+        gauge=Gauge("engagement_churn_ratio", "Customers lost / at start.", "settled", 0.01),
+    ),
+    MetricSpec(
+        "retention_rate",
+        "(Customers at end − new customers) / customers at start × 100.",
+        "percent",
+        _retention,
+        families=ACCOUNT,
+        gauge=Gauge("engagement_retention_ratio", "(End − new) / start.", "settled", 0.01),
+    ),
+]

@@ -15,7 +15,8 @@ import redis.asyncio as aioredis
 from stream.engine.keys import Keys
 from stream.engine.windows import GRANULARITY_CODE
 
-# PFCOUNT merges into a temporary HLL per call; bound the keys per call.
+# A multi-key PFCOUNT merges its keys into a temporary HLL per call; a query that would need
+# more keys than this in one count is refused rather than split (a split would count twice).
 _PFCOUNT_CHUNK = 8192
 
 
@@ -23,10 +24,17 @@ class QueryError(ValueError):
     """A bad or too large query (the API answers 400 with the message)."""
 
 
+__all__ = ["QueryError", "Reader", "SnapshotReader"]
+
+
 class Reader:
     def __init__(self, client: aioredis.Redis, keys: Keys) -> None:
         self.client = client
         self.keys = keys
+
+    def snapshot(self) -> SnapshotReader:
+        """A reader for one scrape: each stored key is read once however many specs need it."""
+        return SnapshotReader(self.client, self.keys)
 
     async def shards(self, families: Iterable[str] | None = None) -> list[str]:
         members = await self.client.smembers(self.keys.shards)
@@ -67,13 +75,17 @@ class Reader:
             replies = await pipe.execute()
         return sum(int(v) for v in replies if v is not None)
 
-    async def _summed(self, key_groups: list[list[str]]) -> list[dict[str, int]]:
-        """HGETALL every key in one round trip; sum the integer fields of each group."""
+    async def _hashes(self, keys: list[str]) -> list[dict[bytes, bytes]]:
+        """HGETALL every key in one round trip."""
         async with self.client.pipeline(transaction=False) as pipe:
-            for group in key_groups:
-                for key in group:
-                    pipe.hgetall(key)
-            replies = iter(await pipe.execute())
+            for key in keys:
+                pipe.hgetall(key)
+            replies: list[dict[bytes, bytes]] = await pipe.execute()
+        return replies
+
+    async def _summed(self, key_groups: list[list[str]]) -> list[dict[str, int]]:
+        """Sum the integer fields of each group of hashes."""
+        replies = iter(await self._hashes([key for group in key_groups for key in group]))
         out: list[dict[str, int]] = []
         for group in key_groups:
             total: dict[str, int] = {}
@@ -106,7 +118,6 @@ class Reader:
                     plans.append(0)
                     continue
                 if len(keys) > _PFCOUNT_CHUNK:
-                    # Too many keys for one call: merge into a temporary key first.
                     raise QueryError(
                         f"a distinct count over {len(keys)} windows × partitions is more than "
                         f"{_PFCOUNT_CHUNK}; narrow the time range or use a coarser granularity"
@@ -115,3 +126,50 @@ class Reader:
                 plans.append(1)
             replies = iter(await pipe.execute())
         return [int(next(replies)) if plan else 0 for plan in plans]
+
+
+class SnapshotReader(Reader):
+    """Memoizes what one scrape reads: the shard list, each hash, each distinct count.
+
+    The exporter evaluates every spec on its own (one definition per metric); this keeps that
+    from reading a window's counters once per spec.
+    """
+
+    def __init__(self, client: aioredis.Redis, keys: Keys) -> None:
+        super().__init__(client, keys)
+        self._shards: list[str] | None = None
+        self._hash_cache: dict[str, dict[bytes, bytes]] = {}
+        self._distinct_cache: dict[tuple[object, ...], list[int]] = {}
+
+    async def shards(self, families: Iterable[str] | None = None) -> list[str]:
+        if self._shards is None:
+            self._shards = await super().shards()
+        if families is None:
+            return list(self._shards)
+        wanted = set(families)
+        return [s for s in self._shards if s.rsplit(".", 1)[0] in wanted]
+
+    async def _hashes(self, keys: list[str]) -> list[dict[bytes, bytes]]:
+        missing = list(dict.fromkeys(k for k in keys if k not in self._hash_cache))
+        if missing:
+            self._hash_cache.update(zip(missing, await super()._hashes(missing), strict=True))
+        return [self._hash_cache[k] for k in keys]
+
+    async def distinct(
+        self,
+        shards: list[str],
+        granularity: str,
+        window_groups: list[list[int]],
+        set_names: list[str],
+    ) -> list[int]:
+        key = (
+            tuple(shards),
+            granularity,
+            tuple(tuple(g) for g in window_groups),
+            tuple(set_names),
+        )
+        cached = self._distinct_cache.get(key)
+        if cached is None:
+            cached = await super().distinct(shards, granularity, window_groups, set_names)
+            self._distinct_cache[key] = cached
+        return cached

@@ -36,14 +36,18 @@ from urllib.parse import unquote
 from stream.contract.decode import Event
 from stream.contract.types import EventType, Family
 from stream.engine.deltas import Deltas, pair_digest
-from stream.engine.keys import escape, field
-from stream.metrics.clickstream import NOT_SET
+from stream.engine.fold import Handler
+from stream.engine.keys import FIELD_SEP, escape, field
+from stream.metrics.compute import counters, hash_median, one_dim_slice
+from stream.metrics.export import ExportContext, cap_labels, histogram_buckets, labelled
+from stream.metrics.labels import NOT_SET, OTHER
+from stream.metrics.reader import Reader
+from stream.metrics.spec import Gauge, MetricOptions, MetricSpec, Query, Value, ratio
 
-Handler = Callable[[Event, int, Deltas], None]
-
-OTHER = "other"
+__all__ = ["DIMENSIONS", "SPECS", "SessionRules", "SessionState", "export"]
 
 #: Counter-field stem of session measures (``ses.<measure>`` and ``ses.<measure>|<dim>|<v>``).
+STEM = "ses."
 MEASURES = ("n", "ms", "eng", "conv", "pv", "1p")
 DIMENSIONS = ("platform", "channel")
 #: Hash (one per window) of duration counts in whole seconds: ``all|<s>`` / ``<dim>|<v>|<s>``.
@@ -231,7 +235,7 @@ def _closed_fields(platform: str, channel: str) -> tuple[tuple[str, ...], tuple[
     closed session (which, once the watermark starts closing sessions, is per few events).
     """
     suffixes = ("", field("", "platform", escape(platform)), field("", "channel", escape(channel)))
-    counters = tuple("ses." + measure + suffix for measure in MEASURES for suffix in suffixes)
+    counters = tuple(STEM + measure + suffix for measure in MEASURES for suffix in suffixes)
     durations = (
         field("all", ""),
         field("platform", escape(platform), ""),
@@ -285,6 +289,7 @@ class SessionState:
 
     name = "ses"
     families = frozenset({Family.CLICKSTREAM.value})
+    pending = False  # no pending records after the values (stream.engine.keyed)
 
     def __init__(self, rules: SessionRules, due_limit: int = 20_000) -> None:
         self.rules = rules
@@ -294,6 +299,10 @@ class SessionState:
         self._channels: dict[str | None, str] = {c: c for c in rules.channels}
         self._channels[None] = NOT_SET
         self._fields: dict[tuple[str, str], str] = {}
+
+    def plan(self, items: Mapping[str, object], watermark: int) -> list[str]:
+        """Every touched session is read (:meth:`stream.engine.keyed.KeyedState.plan`)."""
+        return list(items)
 
     def handlers(self) -> dict[str, Handler]:
         return {t.value: self.hit for t in SESSION_EVENTS}
@@ -348,3 +357,150 @@ class SessionState:
             elif before is not None:
                 updates[name] = (None, None)
         return updates
+
+
+# ---- read side ---------------------------------------------------------------------------
+
+CLICKSTREAM = (Family.CLICKSTREAM.value,)
+Measures = dict[str, int]
+
+
+def session_measures(fields: dict[str, int], suffix: str = "") -> Measures:
+    """The session measures of one window's counters (all sessions, or one platform/channel)."""
+    return {m: fields.get(STEM + m + suffix, 0) for m in MEASURES}
+
+
+def _bounce(m: Measures, options: MetricOptions) -> Value:
+    bounced = m["1p"] if options.bounce_definition == "ua" else m["n"] - m["eng"]
+    return ratio(float(bounced), m["n"], 100)
+
+
+def session_spec(
+    name: str,
+    description: str,
+    unit: str,
+    value: Callable[[Measures, MetricOptions], Value],
+    gauge: Gauge,
+) -> MetricSpec:
+    """A metric computed from one window's session measures."""
+
+    async def compute(q: Query, r: Reader) -> list[Value]:
+        suffix, _ = one_dim_slice(q, DIMENSIONS)
+        return [
+            value(session_measures(w, suffix), q.options) for w in await counters(q, r, CLICKSTREAM)
+        ]
+
+    return MetricSpec(
+        name, description, unit, compute, dimensions=DIMENSIONS, sessions=True, gauge=gauge
+    )
+
+
+async def _median(q: Query, r: Reader) -> list[Value]:
+    _, prefix = one_dim_slice(q, DIMENSIONS)
+    return await hash_median(q, r, CLICKSTREAM, DURATION_HASH, prefix)
+
+
+SPECS = [
+    session_spec(
+        "sessions",
+        "Closed sessions, in the window of their first event.",
+        "count",
+        lambda m, _: float(m["n"]),
+        Gauge("engagement_sessions", "Closed sessions, by window of their first event.", "settled"),
+    ),
+    session_spec(
+        "session_duration_avg",
+        "Mean session duration (last − first event; one-event sessions count 0 s).",
+        "seconds",
+        lambda m, _: ratio(float(m["ms"]), m["n"], 0.001),
+        Gauge(
+            "engagement_session_duration_avg_seconds",
+            "Mean duration of closed sessions.",
+            "settled",
+        ),
+    ),
+    MetricSpec(
+        "session_duration_median",
+        "Median session duration, in whole seconds.",
+        "seconds",
+        _median,
+        dimensions=DIMENSIONS,
+        sessions=True,
+    ),
+    session_spec(
+        "engagement_rate",
+        "Engaged sessions / sessions × 100 (GA4: > 10 s, a conversion or ≥ 2 page views).",
+        "percent",
+        lambda m, _: ratio(float(m["eng"]), m["n"], 100),
+        Gauge(
+            "engagement_session_engagement_ratio",
+            "Engaged sessions / sessions (GA4).",
+            "settled",
+            0.01,
+        ),
+    ),
+    session_spec(
+        "bounce_rate",
+        "Bounced sessions / sessions × 100 (GA4: not engaged; UA option: ≤ 1 page view).",
+        "percent",
+        _bounce,
+        Gauge(
+            "engagement_session_bounce_ratio",
+            "Bounced sessions / sessions (configured definition).",
+            "settled",
+            0.01,
+        ),
+    ),
+    session_spec(
+        "session_conversion_rate",
+        "Sessions with ≥ 1 conversion / sessions × 100.",
+        "percent",
+        lambda m, _: ratio(float(m["conv"]), m["n"], 100),
+        Gauge(
+            "engagement_session_conversion_ratio",
+            "Sessions with a conversion / sessions.",
+            "settled",
+            0.01,
+        ),
+    ),
+    session_spec(
+        "pages_per_session",
+        "Page and screen views / sessions.",
+        "ratio",
+        lambda m, _: ratio(float(m["pv"]), m["n"]),
+        Gauge("engagement_pages_per_session", "Page and screen views per session.", "settled"),
+    ),
+]
+
+DURATION_FAMILY = "engagement_session_duration_seconds"
+DURATION_BUCKETS = (1, 10, 30, 60, 180, 600, 1800, 3600, 7200, 14400, 43200, 86400)
+
+
+async def export(ctx: ExportContext) -> None:
+    """Closed sessions by platform and channel, and the duration histogram. Sessions close an
+    allowed lateness after their last event, so with the 24 h default the ``previous_day``
+    window is the one that fills up."""
+    if not ctx.options.sessions:
+        return
+    shards = await ctx.reader.shards(CLICKSTREAM)
+    for label, g, start in ctx.spans("settled"):
+        window = str(label)
+        fields = await ctx.counters(CLICKSTREAM, g, start)
+        for dim in DIMENSIONS:
+            by_dim = ctx.gauge(
+                f"engagement_sessions_by_{dim}", f"Closed sessions by {dim}.", ["window", dim]
+            )
+            per = labelled(fields, STEM + "n" + FIELD_SEP + dim)
+            for (value,), n in cap_labels(per, ctx.limit).items():
+                by_dim.add_metric([window, value], n)
+        (durations,) = await ctx.reader.hashes(shards, g, [start], DURATION_HASH)
+        counts = {int(k[0]): v for k, v in labelled(durations, "all").items()}
+        ctx.histogram(
+            DURATION_FAMILY,
+            "Durations of closed sessions in the window (whole seconds).",
+            ["window"],
+        ).add_metric(
+            [window],
+            histogram_buckets({k: int(v) for k, v in counts.items()}, DURATION_BUCKETS),
+            gsum_value=session_measures(fields)["ms"] / 1000,
+        )

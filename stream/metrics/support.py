@@ -47,6 +47,7 @@ no times.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -56,11 +57,18 @@ import msgspec
 from stream.contract.decode import Event
 from stream.contract.types import EventType, Family
 from stream.engine.deltas import Deltas, pair_digest
+from stream.engine.fold import Handler
+from stream.engine.keyed import NEVER_DUE
 from stream.engine.keys import FIELD_SEP, escape, field
 from stream.metrics.business_hours import BusinessHours
+from stream.metrics.compute import counters, hash_median, one_dim_slice
+from stream.metrics.export import ExportContext, histogram_buckets, labelled
 from stream.metrics.labels import NOT_SET, BoundedLabels
+from stream.metrics.reader import Reader
+from stream.metrics.spec import Compute, Gauge, MetricSpec, Query, Value, ratio
 
-Handler = Callable[[Event, int, Deltas], None]
+__all__ = ["DIMENSIONS", "SPECS", "TicketState", "export"]
+
 #: Business milliseconds of ``[start, end)`` (``BusinessHours.business_ms``).
 BusinessClock = Callable[[int, int], int]
 
@@ -70,13 +78,13 @@ DIMENSIONS = ("channel", "priority")
 DURATION_HASH = "tixdur"
 #: Running total of open tickets: ``all``, ``channel|<c>``, ``priority|<p>``.
 BACKLOG = "backlog"
-#: Counted facts (``tix.<measure>[|<dim>|<value>]``).
-COUNTS = ("new", "solved", "reopens")
+#: Counter-field stem of ticket facts: ``tix.<count>[|<dim>|<value>]`` for the counted facts
+#: (``new``, ``solved``, ``reopens``), ``tix.<duration>.n`` / ``.ms`` for the durations.
+STEM = "tix."
 #: Duration facts (``tix.<measure>.n`` and ``tix.<measure>.ms``, plus the duration hash).
 DURATIONS = ("frt", "fres", "full")
 #: The business-hours measure of each duration (recorded only with a schedule configured).
 BUSINESS = {m: m + "_bh" for m in DURATIONS}
-NEVER = 2**53 - 1
 
 CREATED, REPLY, SOLVED, REOPENED, CLOSED = range(5)
 UNKNOWN, OPEN, IS_SOLVED, IS_CLOSED = range(4)
@@ -229,7 +237,7 @@ def record(fact: Fact, deltas: Deltas) -> None:
     """A fact's counters (all, per channel, per priority) and duration-histogram entries."""
     minute = fact.ts // 60_000 * 60
     suffixes = ("", field("", "channel", fact.channel), field("", "priority", fact.priority))
-    stem = "tix." + fact.measure
+    stem = STEM + fact.measure
     if fact.duration_ms is None:
         for suffix in suffixes:
             deltas.count(minute, stem + suffix, fact.n)
@@ -262,6 +270,7 @@ class TicketState:
 
     name = "tix"
     families = frozenset({Family.SUPPORT.value})
+    pending = False  # no pending records after the values (stream.engine.keyed)
 
     def __init__(
         self,
@@ -276,6 +285,10 @@ class TicketState:
         self.ttl_ms = ttl_ms
         self.due_limit = due_limit
         self.business = None if business_hours is None else business_hours.business_ms
+
+    def plan(self, items: Mapping[str, object], watermark: int) -> list[str]:
+        """Every touched ticket is read (:meth:`stream.engine.keyed.KeyedState.plan`)."""
+        return list(items)
 
     def handlers(self) -> dict[str, Handler]:
         return {t: self.lifecycle for t in _KINDS}
@@ -323,7 +336,7 @@ class TicketState:
             if ticket.pending:
                 due = ticket.pending[0].ts + 1
             elif ticket.status == OPEN:
-                due = NEVER
+                due = NEVER_DUE
             else:  # solved, closed or never seen created: forget it after the TTL
                 due = ticket.last_ts + self.ttl_ms
                 if due <= watermark:
@@ -332,3 +345,173 @@ class TicketState:
                     continue
             updates[name] = (_encode(ticket).decode(), due)
         return updates
+
+
+# ---- read side ---------------------------------------------------------------------------
+
+SUPPORT = (Family.SUPPORT.value,)
+#: Duration measure -> (metric name stem, what it measures, Prometheus histogram).
+TIMES = {
+    "frt": ("first_reply_time", "ticket_created → first public agent reply", "first_reply"),
+    "fres": ("first_resolution_time", "ticket_created → first solve", "first_resolution"),
+    "full": ("full_resolution_time", "ticket_created → latest solve", "full_resolution"),
+}
+TIME_BUCKETS = (60, 300, 900, 1800, 3600, 4 * 3600, 8 * 3600, 86400, 3 * 86400, 7 * 86400)
+
+
+def _count(measure: str) -> Compute:
+    async def compute(q: Query, r: Reader) -> list[Value]:
+        suffix, _ = one_dim_slice(q, DIMENSIONS)
+        return [float(w.get(STEM + measure + suffix, 0)) for w in await counters(q, r, SUPPORT)]
+
+    return compute
+
+
+def _mean(measure: str) -> Compute:
+    async def compute(q: Query, r: Reader) -> list[Value]:
+        suffix, _ = one_dim_slice(q, DIMENSIONS)
+        stem = STEM + measure
+        return [
+            ratio(float(w.get(stem + ".ms" + suffix, 0)), w.get(stem + ".n" + suffix, 0), 0.001)
+            for w in await counters(q, r, SUPPORT)
+        ]
+
+    return compute
+
+
+def _median(measure: str) -> Compute:
+    async def compute(q: Query, r: Reader) -> list[Value]:
+        _, prefix = one_dim_slice(q, DIMENSIONS)
+        return await hash_median(q, r, SUPPORT, DURATION_HASH, measure + FIELD_SEP + prefix)
+
+    return compute
+
+
+async def _backlog(q: Query, r: Reader) -> list[Value]:
+    """Open tickets now: a current level (no history), so only the window holding now has it."""
+    suffix, _ = one_dim_slice(q, DIMENSIONS)
+    name = suffix[1:] if suffix else "all"
+    now = q.now if q.now is not None else time.time()
+    current = q.windows.start_of(q.granularity, now)
+    if current not in q.starts:
+        return [None] * len(q.starts)
+    shards = await r.shards(SUPPORT)
+    value = float(await r.total_field(shards, BACKLOG, name))
+    return [value if s == current else None for s in q.starts]
+
+
+#: The counted facts: measure -> (metric, description, Prometheus gauge, its help).
+COUNTED = {
+    "new": (
+        "tickets_created",
+        "Tickets created (settled once the watermark passes them).",
+        "engagement_tickets_created",
+        "Tickets created (settled).",
+    ),
+    "solved": (
+        "tickets_solved",
+        "Ticket solves (a re-solve after a reopen counts again).",
+        "engagement_tickets_solved",
+        "Ticket solves (settled).",
+    ),
+    "reopens": (
+        "ticket_reopens",
+        "Solves beyond a ticket's first (reopens = solves − 1), in the re-solve's window.",
+        "engagement_ticket_reopens",
+        "Solves beyond a ticket's first.",
+    ),
+}
+
+
+def _specs() -> list[MetricSpec]:
+    specs = [
+        MetricSpec(
+            metric,
+            what,
+            "count",
+            _count(measure),
+            dimensions=DIMENSIONS,
+            families=SUPPORT,
+            gauge=Gauge(gauge, doc, "settled"),
+        )
+        for measure, (metric, what, gauge, doc) in COUNTED.items()
+    ]
+    specs.append(
+        MetricSpec(
+            "ticket_backlog",
+            "Tickets open now (current value; only the window holding now has a point).",
+            "count",
+            _backlog,
+            dimensions=DIMENSIONS,
+            families=SUPPORT,
+            gauge=Gauge("engagement_ticket_backlog", "Tickets open now.", "today"),
+        )
+    )
+    for measure, (name, what, _) in TIMES.items():
+        for business, hours, suffix in ((False, "calendar hours", ""), (True, "", "_business")):
+            recorded = BUSINESS[measure] if business else measure
+            where = " in business hours (support_business_hours)" if business else f" ({hours})"
+            specs.append(
+                MetricSpec(
+                    f"{name}{suffix}_avg",
+                    f"Mean {what}{where}, in the window of the completing event.",
+                    "seconds",
+                    _mean(recorded),
+                    dimensions=DIMENSIONS,
+                    families=SUPPORT,
+                    business_hours=business,
+                )
+            )
+            specs.append(
+                MetricSpec(
+                    f"{name}{suffix}_median",
+                    f"Median {what}{' in business hours' if business else ''}, in whole seconds.",
+                    "seconds",
+                    _median(recorded),
+                    dimensions=DIMENSIONS,
+                    families=SUPPORT,
+                    business_hours=business,
+                )
+            )
+    return specs
+
+
+SPECS = _specs()
+
+
+async def export(ctx: ExportContext) -> None:
+    """Ticket counts by channel and priority, the time histograms (``_gsum / _gcount`` is the
+    mean, ``histogram_quantile`` the median; business-hours twins in that mode) and the backlog
+    by channel and priority."""
+    shards = await ctx.reader.shards(SUPPORT)
+    times = [
+        (m, m, f"engagement_ticket_{p}_seconds", w, "calendar") for m, (_, w, p) in TIMES.items()
+    ]
+    if ctx.options.business_hours:
+        times += [
+            (m, BUSINESS[m], f"engagement_ticket_{p}_business_seconds", w, "business")
+            for m, (_, w, p) in TIMES.items()
+        ]
+    for label, g, start in ctx.spans("settled"):
+        window = str(label)
+        fields = await ctx.counters(SUPPORT, g, start)
+        for measure, (_, _, name, doc) in COUNTED.items():
+            for dim in DIMENSIONS:
+                per = ctx.gauge(f"{name}_by_{dim}", f"{doc[:-1]} by {dim}.", ["window", dim])
+                values = labelled(fields, STEM + measure + FIELD_SEP + dim)
+                for (value,), n in ctx.cap(values).items():
+                    per.add_metric([window, value], n)
+        (durations,) = await ctx.reader.hashes(shards, g, [start], DURATION_HASH)
+        for _, recorded, name, what, hours in times:
+            counts = labelled(durations, recorded + FIELD_SEP + "all")
+            doc = what.replace("ticket_created", "Ticket created")
+            ctx.histogram(name, f"{doc}. Whole seconds, {hours} hours.", ["window"]).add_metric(
+                [window],
+                histogram_buckets({int(k[0]): int(v) for k, v in counts.items()}, TIME_BUCKETS),
+                gsum_value=fields.get(f"{STEM}{recorded}.ms", 0) / 1000,
+            )
+    totals = await ctx.reader.totals(shards, BACKLOG)
+    for dim in DIMENSIONS:
+        per = ctx.gauge(f"engagement_ticket_backlog_by_{dim}", f"Tickets open now by {dim}.", [dim])
+        for (value,), n in ctx.cap(labelled(totals, dim)).items():
+            per.add_metric([value], n)

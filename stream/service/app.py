@@ -27,8 +27,8 @@ from stream.engine.consumer import BatchEngine
 from stream.engine.windows import Windows
 from stream.engine.worker_metrics import WorkerMetrics
 from stream.infra.topics import ensure_topics
-from stream.metrics import customer_reader
 from stream.metrics.reader import QueryError
+from stream.metrics.score import read as score_read
 from stream.service import web_auth
 from stream.service.credentials import faust_broker_credentials
 from stream.serving.exporter import BusinessExporter
@@ -139,10 +139,10 @@ def build_app(settings: Settings) -> Application:
         if not settings.score.enabled:
             return view.json({"error": SCORE_OFF}, status=404)
         try:
-            _, limit, cursor = customer_reader.list_params(dict(request.query))
+            _, limit, cursor = score_read.list_params(dict(request.query))
         except ValueError as exc:
             return view.json({"error": str(exc)}, status=400)
-        return view.json(await customer_reader.at_risk(reader, limit, cursor))
+        return view.json(await score_read.at_risk(reader, limit, cursor))
 
     @app.page("/metrics")
     async def prometheus(view: faust.web.View, request: faust.web.Request) -> Any:

@@ -14,10 +14,12 @@ from typing import Any
 
 from stream.contract.types import Family
 from stream.engine.windows import Windows
-from stream.metrics import accounts, customer_reader
-from stream.metrics.catalog import CATALOG, MetricOptions, Query, evaluate
+from stream.metrics import accounts
+from stream.metrics.catalog import CATALOG
 from stream.metrics.reader import QueryError, Reader
 from stream.metrics.score import ScoreRules
+from stream.metrics.score import read as score_read
+from stream.metrics.spec import MetricOptions, Query, evaluate
 
 #: What the customer API and ``stream query --customer`` answer where no scores are kept.
 SCORE_OFF = "customer scores are off in this deployment (score.enabled = false)"
@@ -118,7 +120,7 @@ async def customer_report(user_id: str, reader: Reader, rules: ScoreRules) -> di
     """Everything the read side knows of one customer: engagement and health score (the
     clickstream partitions' customer state) and lifetime value (the account partitions' running
     totals). None when neither knows the customer."""
-    body = await customer_reader.customer(reader, rules, user_id)
+    body = await score_read.customer(reader, rules, user_id)
     value = (await customer_value(user_id, reader))["lifetime_value"]
     if body is None:
         if not value:

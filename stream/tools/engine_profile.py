@@ -30,7 +30,8 @@ from stream.config.wiring import build_fold_context, build_keyed_states, build_l
 from stream.contract.identity import key_partition
 from stream.contract.types import Family
 from stream.engine import store
-from stream.engine.consumer import FOLD_SLICE, plan_keyed_reads, settle_keyed
+from stream.engine.batch import plan_keyed_reads, settle_keyed
+from stream.engine.consumer import FOLD_SLICE
 from stream.engine.dedupe import PartitionWindow
 from stream.engine.deltas import build_call
 from stream.engine.fold import FoldResult, fold_records

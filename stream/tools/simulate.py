@@ -25,8 +25,6 @@ from stream.contract.types import FAMILY_OF, EventType, Family
 MINUTE = 60_000
 HOUR = 60 * MINUTE
 DAY = 24 * HOUR
-#: Sessions never have an internal gap this long (the session timeout is 30 minutes).
-MAX_INTRA_SESSION_GAP = 10 * MINUTE
 #: A user's sessions are at least this far apart by default: longer than the default session
 #: timeout (30 minutes), so the worker sees them as separate sessions.
 SESSION_GAP_FLOOR_SECONDS = 31 * 60

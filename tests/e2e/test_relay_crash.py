@@ -17,8 +17,8 @@ import pytest
 from stream.config.settings import ScoreActivity, ScoreSettings, Settings
 from stream.config.wiring import build_keyed_states
 from stream.engine import store
-from stream.metrics.customers import CustomerState
-from stream.metrics.score import load
+from stream.metrics.score import ScoreState
+from stream.metrics.score.codec import load
 from tests.e2e.test_crash_rebalance_outage import publish_in_chunks, simulated_events
 from tests.integration.test_relay import CLICKS, _counts
 from tests.support.harness import stored_customers, wait_relayed
@@ -72,7 +72,7 @@ async def test_sigkill_during_relay_counts_each_activity_once(
 
     client = store.connect(s.redis_url)
     try:
-        state = next(k for k in build_keyed_states(s) if isinstance(k, CustomerState))
+        state = next(k for k in build_keyed_states(s) if isinstance(k, ScoreState))
         got: dict[str, dict[tuple[int, int], int]] = {}
         for value in await stored_customers(client, s):
             c = load(value, state.rules)

@@ -25,8 +25,9 @@ from stream.contract.types import Family
 from stream.engine import store
 from stream.engine.keys import Keys
 from stream.engine.windows import Windows
-from stream.metrics.catalog import CATALOG, MetricOptions
+from stream.metrics.catalog import CATALOG
 from stream.metrics.reader import QueryError, Reader
+from stream.metrics.spec import MetricOptions
 from stream.serving.exporter import BusinessExporter
 from stream.serving.query import run_query
 from stream.tools.simulate import DAY, HOUR, MINUTE, SimulationConfig, Simulator

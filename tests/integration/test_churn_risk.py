@@ -22,10 +22,10 @@ from stream.engine import store
 from stream.engine.keys import Keys
 from stream.engine.outbox import OutboxPublisher
 from stream.engine.worker_metrics import WorkerMetrics
-from stream.metrics import customer_reader
-from stream.metrics.customers import OUTBOX, CustomerState
 from stream.metrics.reader import Reader
-from stream.metrics.score import unpack
+from stream.metrics.score import OUTBOX, ScoreState
+from stream.metrics.score import read as score_read
+from stream.metrics.score.codec import unpack
 from stream.serving.exporter import _Static
 from stream.tools.simulate import SimulationConfig, Simulator
 from tests.support.harness import (
@@ -188,7 +188,7 @@ async def test_fading_cohort_and_exactly_once_churn_risk(settings: Settings) -> 
             return engine.owned_shards(s.topics.clickstream)
 
         # Scores and bands in Redis equal the reference at each partition's final watermark.
-        state = next(k for k in build_keyed_states(s) if isinstance(k, CustomerState))
+        state = next(k for k in build_keyed_states(s) if isinstance(k, ScoreState))
         n = len(state.rules.activities)
         for value in await stored_customers(client, s):
             c = unpack(value, n)
@@ -200,18 +200,18 @@ async def test_fading_cohort_and_exactly_once_churn_risk(settings: Settings) -> 
         # Read side: one customer, the at-risk list page by page, the band gauges.
         reader = Reader(client, keys)
         some = sorted(scored)[0]
-        body = await customer_reader.customer(reader, state.rules, some)
+        body = await score_read.customer(reader, state.rules, some)
         assert body is not None and body["score"] == series[some][-1][1]
         assert body["band"] == "at_risk"
         listed, cursor = [], None
         while True:
-            page = await customer_reader.at_risk(reader, 7, cursor)
+            page = await score_read.at_risk(reader, 7, cursor)
             listed += [(c["score"], c["customer"]) for c in page["customers"]]
             cursor = page["next_cursor"]
             if cursor is None:
                 break
         assert listed == sorted((series[u][-1][1], u) for u in want_at_risk)
-        gauges = {m.name: m for m in await customer_reader.gauge_families(reader)}
+        gauges = {m.name: m for m in await score_read.gauge_families(reader)}
         bands = {
             s.labels["band"]: s.value for s in gauges["engagement_score_band_customers"].samples
         }

@@ -20,8 +20,8 @@ from stream.engine.keys import Keys
 from stream.engine.windows import Windows
 from stream.infra.connections import redis_target
 from stream.infra.localstack import LocalStack, RedisTls
-from stream.metrics.catalog import MetricOptions
 from stream.metrics.reader import Reader
+from stream.metrics.spec import MetricOptions
 from stream.serving.query import run_query
 from tests.support.events import event
 from tests.support.harness import EngineHarness, publish_events, wait_caught_up

@@ -22,10 +22,10 @@ from stream.engine.consumer import BatchEngine
 from stream.engine.keys import Keys
 from stream.engine.relay import RelayPublisher
 from stream.engine.worker_metrics import WorkerMetrics
-from stream.metrics import customer_reader
-from stream.metrics.customers import CustomerState
 from stream.metrics.reader import Reader
-from stream.metrics.score import load
+from stream.metrics.score import ScoreState
+from stream.metrics.score import read as score_read
+from stream.metrics.score.codec import load
 from stream.tools.simulate import SimulationConfig, Simulator
 from tests.support.events import event
 from tests.support.harness import (
@@ -165,13 +165,13 @@ async def test_other_families_move_scores_and_health_as_the_reference_says(
     keys = Keys(s.key_prefix)
     client = store.connect(s.redis_url)
     try:
-        state = next(k for k in build_keyed_states(s) if isinstance(k, CustomerState))
+        state = next(k for k in build_keyed_states(s) if isinstance(k, ScoreState))
         got: dict[str, tuple[int, int]] = {}
         for value in await stored_customers(client, s):
             c = load(value, state.rules)
             got[c.user] = (c.score, c.health)
         assert got == want
-        body = await customer_reader.customer(Reader(client, keys), state.rules, "c1")
+        body = await score_read.customer(Reader(client, keys), state.rules, "c1")
         assert body is not None
         assert {a["activity"]: (a["count"], a["missing"]) for a in body["activities"]} == {
             "page_views": (2, False),
@@ -328,7 +328,7 @@ async def test_each_relayed_activity_counts_once_across_crashes_zombies_and_fail
 
     client = store.connect(s.redis_url)
     try:
-        state = next(k for k in build_keyed_states(s) if isinstance(k, CustomerState))
+        state = next(k for k in build_keyed_states(s) if isinstance(k, ScoreState))
         got: dict[str, dict[tuple[int, int], int]] = {}
         for value in await stored_customers(client, s):
             c = load(value, state.rules)

@@ -15,10 +15,10 @@ from stream.engine import store
 from stream.engine.keys import Keys
 from stream.engine.outbox import OutboxPublisher
 from stream.engine.worker_metrics import WorkerMetrics
-from stream.metrics import customer_reader
-from stream.metrics.customers import OUTBOX, CustomerState
 from stream.metrics.reader import Reader
-from stream.metrics.score import unpack
+from stream.metrics.score import OUTBOX, ScoreState
+from stream.metrics.score import read as score_read
+from stream.metrics.score.codec import unpack
 from tests.integration.test_churn_risk import (
     assert_fading_cohort_ends_at_risk,
     expected,
@@ -82,7 +82,7 @@ async def test_decayed_scores_fade_the_cohort_like_the_reference(settings: Setti
         def owned() -> list[tuple[str, int]]:
             return engine.owned_shards(s.topics.clickstream)
 
-        state = next(k for k in build_keyed_states(s) if isinstance(k, CustomerState))
+        state = next(k for k in build_keyed_states(s) if isinstance(k, ScoreState))
         assert state.rules.decays
         n = len(state.rules.activities)
         decaying = 0
@@ -97,10 +97,10 @@ async def test_decayed_scores_fade_the_cohort_like_the_reference(settings: Setti
 
         reader = Reader(client, keys)
         some = sorted(u for u in scored if series[u][-1][1] > 0) or sorted(scored)
-        body = await customer_reader.customer(reader, state.rules, some[0])
+        body = await score_read.customer(reader, state.rules, some[0])
         assert body is not None and body["score"] == series[some[0]][-1][1]
         assert sum(a["points"] for a in body["activities"]) == pytest.approx(body["score"], abs=1)
-        gauges = {m.name: m for m in await customer_reader.gauge_families(reader)}
+        gauges = {m.name: m for m in await score_read.gauge_families(reader)}
         bands = {
             x.labels["band"]: x.value for x in gauges["engagement_score_band_customers"].samples
         }

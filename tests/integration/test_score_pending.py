@@ -19,8 +19,9 @@ from stream.engine.deltas import Deltas, build_call
 from stream.engine.keyed import fields_to_read, keeps_pending
 from stream.engine.keys import Keys
 from stream.engine.windows import Windows
-from stream.metrics.customers import CustomerState
-from stream.metrics.score import load, merge_pending, split_value, unpack
+from stream.metrics.score import ScoreState
+from stream.metrics.score.codec import load, split_value, unpack
+from stream.metrics.score.pending import merge_pending
 from tests.support.score_reference import reference_scores
 from tests.unit.test_score import DAY, rules_of
 from tests.unit.test_score_decay import rules_of as decay_rules_of
@@ -55,7 +56,7 @@ async def test_pending_records_merge_in_redis_like_the_reference(
         rules = decay_rules_of(modes, lookback=4, drop_points=15, drop_buckets=3)
     # channels that tie on the first event's time, one of them non-ASCII (bytewise order)
     channels = ["organic", "paid", "é-mail", None]
-    state = CustomerState(rules, frozenset({"organic", "paid", "é-mail"}))
+    state = ScoreState(rules, frozenset({"organic", "paid", "é-mail"}))
     keys = Keys(settings.key_prefix)
     layout = build_layout(settings, Windows(settings.zone))
     raw = []

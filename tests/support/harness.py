@@ -25,9 +25,8 @@ from stream.engine.relay import RelayPublisher
 from stream.engine.worker_metrics import WorkerMetrics
 from stream.infra.connections import redis_target
 from stream.infra.topics import ensure_topics
-from stream.metrics.customers import AT_RISK_SET
-from stream.metrics.customers import NAME as CUSTOMERS
-from stream.metrics.score import HOME_FAMILY
+from stream.metrics.score import AT_RISK_SET, HOME_FAMILY
+from stream.metrics.score import STATE as SCORE_STATE
 from stream.tools.offsets import log_ends
 from stream.tools.publish import BatchPublisher
 
@@ -172,7 +171,7 @@ async def stored_customers(client: Any, settings: Settings) -> list[bytes]:
     out: list[bytes] = []
     for p in range(settings.topic_partitions):
         shard = keys.shard(HOME_FAMILY, p)
-        out += (await client.hgetall(keys.keyed(shard, CUSTOMERS))).values()
+        out += (await client.hgetall(keys.keyed(shard, SCORE_STATE))).values()
     return out
 
 

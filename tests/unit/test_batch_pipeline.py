@@ -9,7 +9,7 @@ from typing import Any
 from aiokafka import TopicPartition
 
 from stream.engine import store
-from stream.engine.consumer import Folded, HeldBatch, PartitionState
+from stream.engine.batch import Folded, HeldBatch, KeyedPlan, PartitionState
 from stream.engine.dedupe import PartitionWindow
 from stream.engine.deltas import Deltas
 from stream.engine.fold import FoldResult
@@ -28,7 +28,7 @@ def _batch(partitions: list[int]) -> tuple[HeldBatch, list[dict[str, Any]], Curr
         state = PartitionState(f"clickstream.{p}", -1, 0, PartitionWindow(0))
         folds.append(Folded(tp, state, result, {}))
         current[tp] = state
-        plans.append((keyed, result, {f"f{p}": []}, 0))
+        plans.append(KeyedPlan(keyed, result, {f"f{p}": []}, 0))
         reads.append(store.KeyedRead(f"k{p}", f"d{p}", [f"f{p}"], 0, 10))
         stored.append({f"f{p}": f"v{p}".encode()})
     return HeldBatch(folds, plans, reads, 0.0, 30, 0), stored, current
@@ -45,7 +45,7 @@ def test_drop_keeps_the_survivors_aligned() -> None:
     kept = held.drop_stale(current, stored)
     assert [f.tp.partition for f in held.folds] == [0, 2]
     assert [r.state_key for r in held.reads] == ["k0", "k2"]
-    assert [plan[1] for plan in held.plans] == [f.result for f in held.folds]
+    assert [plan.result for plan in held.plans] == [f.result for f in held.folds]
     assert kept == [{"f0": b"v0"}, {"f2": b"v2"}]
 
 

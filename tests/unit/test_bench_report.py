@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from stream.tools.bench import BenchResult, report
+from stream.tools.bench_report import BenchResult, report
 
 
 def _result(mix: str, events_per_s: float) -> BenchResult:

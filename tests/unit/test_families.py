@@ -172,7 +172,7 @@ def subscriptions(draw: st.DrawFn) -> tuple[list[dict[str, Any]], list[int]]:
 def test_stream_customers_equal_batch_replay(case: tuple[list[dict[str, Any]], list[int]]) -> None:
     out, want = _customers(*case)
     got: Counter[Any] = Counter(out.counters)
-    got[("total",)] = out.totals.get((accounts.CUSTOMERS, "all"), 0)
+    got[("total",)] = out.totals.get((accounts.SUBSCRIBED, "all"), 0)
     assert {k: v for k, v in got.items() if v} == {k: v for k, v in want.items() if v}
 
 
@@ -187,4 +187,4 @@ def test_property_harness_sees_customers_come_and_go() -> None:
     ]
     out, want = _customers(events, [1, 2])
     assert want[("total",)] == 1 and sum(want.values()) > 1
-    assert out.totals[(accounts.CUSTOMERS, "all")] == 1
+    assert out.totals[(accounts.SUBSCRIBED, "all")] == 1

@@ -23,7 +23,7 @@ from stream.engine.deltas import build_call, pair_digest
 from stream.engine.fold import fold_records
 from stream.engine.keys import FIELD_SEP, escape, field, unescape
 from stream.engine.windows import Windows
-from stream.serving.exporter import OTHER, cap_labels
+from stream.metrics.export import OTHER, cap_labels
 from tests.unit.test_decode import DECODER, NOW
 
 #: Characters that mean something in our key scheme, Redis Cluster hash tags or percent-encoding.

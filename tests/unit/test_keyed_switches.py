@@ -14,8 +14,9 @@ from stream.config.wiring import (
 from stream.contract.types import EventType
 from stream.engine.fold import FoldContext
 from stream.engine.windows import Windows
-from stream.metrics.catalog import CATALOG, Query, evaluate
+from stream.metrics.catalog import CATALOG
 from stream.metrics.reader import QueryError
+from stream.metrics.spec import Query, evaluate
 
 
 def _settings(sessions: bool, score: bool) -> Settings:
@@ -40,7 +41,7 @@ def test_each_switch_removes_its_state_its_handlers_and_for_scores_the_relay(
     ctx = build_fold_context(s, Windows(s.zone))
     owners = _owners(ctx, EventType.PAGE_VIEW.value)
     assert ("SessionState" in owners) is sessions
-    assert ("CustomerState" in owners) is score
+    assert ("ScoreState" in owners) is score
     assert (relay_config(s) is not None) is score
     assert bool(ctx.relay_handlers) is score
 

@@ -16,17 +16,10 @@ from stream.config.wiring import score_rules
 from stream.contract.decode import Event, Properties
 from stream.engine.deltas import Deltas
 from stream.engine.keyed import fields_to_read
-from stream.metrics.customers import CustomerState
-from stream.metrics.score import (
-    Customer,
-    ScoreRules,
-    absorb_pending,
-    blend,
-    engagement_score,
-    merge_pending,
-    pack,
-    unpack,
-)
+from stream.metrics.score import ScoreRules, ScoreState
+from stream.metrics.score.codec import pack, unpack
+from stream.metrics.score.evaluation import Customer, blend, engagement_score
+from stream.metrics.score.pending import absorb_pending, merge_pending
 from tests.support.score_reference import reference_scores
 
 DAY = 86_400_000
@@ -124,10 +117,10 @@ def on_time_events(arrival: list[dict[str, Any]], lateness: int) -> list[dict[st
 def _run_stream(
     events: list[dict[str, Any]], cuts: list[int], rules: ScoreRules, lateness: int
 ) -> tuple[dict[str, Customer], list[tuple[str, int, str, int, int]], int]:
-    """Drive CustomerState.settle as the engine does: batches in arrival order, a store of
+    """Drive ScoreState.settle as the engine does: batches in arrival order, a store of
     fields, pending records and due times, the read of what ``plan`` names plus what is due at
     the watermark, pending records merged as apply.lua's op A does (ZADD LT)."""
-    state = CustomerState(rules, frozenset({"organic"}))
+    state = ScoreState(rules, frozenset({"organic"}))
     store: dict[str, str] = {}
     pending: dict[str, list[Any]] = {}
     due: dict[str, int] = {}
@@ -283,7 +276,7 @@ def test_health_judges_first_replies_in_business_time_when_the_mode_is_on(busine
     from zoneinfo import ZoneInfo
 
     from stream.metrics.business_hours import BusinessHours
-    from stream.metrics.score import Hit, advance
+    from stream.metrics.score.evaluation import Hit, advance
     from tests.support.business_reference import BruteBusinessHours
     from tests.support.score_reference import reference_health
 

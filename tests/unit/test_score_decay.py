@@ -15,19 +15,10 @@ from pydantic import ValidationError
 
 from stream.config.settings import MAX_HALF_LIFE_BUCKETS, ScoreActivity, ScoreSettings, Settings
 from stream.config.wiring import score_rules
-from stream.metrics.score import (
-    DECAY_CAP,
-    DUE_SEARCH,
-    ONE,
-    Customer,
-    Hit,
-    ScoreRules,
-    advance,
-    decay_factor,
-    decay_step,
-    pack,
-    unpack,
-)
+from stream.metrics.score import ScoreRules
+from stream.metrics.score.codec import pack, unpack
+from stream.metrics.score.decay import DECAY_CAP, ONE, decay_factor, decay_step
+from stream.metrics.score.evaluation import DUE_SEARCH, Customer, Hit, advance
 from tests.support import score_reference
 from tests.support.score_reference import reference_scores
 from tests.unit.test_score import DAY, _run_stream, on_time_events

@@ -17,7 +17,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from stream.engine.deltas import Deltas
-from stream.metrics.catalog import median_of_counts
+from stream.metrics.compute import median_of_counts
 from stream.metrics.sessions import (
     Hit,
     Session,

@@ -26,9 +26,10 @@ from hypothesis import strategies as st
 from stream.engine.keys import escape
 from stream.engine.windows import Windows
 from stream.metrics.business_hours import BusinessHours
-from stream.metrics.catalog import CATALOG, MetricOptions, Query, evaluate
+from stream.metrics.catalog import CATALOG
 from stream.metrics.labels import BoundedLabels
 from stream.metrics.reader import QueryError, Reader
+from stream.metrics.spec import MetricOptions, Query, evaluate
 from stream.metrics.support import (
     BACKLOG,
     CREATED,

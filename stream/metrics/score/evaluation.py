@@ -7,19 +7,20 @@ Definitions (metric-definitions.md, "Engagement score and churn risk"):
   counts the customer's activities with ``(b - n) * bucket_ms <= ts < b * bucket_ms``, where
   ``n = lookback / bucket`` -- the last ``n`` whole buckets before the instant (each activity
   has its own lookback, by default the global one).
-* An activity with a half-life instead counts a *decayed* amount ``D`` (see :func:`decay_step`):
-  32-bit fixed point, at each boundary multiplied by ``r = floor(2^32 * 2^(-bucket/half_life))``
-  and rounded down, forgotten (0) once below 1/256 of the target, then the bucket that just ended
-  is added with weight 1; it never exceeds 64 x target. So an event weighs ``0.5^(age /
-  half_life)``, its age counted from the end of its bucket (rounding down loses < 2^-31 of the
-  amount per boundary). Integer
+* An activity with a half-life instead counts a *decayed* amount ``D`` (see
+  :func:`stream.metrics.score.decay.decay_step`): 32-bit fixed point, at each boundary
+  multiplied by ``r = floor(2^32 * 2^(-bucket/half_life))`` and rounded down, forgotten (0) once
+  below 1/256 of the target, then the bucket that just ended is added with weight 1; it never
+  exceeds 64 x target. So an event weighs ``0.5^(age / half_life)``, its age counted from the
+  end of its bucket (rounding down loses < 2^-31 of the amount per boundary). Integer
   arithmetic on per-bucket counts that are final, applied in boundary order: the stream and a
   batch recomputation agree to the bit, whatever the batch cuts (no float drift).
 * score = round_half_up(100 * sum(w_a * min(amount_a / target_a, 1)) / sum(w_a)) over the
   *present* factors. A factor is missing when none of its event types can reach the score (their
-  family is neither the home family nor relayed to it, see :data:`HOME_FAMILY`); it is dropped and
-  the other weights renormalised. A factor the customer simply did not do counts 0 -- that is what
-  makes silence lower the score.
+  family is neither the home family nor relayed to it, see
+  :data:`stream.metrics.score.rules.HOME_FAMILY`); it is dropped and the other weights
+  renormalised. A factor the customer simply did not do counts 0 -- that is what makes silence
+  lower the score.
 * Bands: 0-40 ``at_risk`` (very disengaged), 41-75 ``engaged`` (somewhat), 76-100 ``highly``.
 * Transitions, decided at each boundary the score is evaluated at, in boundary order:
   ``entered_at_risk`` -- the previous evaluation's band was not ``at_risk`` and this one is (a
@@ -46,219 +47,59 @@ forward over the known buckets (in silence the score can only fall, and every de
 0 within ~14 half-lives, so the search ends; it is cut at :data:`DUE_SEARCH` boundaries, an early
 wake-up that re-checks). Buckets before the evaluated boundary are folded into ``D`` and dropped:
 the state is one integer per decayed activity, not a horizon of buckets.
+
+This module is that definition and nothing else: pure functions over a :class:`Customer` and
+the :class:`~stream.metrics.score.rules.ScoreRules`, no I/O and no storage format, so the batch
+reference in the tests, the keyed state (:mod:`stream.metrics.score.state`) and the read side
+all follow one implementation.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
-from functools import cached_property, partial
-from typing import Any, NamedTuple
+from functools import partial
+from typing import NamedTuple
 
-import msgspec
+from stream.contract.types import EventType
+from stream.metrics.score.decay import decay_step
+from stream.metrics.score.rules import AT_RISK, ScoreRules, band_of
 
-from stream.contract.types import FAMILY_OF, EventType, Family
-from stream.metrics.business_hours import BusinessHours
+__all__ = [
+    "DROPPED",
+    "DUE_SEARCH",
+    "ENTERED_AT_RISK",
+    "MAX_OPEN_TICKETS",
+    "RECENT_TRANSITIONS",
+    "Customer",
+    "Hit",
+    "Transition",
+    "activity_index",
+    "advance",
+    "blend",
+    "change_boundaries",
+    "contributions",
+    "engagement_score",
+    "feedback_part",
+    "fractions",
+    "round_half_up",
+    "support_part",
+]
 
-#: The family whose partitions host customer state. Each family has its own topic and an
-#: exactly-once apply is per input partition, so one customer's score can only be decided where
-#: its events arrive together: other families' score inputs are relayed into the home topic
-#: (stream/engine/relay.py); a family not relayed has "missing" factors (docs/architecture.md).
-HOME_FAMILY = Family.CLICKSTREAM.value
-
-_KNOWN = frozenset(t.value for t in EventType)
-AT_RISK, ENGAGED, HIGHLY = "at_risk", "engaged", "highly"
-BANDS = (AT_RISK, ENGAGED, HIGHLY)
 ENTERED_AT_RISK, DROPPED = "entered_at_risk", "dropped"
-REASONS = (ENTERED_AT_RISK, DROPPED)
-#: Upper bounds of the score-distribution buckets (a score s counts in the first bound >= s).
-SCORE_BOUNDS = (10, 20, 30, 40, 50, 60, 70, 80, 90, 100)
 #: Health inputs kept per customer: open tickets remembered at most (by a short digest).
 MAX_OPEN_TICKETS = 8
 #: Transitions remembered per customer for the read side.
 RECENT_TRANSITIONS = 3
-#: Decayed amounts are fixed point with this many fraction bits.
-FIXED_BITS = 32
-ONE = 1 << FIXED_BITS
-#: A decayed amount never exceeds this many times the target (so a burst is remembered for at
-#: most log2(64) = 6 half-lives of silence before the factor desaturates) ...
-DECAY_CAP = 64
-#: ... and is forgotten once below 1/256 of the target: the factor loses < 0.4 % of its weight
-#: at that step, and a silent customer's amounts are all 0 within 6 + 8 = 14 half-lives.
-DECAY_FORGET = 256
 #: The due-time search walks at most this many boundaries ahead; a customer whose score cannot
 #: change before is woken there and searched again (only long half-lives at saturation get that
 #: far: 6 half-lives of 30 buckets are 180).
 DUE_SEARCH = 512
 
 
-def band_of(score: int) -> str:
-    if score <= 40:
-        return AT_RISK
-    return ENGAGED if score <= 75 else HIGHLY
-
-
-def bucket_label(score: int) -> str:
-    """The score-distribution bucket (its upper bound) of a score."""
-    return str(next(b for b in SCORE_BOUNDS if score <= b))
-
-
 def round_half_up(x: Fraction) -> int:
     return int(x + Fraction(1, 2))
-
-
-def decay_factor(half_life_buckets: int) -> int:
-    """``floor(2^32 * 2^(-1/h))``, exactly: the largest ``r`` with ``r^h <= 2^(32h - 1)``.
-
-    Integer search, not ``2 ** x`` in floats, so the factor -- hence every score -- does not
-    depend on the platform's libm."""
-    h = half_life_buckets
-    bound = 1 << (FIXED_BITS * h - 1)
-    lo, hi = ONE >> 1, ONE  # 2^(-1/h) is in [1/2, 1)
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        if mid**h <= bound:
-            lo = mid
-        else:
-            hi = mid
-    return lo
-
-
-def decay_step(amount: int, added: int, factor: int, target: int) -> int:
-    """The decayed amount at a boundary from the one at the previous boundary and the count of
-    the bucket between them (the definition: the stream and the reference both follow it)."""
-    d = (amount * factor) >> FIXED_BITS
-    if d * DECAY_FORGET < target * ONE:
-        d = 0
-    if added:
-        d = min(d + added * ONE, DECAY_CAP * target * ONE)
-    return d
-
-
-@dataclass(frozen=True)
-class Activity:
-    name: str
-    events: frozenset[str]
-    weight: int
-    target: int
-    lookback_buckets: int | None = None  # None: the rules' lookback
-    half_life_buckets: int = 0  # > 0: decay with this half-life instead of a lookback
-
-    @property
-    def decays(self) -> bool:
-        return self.half_life_buckets > 0
-
-    @property
-    def cap(self) -> int:
-        """Most events one bucket needs to hold: more cannot change any score."""
-        return DECAY_CAP * self.target if self.decays else self.target
-
-    @property
-    def unit(self) -> int:
-        """What one event adds to the activity's amount (fixed point when it decays)."""
-        return ONE if self.decays else 1
-
-
-@dataclass(frozen=True)
-class ScoreRules:
-    activities: tuple[Activity, ...]
-    bucket_ms: int = 86_400_000
-    lookback_buckets: int = 30
-    drop_points: int = 20
-    drop_buckets: int = 7
-    health_weights: tuple[int, int, int] = (60, 25, 15)  # engagement, feedback, support
-    reply_target_ms: int = 8 * 3_600_000
-    #: families whose events reach the score: the home family and the relayed ones
-    home_families: frozenset[str] = frozenset({HOME_FAMILY})
-    #: with the business-hours mode on, the support part judges first replies (and its target)
-    #: in business time, as the ticket metrics report them
-    business_hours: BusinessHours | None = None
-
-    def reply_ms(self, created_ms: int, replied_ms: int) -> int:
-        """A first reply's time as the support part judges it."""
-        if self.business_hours is None:
-            return max(0, replied_ms - created_ms)
-        return self.business_hours.business_ms(created_ms, replied_ms)
-
-    @cached_property
-    def _integer_weights(self) -> tuple[tuple[int, ...], tuple[int, ...], int]:
-        """Per activity the multiplier of min(amount, full), the amount ``full`` that saturates
-        it, and the common denominator, so the score is exact integer arithmetic (per customer
-        and boundary: Fraction was too slow)."""
-        present = self.present()
-        total = sum(a.weight for a, p in zip(self.activities, present, strict=True) if p)
-        full = tuple(a.target * a.unit for a in self.activities)
-        common = math.lcm(*full) if self.activities else 1
-        mult = tuple(
-            100 * a.weight * (common // f) if p else 0
-            for a, f, p in zip(self.activities, full, present, strict=True)
-        )
-        return mult, full, common * total
-
-    @cached_property
-    def lookbacks(self) -> tuple[int, ...]:
-        """Per activity its lookback in buckets (0 for a decayed one: it keeps no window)."""
-        return tuple(
-            0
-            if a.decays
-            else (self.lookback_buckets if a.lookback_buckets is None else a.lookback_buckets)
-            for a in self.activities
-        )
-
-    @cached_property
-    def max_lookback(self) -> int:
-        return max(self.lookbacks, default=0)
-
-    @cached_property
-    def uniform_lookback(self) -> int | None:
-        """The one lookback every activity has (the common case), else None."""
-        distinct = set(self.lookbacks)
-        return distinct.pop() if len(distinct) == 1 and not self.decays else None
-
-    @cached_property
-    def decays(self) -> bool:
-        return any(a.decays for a in self.activities)
-
-    @cached_property
-    def factors(self) -> tuple[int, ...]:
-        """Per activity its decay factor per bucket (0 for a lookback activity)."""
-        return tuple(decay_factor(a.half_life_buckets) if a.decays else 0 for a in self.activities)
-
-    @cached_property
-    def caps(self) -> tuple[int, ...]:
-        return tuple(a.cap for a in self.activities)
-
-    @cached_property
-    def index(self) -> dict[str, list[int]]:
-        """Event type -> the activities it counts for."""
-        out: dict[str, list[int]] = {}
-        for i, a in enumerate(self.activities):
-            for e in a.events:
-                out.setdefault(e, []).append(i)
-        return out
-
-    @cached_property
-    def _present(self) -> tuple[bool, ...]:
-        return tuple(
-            any(
-                FAMILY_OF[EventType(e)].value in self.home_families for e in a.events if e in _KNOWN
-            )
-            for a in self.activities
-        )
-
-    def present(self) -> tuple[bool, ...]:
-        """Per activity: can any of its events reach the score (else: a missing factor)?"""
-        return self._present
-
-    def score(self, amounts: Sequence[int]) -> int:
-        """The score of the amounts: counts in the lookback, fixed-point decayed amounts."""
-        mult, full, denominator = self._integer_weights
-        if not denominator:
-            return 0
-        num = sum(m * min(c, f) for m, c, f in zip(mult, amounts, full, strict=True))
-        return (2 * num + denominator) // (2 * denominator)  # round half up
 
 
 def fractions(amounts: Sequence[int], rules: ScoreRules) -> list[Fraction]:
@@ -331,7 +172,8 @@ class Transition(NamedTuple):
 
 @dataclass
 class Customer:
-    """What is kept per customer (packed into one Redis hash field by :func:`pack`)."""
+    """What is kept per customer (packed into one Redis hash field by
+    :func:`stream.metrics.score.codec.pack`)."""
 
     user: str
     evaluated: int = -1  # last boundary evaluated through (-1: never)
@@ -435,77 +277,6 @@ def _absorb(c: Customer, hit: Hit, rules: ScoreRules, index: Mapping[str, list[i
     elif kind in _ENDS:
         c.had_support = True
         c.open_tickets.pop(hit.ticket, None)
-
-
-# ---- pending activity (not evaluated yet) -----------------------------------------------
-# Between two evaluations a batch only adds activity to a customer: counts in buckets no
-# boundary the watermark reached yet can see, the latest event time, and possibly an earlier
-# first event (ts, channel). That is a commutative merge, so the apply does it in Redis (op A of
-# apply.lua) on a small record of its own without the worker reading the customer's state; the
-# record is folded into the state when the customer is next evaluated (:func:`absorb_pending`).
-# Record (MessagePack array): [user, last_ts, first_ts, channel, (bucket, activity, count)...],
-# stored after a NUL byte behind the customer's packed state (JSON never contains one; the user
-# is blanked when a state precedes it): no hash entry of its own, which would cost ~130 bytes.
-# Counts are not capped there: absorbing caps each bucket (at the target, or at DECAY_CAP x the
-# target for a decayed activity), as per event would.
-
-
-def merge_pending(old: list[Any] | None, new: Sequence[Any]) -> list[Any]:
-    """What op A does to a pending record (the reference the Lua code follows; tests use it)."""
-    if old is None:
-        return list(new)
-    rec = list(old)
-    if new[1] > rec[1]:
-        rec[1] = new[1]
-    if (new[2], new[3]) < (rec[2], rec[3]):
-        rec[2], rec[3] = new[2], new[3]
-    at = {(rec[p], rec[p + 1]): p for p in range(4, len(rec), 3)}
-    for q in range(4, len(new), 3):
-        p = at.get((new[q], new[q + 1]))
-        if p is None:
-            rec += new[q : q + 3]
-        else:
-            rec[p + 2] += new[q + 2]
-    return rec
-
-
-def absorb_pending(c: Customer, rec: Sequence[Any], rules: ScoreRules) -> None:
-    """Fold a pending record into the state: the same as absorbing its events one by one."""
-    first, channel = rec[2], rec[3]
-    if c.first_ts < 0 or (first, channel) < (c.first_ts, c.channel):
-        c.first_ts, c.channel = first, channel
-    if rec[1] > c.last_ts:
-        c.last_ts = rec[1]
-    n = len(rules.activities)
-    caps = rules.caps
-    buckets = c.buckets
-    for p in range(4, len(rec), 3):
-        k, i = rec[p], rec[p + 1]
-        if i >= n:  # an activity removed from the configuration since
-            continue
-        counts = buckets.get(k)
-        if counts is None:
-            counts = buckets[k] = [0] * n
-        cap = caps[i]
-        if counts[i] < cap:  # a count above a since lowered cap stays, as per event
-            counts[i] = min(cap, counts[i] + rec[p + 2])
-
-
-def split_value(value: bytes | str) -> tuple[bytes | None, list[Any] | None]:
-    """A stored value: (packed state or None, pending record or None)."""
-    raw = value.encode() if isinstance(value, str) else value
-    state, sep, rest = raw.partition(b"\0")
-    return (state or None), (msgspec.msgpack.decode(rest) if sep else None)
-
-
-def load(value: bytes | str, rules: ScoreRules) -> Customer:
-    """A customer as stored, pending activity included (the read side's view)."""
-    state, pending = split_value(value)
-    n = len(rules.activities)
-    c = unpack(state, n) if state is not None else Customer(pending[0] if pending else "")
-    if pending is not None:
-        absorb_pending(c, pending, rules)
-    return c
 
 
 def change_boundaries(c: Customer, after: int, until: int, rules: ScoreRules) -> list[int]:
@@ -716,92 +487,3 @@ def _fell(before: Sequence[int], after: Sequence[int], rules: ScoreRules) -> tup
     present = rules.present()
     rows = zip(rules.activities, present, was, now, strict=True)
     return tuple(a.name for a, p, x, y in rows if p and y < x)
-
-
-# ---- storage format -----------------------------------------------------------------------
-# One JSON array per customer. Buckets are stored per activity as a dense run of one-character
-# counts (0-9a-zA-Z; counts never exceed the cap) from a start offset relative to the last
-# evaluated boundary, so a daily-active customer costs ~1 byte per bucket and activity. Caps
-# above 61 fall back to a list of numbers for that activity. A decayed activity keeps no buckets
-# before the evaluated boundary, only its amount (an integer, ~13 digits; none when 0), appended
-# last so that values written before decay existed still decode.
-
-DIGITS = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-_VALUE = {ch: i for i, ch in enumerate(DIGITS)}
-
-
-class _Packed(msgspec.Struct, array_like=True):
-    u: str
-    e: int
-    s: int
-    h: int
-    f: int
-    ch: str
-    l: int  # noqa: E741
-    b: list[tuple[int, int, str | list[int]]]  # (activity, first bucket - e, counts)
-    hi: list[tuple[int, int]]
-    r: list[tuple[int, str, int, int]]
-    fb: tuple[int, int]
-    t: dict[str, int]
-    rp: int
-    sup: bool
-    d: list[tuple[int, int]] = []  # (decayed activity, amount); absent in older values
-
-
-_encoder = msgspec.json.Encoder()
-_decoder = msgspec.json.Decoder(_Packed)
-
-
-def _runs(c: Customer) -> list[tuple[int, int, str | list[int]]]:
-    if not c.buckets:
-        return []
-    lo, hi = min(c.buckets), max(c.buckets)
-    out: list[tuple[int, int, str | list[int]]] = []
-    n = len(next(iter(c.buckets.values())))
-    for i in range(n):
-        row = [c.buckets[k][i] if k in c.buckets else 0 for k in range(lo, hi + 1)]
-        first = next((j for j, v in enumerate(row) if v), None)
-        if first is None:
-            continue
-        last = max(j for j, v in enumerate(row) if v)
-        row = row[first : last + 1]
-        dense = "".join(DIGITS[v] for v in row) if max(row) < len(DIGITS) else row
-        out.append((i, lo + first - c.evaluated, dense))
-    return out
-
-
-def pack(c: Customer) -> str:
-    p = _Packed(
-        c.user, c.evaluated, c.score, c.health, c.first_ts, c.channel, c.last_ts, _runs(c),
-        c.history, c.recent, (c.feedback, c.feedback_ts), c.open_tickets, c.last_reply_ms,
-        c.had_support, sorted(c.decayed.items()),
-    )  # fmt: skip
-    return _encoder.encode(p).decode()
-
-
-def unpack(value: bytes | str, n_activities: int) -> Customer:
-    """The evaluated state of a stored value (a pending record after it is not looked at; a
-    value that is only a pending record gives the customer, never evaluated)."""
-    raw = value.encode() if isinstance(value, str) else value
-    if b"\0" in raw:
-        state, pending = split_value(raw)
-        if state is None:
-            return Customer(pending[0] if pending else "")
-        raw = state
-    p = _decoder.decode(raw)
-    buckets: dict[int, list[int]] = {}
-    for i, start, run in p.b:
-        if i >= n_activities:  # an activity removed from the configuration since
-            continue
-        values = [_VALUE[ch] for ch in run] if isinstance(run, str) else run
-        for j, v in enumerate(values):
-            if v:
-                k = p.e + start + j
-                counts = buckets.get(k)
-                if counts is None:
-                    counts = buckets[k] = [0] * n_activities
-                counts[i] = v
-    return Customer(
-        p.u, p.e, p.s, p.h, p.f, p.ch, p.l, buckets, list(p.hi), list(p.r), p.fb[0], p.fb[1],
-        dict(p.t), p.rp, p.sup, {i: d for i, d in p.d if i < n_activities},
-    )  # fmt: skip

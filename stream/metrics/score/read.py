@@ -1,11 +1,15 @@
 """Read side of customer scores: one customer, the at-risk list, and the scrape-time gauges.
 
-Customer state lives on the home family's partition shards (``stream.metrics.customers``); a
-customer's shard is found by asking every home shard for its field in one pipeline (cheaper
+Customer state lives on the home family's partition shards (:mod:`stream.metrics.score.state`);
+a customer's shard is found by asking every home shard for its field in one pipeline (cheaper
 than re-deriving the producer's partitioner, and right whatever the partition count). The
 at-risk list merges the per-shard sorted sets, lowest score first, with a ``score:user`` cursor.
 Gauges sum the per-shard running totals the apply maintains: never a per-customer label, and
 the channel label is already bounded (configured channels, ``other``, ``(not set)``).
+
+Its own module because it is the only part of the score that talks to Redis, and only reads:
+the HTTP API, ``stream query`` and the Prometheus exporter call it, the engine's fold and apply
+never do (they see the state through :mod:`stream.metrics.score.state`).
 """
 
 from __future__ import annotations
@@ -15,10 +19,13 @@ from typing import Any
 from prometheus_client.core import GaugeHistogramMetricFamily, GaugeMetricFamily, Metric
 
 from stream.engine.deltas import pair_digest
-from stream.metrics.customers import AT_RISK_SET, NAME, SCORE_SUM, TOTALS
 from stream.metrics.reader import Reader
-from stream.metrics.score import BANDS, HOME_FAMILY, SCORE_BOUNDS, ScoreRules, contributions
-from stream.metrics.score import load as load_customer
+from stream.metrics.score.codec import load as load_customer
+from stream.metrics.score.evaluation import contributions
+from stream.metrics.score.rules import BANDS, HOME_FAMILY, SCORE_BOUNDS, ScoreRules
+from stream.metrics.score.state import AT_RISK_SET, SCORE_SUM, STATE, TOTALS
+
+__all__ = ["at_risk", "customer", "gauge_families", "list_params", "totals"]
 
 
 async def _home_shards(reader: Reader) -> list[str]:
@@ -30,7 +37,7 @@ async def customer(reader: Reader, rules: ScoreRules, user: str) -> dict[str, An
     field = pair_digest("customer", user)
     async with reader.client.pipeline(transaction=False) as pipe:
         for shard in shards:
-            pipe.hget(reader.keys.keyed(shard, NAME), field)
+            pipe.hget(reader.keys.keyed(shard, STATE), field)
         values = await pipe.execute()
     found = [v for v in values if v is not None]
     if not found:

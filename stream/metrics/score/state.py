@@ -1,4 +1,4 @@
-"""Customer scores as engine keyed state: the I/O-free shell around :mod:`stream.metrics.score`.
+"""Customer scores as engine keyed state: the I/O-free shell around the pure score modules.
 
 One hash field per customer (a digest of the user id) holds the packed :class:`Customer`; its due
 time is the next boundary at which the score can change, so the engine re-reads a silent customer
@@ -13,6 +13,12 @@ offset-guarded apply as the state itself, so it is exactly-once too:
 
 User ids stay out of keys and hash fields (digests); they are stored in the state value, the
 ranking and the outbox because the read side and CRMs need them.
+
+Its own module because it is the one place that knows both the engine's keyed-state protocol and
+the score: what an event contributes (:mod:`stream.metrics.score.evaluation`), which customers
+can be merged without a read (:mod:`stream.metrics.score.pending`), how a value is stored
+(:mod:`stream.metrics.score.codec`) and what a score change writes. The names below are stored
+Redis key and field parts: changing one orphans the data already written.
 """
 
 from __future__ import annotations
@@ -25,26 +31,27 @@ import orjson
 from stream.contract.decode import Event
 from stream.contract.types import EventType
 from stream.engine.deltas import Deltas, pair_digest
-from stream.metrics.clickstream import NOT_SET
-from stream.metrics.score import (
-    AT_RISK,
-    HOME_FAMILY,
-    Customer,
-    Hit,
-    ScoreRules,
-    Transition,
-    absorb_pending,
-    activity_index,
-    advance,
-    band_of,
-    bucket_label,
-    pack,
-    unpack,
-)
+from stream.metrics.labels import NOT_SET
+from stream.metrics.score.codec import pack, unpack
+from stream.metrics.score.evaluation import Customer, Hit, Transition, activity_index, advance
+from stream.metrics.score.pending import absorb_pending
+from stream.metrics.score.rules import AT_RISK, HOME_FAMILY, ScoreRules, band_of, bucket_label
+
+__all__ = [
+    "AT_RISK_SET",
+    "OUTBOX",
+    "SCORE_SUM",
+    "STATE",
+    "TOTALS",
+    "ScoreState",
+    "totals_fields",
+    "transition_message",
+]
 
 Handler = Callable[[Event, int, Deltas], None]
 
-NAME = "cus"
+#: The keyed state's name: its hash, due set and pending records are stored under it.
+STATE = "cus"
 TOTALS = "cus"
 AT_RISK_SET = "atrisk"
 OUTBOX = "churn"
@@ -90,7 +97,7 @@ def transition_message(
     ).decode()
 
 
-class CustomerState:
+class ScoreState:
     """Per-customer score state, hosted on the home family's partitions.
 
     Its handlers collect the same items on every partition; on the relaying families' partitions
@@ -99,13 +106,14 @@ class CustomerState:
 
     Most touches only add activity between two evaluations (scores change only at bucket
     boundaries): those customers are not read; their batch activity is merged into a pending
-    record after their value in Redis by the apply (:func:`stream.metrics.score.merge_pending`,
-    op A) and their due time moved earlier if needed. A customer is read -- state and pending
-    record -- and evaluated when it falls due, or when the batch brings a health event
-    (order-dependent inputs) or an event in a bucket whose end the watermark has already passed.
+    record after their value in Redis by the apply
+    (:func:`stream.metrics.score.pending.merge_pending`, op A) and their due time moved earlier
+    if needed. A customer is read -- state and pending record -- and evaluated when it falls
+    due, or when the batch brings a health event (order-dependent inputs) or an event in a
+    bucket whose end the watermark has already passed.
     """
 
-    name = NAME
+    name = STATE
     pending = True  # pending records follow the values (stream.engine.keyed.keeps_pending)
     families = frozenset({HOME_FAMILY})
 
@@ -128,9 +136,9 @@ class CustomerState:
     def hit(self, event: Event, minute: int, deltas: Deltas) -> None:
         # Hot path: the decoded event itself is the item (no object per event); settle takes
         # what it needs from it once per customer.
-        per_key = deltas.keyed.get(NAME)
+        per_key = deltas.keyed.get(STATE)
         if per_key is None:
-            per_key = deltas.keyed[NAME] = {}
+            per_key = deltas.keyed[STATE] = {}
         items = per_key.get(event.user_id)
         if items is None:
             per_key[event.user_id] = [event]
@@ -244,7 +252,7 @@ class CustomerState:
                 deltas.outbox.setdefault(OUTBOX, []).append(msg)
             updates[name] = (pack(c), -1 if due is None else due)
         if merged:
-            deltas.pending[NAME] = [merged, entries]
+            deltas.pending[STATE] = [merged, entries]
         return updates
 
     @staticmethod

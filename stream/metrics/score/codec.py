@@ -1,0 +1,123 @@
+"""The stored value of one customer: its evaluated state packed, then its pending record.
+
+The packed state is one JSON array per customer. Buckets are stored per activity as a dense
+run of one-character counts (0-9a-zA-Z; counts never exceed the cap) from a start offset
+relative to the last evaluated boundary, so a daily-active customer costs ~1 byte per bucket
+and activity. Caps above 61 fall back to a list of numbers for that activity. A decayed activity
+keeps no buckets before the evaluated boundary, only its amount (an integer, ~13 digits; none
+when 0), appended last so that values written before decay existed still decode.
+
+A pending record (:mod:`stream.metrics.score.pending`) follows the packed state after a NUL
+byte, as MessagePack (:func:`split_value`). Its own module because the format outlives the code:
+values written by older versions must still decode, so every change to it is made here, with
+the math (:mod:`stream.metrics.score.evaluation`) unaware of it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from stream.metrics.score.evaluation import Customer
+from stream.metrics.score.pending import absorb_pending
+from stream.metrics.score.rules import ScoreRules
+
+__all__ = ["load", "pack", "split_value", "unpack"]
+
+DIGITS = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+_VALUE = {ch: i for i, ch in enumerate(DIGITS)}
+
+
+class _Packed(msgspec.Struct, array_like=True):
+    u: str
+    e: int
+    s: int
+    h: int
+    f: int
+    ch: str
+    l: int  # noqa: E741
+    b: list[tuple[int, int, str | list[int]]]  # (activity, first bucket - e, counts)
+    hi: list[tuple[int, int]]
+    r: list[tuple[int, str, int, int]]
+    fb: tuple[int, int]
+    t: dict[str, int]
+    rp: int
+    sup: bool
+    d: list[tuple[int, int]] = []  # (decayed activity, amount); absent in older values
+
+
+_encoder = msgspec.json.Encoder()
+_decoder = msgspec.json.Decoder(_Packed)
+
+
+def _runs(c: Customer) -> list[tuple[int, int, str | list[int]]]:
+    if not c.buckets:
+        return []
+    lo, hi = min(c.buckets), max(c.buckets)
+    out: list[tuple[int, int, str | list[int]]] = []
+    n = len(next(iter(c.buckets.values())))
+    for i in range(n):
+        row = [c.buckets[k][i] if k in c.buckets else 0 for k in range(lo, hi + 1)]
+        first = next((j for j, v in enumerate(row) if v), None)
+        if first is None:
+            continue
+        last = max(j for j, v in enumerate(row) if v)
+        row = row[first : last + 1]
+        dense = "".join(DIGITS[v] for v in row) if max(row) < len(DIGITS) else row
+        out.append((i, lo + first - c.evaluated, dense))
+    return out
+
+
+def pack(c: Customer) -> str:
+    p = _Packed(
+        c.user, c.evaluated, c.score, c.health, c.first_ts, c.channel, c.last_ts, _runs(c),
+        c.history, c.recent, (c.feedback, c.feedback_ts), c.open_tickets, c.last_reply_ms,
+        c.had_support, sorted(c.decayed.items()),
+    )  # fmt: skip
+    return _encoder.encode(p).decode()
+
+
+def unpack(value: bytes | str, n_activities: int) -> Customer:
+    """The evaluated state of a stored value (a pending record after it is not looked at; a
+    value that is only a pending record gives the customer, never evaluated)."""
+    raw = value.encode() if isinstance(value, str) else value
+    if b"\0" in raw:
+        state, pending = split_value(raw)
+        if state is None:
+            return Customer(pending[0] if pending else "")
+        raw = state
+    p = _decoder.decode(raw)
+    buckets: dict[int, list[int]] = {}
+    for i, start, run in p.b:
+        if i >= n_activities:  # an activity removed from the configuration since
+            continue
+        values = [_VALUE[ch] for ch in run] if isinstance(run, str) else run
+        for j, v in enumerate(values):
+            if v:
+                k = p.e + start + j
+                counts = buckets.get(k)
+                if counts is None:
+                    counts = buckets[k] = [0] * n_activities
+                counts[i] = v
+    return Customer(
+        p.u, p.e, p.s, p.h, p.f, p.ch, p.l, buckets, list(p.hi), list(p.r), p.fb[0], p.fb[1],
+        dict(p.t), p.rp, p.sup, {i: d for i, d in p.d if i < n_activities},
+    )  # fmt: skip
+
+
+def split_value(value: bytes | str) -> tuple[bytes | None, list[Any] | None]:
+    """A stored value: (packed state or None, pending record or None)."""
+    raw = value.encode() if isinstance(value, str) else value
+    state, sep, rest = raw.partition(b"\0")
+    return (state or None), (msgspec.msgpack.decode(rest) if sep else None)
+
+
+def load(value: bytes | str, rules: ScoreRules) -> Customer:
+    """A customer as stored, pending activity included (the read side's view)."""
+    state, pending = split_value(value)
+    n = len(rules.activities)
+    c = unpack(state, n) if state is not None else Customer(pending[0] if pending else "")
+    if pending is not None:
+        absorb_pending(c, pending, rules)
+    return c
