@@ -43,6 +43,8 @@ STARTED, RENEWED, UPGRADED = "acc.started", "acc.renewed", "acc.upgraded"
 CANCELLED, PURCHASES = "acc.cancelled", "acc.purchases"
 #: Minor units (amount × 100) of purchases and started/renewed/upgraded subscriptions.
 REVENUE = "acc.revenue"
+#: Minor units of purchases alone (the average order value's numerator).
+PURCHASE_REVENUE = "acc.purchase_revenue"
 #: Settled status changes: customers who became subscribed / stopped being subscribed.
 NEW_CUSTOMERS, LOST_CUSTOMERS = "acc.new", "acc.lost"
 #: Event type -> counter field of the events themselves.
@@ -53,6 +55,7 @@ EVENT_FIELDS: dict[str, str] = {
     EventType.SUBSCRIPTION_CANCELLED.value: CANCELLED,
     EventType.PURCHASE.value: PURCHASES,
 }
+PURCHASE = EventType.PURCHASE.value
 _REVENUE_TYPES = frozenset(
     {
         EventType.PURCHASE.value,
@@ -82,6 +85,8 @@ class AccountsFold:
             cents = minor_units(event.props.amount)
             if cents:
                 deltas.count(minute, REVENUE, cents)
+                if event.type == PURCHASE:
+                    deltas.count(minute, PURCHASE_REVENUE, cents)
                 deltas.total(LTV, customer_key(event.user_id), cents)
 
 
@@ -247,6 +252,10 @@ def _from_minor_units(cents: float) -> Value:
     return cents / 100
 
 
+def _average_order(cents: float, purchases: float) -> Value:
+    return ratio(cents, purchases, 0.01)
+
+
 SPECS = [
     *(
         _subscription_events(field, f"subscriptions_{event}", event)
@@ -269,6 +278,14 @@ SPECS = [
         gauge=Gauge(
             "engagement_revenue", "Purchases and subscription payments (amount).", "settled"
         ),
+    ),
+    sums_spec(
+        "avg_order_value",
+        "Purchase revenue / purchases (null without purchases).",
+        "currency",
+        Sums((PURCHASE_REVENUE, PURCHASES), _average_order),
+        ACCOUNT,
+        gauge=Gauge("engagement_avg_order_value", "Purchase revenue / purchases.", "settled"),
     ),
     MetricSpec(
         "customers",

@@ -214,6 +214,9 @@ async def test_families_match_the_batch_reference(settings: Settings) -> None:
             want("churn_rate", day, 0.01)
         )
         assert sample("engagement_revenue", window="day") == pytest.approx(want("revenue", day))
+        assert sample("engagement_avg_order_value", window="day") == pytest.approx(
+            want("avg_order_value", day)
+        )
         assert sample("engagement_ticket_backlog") == fam.backlog_now({})
         assert sample(
             "engagement_social_engagement_ratio", window="day", platform="twitter"

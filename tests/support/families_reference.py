@@ -341,6 +341,12 @@ class FamiliesReference:
         if metric in ACCOUNT_COUNTS.values():
             types = {t for t, m in ACCOUNT_COUNTS.items() if m == metric}
             return len(self._events(g, start, types))
+        if metric == "avg_order_value":
+            orders = self._events(g, start, {"purchase"})
+            if not orders:
+                return None
+            cents = sum(round(e["properties"].get("amount", 0) * 100) for e in orders)
+            return cents / 100 / len(orders)
         if metric == "revenue":
             return (
                 sum(

@@ -121,6 +121,7 @@ def test_revenue_and_lifetime_value_in_minor_units() -> None:
     )
     fields = Counter({f: v for (_, f), v in out.counters.items()})
     assert fields["acc.revenue"] == 4899 and fields["acc.purchases"] == 2
+    assert fields[accounts.PURCHASE_REVENUE] == 1999  # the average order value's numerator
     assert out.totals[(accounts.LTV, accounts.customer_key("a"))] == 4899
     assert (accounts.LTV, accounts.customer_key("b")) not in out.totals
 

@@ -273,6 +273,12 @@ OVERVIEW = Dashboard(
                     "{{event}}",
                 ),
                 business("Revenue, current $window", f"max(engagement_revenue{{{W}}})", "revenue"),
+                business(
+                    "Average order value, current $window",
+                    f"max(engagement_avg_order_value{{{W}}})",
+                    "average order",
+                    description="Purchase revenue / purchases (subscription payments excluded).",
+                ),
                 business("Customers", f"max(engagement_customers{{{W}}})", "customers"),
                 Panel(
                     "Churn and retention, current $window",
