@@ -95,7 +95,7 @@ class AccountsFold:
 Pending = tuple[int, int]  # (ts ms, START | CANCEL)
 
 
-def advance(
+def settle_subscription(
     active: bool, pending: Iterable[Pending], watermark: int
 ) -> tuple[bool, list[Pending], list[Pending]]:
     """Settle the events before the watermark in event-time order.
@@ -172,7 +172,9 @@ class SubscriptionState:
         for name in stored.keys() | items.keys():
             before = stored.get(name)
             active, pending = unpack(before)
-            active, transitions, rest = advance(active, [*pending, *items.get(name, ())], watermark)
+            active, transitions, rest = settle_subscription(
+                active, [*pending, *items.get(name, ())], watermark
+            )
             for ts, kind in transitions:
                 minute = ts // 60_000 * 60
                 deltas.count(minute, NEW_CUSTOMERS if kind == START else LOST_CUSTOMERS)

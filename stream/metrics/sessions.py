@@ -75,7 +75,7 @@ class SessionRules:
         return value if value in self.channels else OTHER
 
 
-class Hit(NamedTuple):
+class SessionHit(NamedTuple):
     """One clickstream event as the sessionizer needs it (a tuple: built once per event)."""
 
     ts: int
@@ -85,7 +85,7 @@ class Hit(NamedTuple):
     channel: str
 
 
-#: Builds a Hit without NamedTuple's Python-level ``__new__`` (the fold's hot path).
+#: Builds a SessionHit without NamedTuple's Python-level ``__new__`` (the fold's hot path).
 _new_hit = tuple.__new__
 _by_ts = itemgetter(0)
 
@@ -100,7 +100,7 @@ class Session:
     channel: str
 
     @classmethod
-    def of(cls, hit: Hit) -> Session:
+    def of(cls, hit: SessionHit) -> Session:
         return cls(
             hit.ts, hit.ts, int(hit.page_view), int(hit.conversion), hit.platform, hit.channel
         )
@@ -128,7 +128,7 @@ class Session:
         )
 
 
-def add_hit(sessions: list[Session], hit: Hit, rules: SessionRules) -> None:
+def add_hit(sessions: list[Session], hit: SessionHit, rules: SessionRules) -> None:
     """Put one event into a key's open sessions (kept sorted by first event)."""
     timeout, cap = rules.timeout_ms, rules.cap_ms
     if sessions:
@@ -168,7 +168,7 @@ def add_hit(sessions: list[Session], hit: Hit, rules: SessionRules) -> None:
 
 
 def settle(
-    sessions: list[Session], hits: Iterable[Hit], watermark: int, rules: SessionRules
+    sessions: list[Session], hits: Iterable[SessionHit], watermark: int, rules: SessionRules
 ) -> tuple[list[Session], list[Session]]:
     """Add a batch's hits (any order), then split into (still open, closed by the watermark)."""
     timeout, cap = rules.timeout_ms, rules.cap_ms
@@ -318,7 +318,7 @@ class SessionState:
         channel = self._channels.get(props.channel) or self.rules.channel_label(props.channel)
         kind = event.type
         item = _new_hit(
-            Hit, (event.ts_ms, kind in _PAGE_VIEWS, kind == "conversion", platform, channel)
+            SessionHit, (event.ts_ms, kind in _PAGE_VIEWS, kind == "conversion", platform, channel)
         )
         items = per_key.get(key)
         if items is None:
@@ -339,7 +339,7 @@ class SessionState:
     def settle(
         self,
         stored: Mapping[str, bytes | None],
-        items: Mapping[str, list[Hit]],
+        items: Mapping[str, list[SessionHit]],
         watermark: int,
         deltas: Deltas,
     ) -> dict[str, tuple[str | None, int | None]]:

@@ -210,7 +210,7 @@ def apply_event(
         t.status = IS_CLOSED
 
 
-def advance(
+def settle_ticket(
     t: Ticket, events: Iterable[TicketEvent], watermark: int, business: BusinessClock | None = None
 ) -> tuple[list[Fact], str]:
     """Settle the events before the watermark (in order), keep the rest pending.
@@ -327,7 +327,7 @@ class TicketState:
             before = stored.get(name)
             ticket = _decode(before) if before else Ticket()
             events = [*ticket.pending, *items.get(name, ())]
-            facts, backlog = advance(ticket, events, watermark, self.business)
+            facts, backlog = settle_ticket(ticket, events, watermark, self.business)
             for fact in facts:
                 record(fact, deltas)
             if backlog != ticket.backlog:

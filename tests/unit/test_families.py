@@ -127,11 +127,11 @@ def test_revenue_and_lifetime_value_in_minor_units() -> None:
 
 
 def test_customer_status_settles_in_event_time_order() -> None:
-    active, transitions, rest = accounts.advance(False, [(30, 1), (10, 0), (50, 0)], 40)
+    active, transitions, rest = accounts.settle_subscription(False, [(30, 1), (10, 0), (50, 0)], 40)
     assert (active, transitions, rest) == (False, [(10, 0), (30, 1)], [(50, 0)])
     # a cancel of a customer never seen starting loses nobody; a second start gains nobody
-    assert accounts.advance(False, [(1, 1)], 10)[1] == []
-    assert accounts.advance(True, [(1, 0)], 10)[1] == []
+    assert accounts.settle_subscription(False, [(1, 1)], 10)[1] == []
+    assert accounts.settle_subscription(True, [(1, 0)], 10)[1] == []
     assert accounts.unpack(accounts.pack(True, [(5, 1)])) == (True, [(5, 1)])
 
 

@@ -276,7 +276,7 @@ def test_health_judges_first_replies_in_business_time_when_the_mode_is_on(busine
     from zoneinfo import ZoneInfo
 
     from stream.metrics.business_hours import BusinessHours
-    from stream.metrics.score.evaluation import Hit, advance
+    from stream.metrics.score.evaluation import ActivityHit, advance
     from tests.support.business_reference import BruteBusinessHours
     from tests.support.score_reference import reference_health
 
@@ -292,8 +292,8 @@ def test_health_judges_first_replies_in_business_time_when_the_mode_is_on(busine
     )
     c = Customer("u1")
     hits = [
-        Hit(opened, "ticket_created", "organic", "t1", -1, ""),
-        Hit(replied, "ticket_replied", "organic", "t1", -1, "agent"),
+        ActivityHit(opened, "ticket_created", "organic", "t1", -1, ""),
+        ActivityHit(replied, "ticket_replied", "organic", "t1", -1, "agent"),
     ]
     advance(c, hits, replied + 3 * DAY, rules)
     assert c.last_reply_ms == (2 if business else 66) * 3_600_000

@@ -18,7 +18,7 @@ from stream.config.wiring import score_rules
 from stream.metrics.score import ScoreRules
 from stream.metrics.score.codec import pack, unpack
 from stream.metrics.score.decay import DECAY_CAP, ONE, decay_factor, decay_step
-from stream.metrics.score.evaluation import DUE_SEARCH, Customer, Hit, advance
+from stream.metrics.score.evaluation import DUE_SEARCH, ActivityHit, Customer, advance
 from tests.support import score_reference
 from tests.support.score_reference import reference_scores
 from tests.unit.test_score import DAY, _run_stream, on_time_events
@@ -202,8 +202,8 @@ def test_stream_with_decay_equals_batch_reference(
 # ---- due times: the next boundary where the integer score changes -----------------------------
 
 
-def _hits(events: list[tuple[str, int]]) -> list[Hit]:
-    return sorted(Hit(ts, kind, "organic", "", -1, "") for kind, ts in events)
+def _hits(events: list[tuple[str, int]]) -> list[ActivityHit]:
+    return sorted(ActivityHit(ts, kind, "organic", "", -1, "") for kind, ts in events)
 
 
 @pytest.mark.parametrize("seed", range(12))

@@ -19,8 +19,8 @@ from hypothesis import strategies as st
 from stream.engine.deltas import Deltas
 from stream.metrics.compute import median_of_counts
 from stream.metrics.sessions import (
-    Hit,
     Session,
+    SessionHit,
     SessionRules,
     SessionState,
     pack,
@@ -34,11 +34,11 @@ MIN = 60_000
 RULES = SessionRules(timeout_ms=30 * MIN, cap_ms=24 * 60 * MIN)
 
 
-def hit(ts: int, *, pv: bool = True, conv: bool = False, platform: str = "web") -> Hit:
-    return Hit(ts, pv, conv, platform, "organic")
+def hit(ts: int, *, pv: bool = True, conv: bool = False, platform: str = "web") -> SessionHit:
+    return SessionHit(ts, pv, conv, platform, "organic")
 
 
-def run(hits: list[Hit], watermark: int) -> tuple[list[Session], list[Session]]:
+def run(hits: list[SessionHit], watermark: int) -> tuple[list[Session], list[Session]]:
     return settle([], hits, watermark, RULES)
 
 
@@ -147,7 +147,7 @@ def _stream_sessions(
     closed: Counter[tuple[int, str]] = Counter()
     bounds = [0, *sorted(set(cuts)), len(events)]
     for lo, hi in itertools.pairwise(bounds):
-        per_part: list[dict[str, list[Hit]]] = [{} for _ in range(PARTITIONS)]
+        per_part: list[dict[str, list[SessionHit]]] = [{} for _ in range(PARTITIONS)]
         for e in events[lo:hi]:
             p = partition_of(e["user_id"], PARTITIONS)
             if e["ts"] < max_ts[p] - LATENESS:
@@ -156,7 +156,7 @@ def _stream_sessions(
             on_time.append(e)
             name = state.field_of((e["user_id"], e["session_id"]))
             per_part[p].setdefault(name, []).append(
-                Hit(e["ts"], e["type"] == "page_view", e["type"] == "conversion",
+                SessionHit(e["ts"], e["type"] == "page_view", e["type"] == "conversion",
                     e["platform"], "organic")
             )  # fmt: skip
         for p in range(PARTITIONS):

@@ -72,8 +72,8 @@ __all__ = [
     "ENTERED_AT_RISK",
     "MAX_OPEN_TICKETS",
     "RECENT_TRANSITIONS",
+    "ActivityHit",
     "Customer",
-    "Hit",
     "Transition",
     "activity_index",
     "advance",
@@ -151,7 +151,7 @@ def support_part(open_tickets: int, last_reply_ms: int | None, rules: ScoreRules
 # ---- per-customer state -------------------------------------------------------------------
 
 
-class Hit(NamedTuple):
+class ActivityHit(NamedTuple):
     """One event as the score needs it: its time and what it is."""
 
     ts: int
@@ -246,7 +246,9 @@ _REPLIED = EventType.TICKET_REPLIED.value
 _ENDS = frozenset({EventType.TICKET_SOLVED.value, EventType.TICKET_CLOSED.value})
 
 
-def _absorb(c: Customer, hit: Hit, rules: ScoreRules, index: Mapping[str, list[int]]) -> None:
+def _absorb(
+    c: Customer, hit: ActivityHit, rules: ScoreRules, index: Mapping[str, list[int]]
+) -> None:
     if c.first_ts < 0 or (hit.ts, hit.channel) < (c.first_ts, c.channel):
         c.first_ts, c.channel = hit.ts, hit.channel
     c.last_ts = max(c.last_ts, hit.ts)
@@ -430,7 +432,7 @@ def _due_walk(c: Customer, current: int, rules: ScoreRules) -> int | None:
 
 
 def advance(
-    c: Customer, hits: Iterable[Hit], watermark: int, rules: ScoreRules
+    c: Customer, hits: Iterable[ActivityHit], watermark: int, rules: ScoreRules
 ) -> tuple[list[Transition], int | None]:
     """Fold hits in, evaluate every change boundary the watermark reached; (transitions, due)."""
     index = activity_index(rules)

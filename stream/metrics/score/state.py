@@ -23,7 +23,7 @@ Redis key and field parts: changing one orphans the data already written.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -31,9 +31,16 @@ import orjson
 from stream.contract.decode import Event
 from stream.contract.types import EventType
 from stream.engine.deltas import Deltas, pair_digest
+from stream.engine.fold import Handler
 from stream.metrics.labels import NOT_SET
 from stream.metrics.score.codec import pack, unpack
-from stream.metrics.score.evaluation import Customer, Hit, Transition, activity_index, advance
+from stream.metrics.score.evaluation import (
+    ActivityHit,
+    Customer,
+    Transition,
+    activity_index,
+    advance,
+)
 from stream.metrics.score.pending import absorb_pending
 from stream.metrics.score.rules import AT_RISK, HOME_FAMILY, ScoreRules, band_of, bucket_label
 
@@ -48,7 +55,6 @@ __all__ = [
     "transition_message",
 ]
 
-Handler = Callable[[Event, int, Deltas], None]
 
 #: The keyed state's name: its hash, due set and pending records are stored under it.
 STATE = "cus"
@@ -157,9 +163,9 @@ class ScoreState:
         ch = event.props.channel
         return NOT_SET if ch is None else (ch if ch in self.channels else OTHER)
 
-    def _hit(self, event: Event) -> Hit:
+    def _hit(self, event: Event) -> ActivityHit:
         props = event.props
-        return Hit(
+        return ActivityHit(
             event.ts_ms,
             event.type,
             self._channel(event),
@@ -235,7 +241,7 @@ class ScoreState:
                 if c is None:
                     c = Customer(rec[0])
                 absorb_pending(c, rec, rules)  # the new value (op K) drops the record
-            hits: list[Hit] = []
+            hits: list[ActivityHit] = []
             if events:
                 if c is None:
                     c = Customer(events[0].user_id)
