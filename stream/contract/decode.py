@@ -19,6 +19,8 @@ from stream.contract.identity import SEGMENT_CALLS as _SEGMENT_CALLS
 from stream.contract.identity import message_user_id
 from stream.contract.types import REPLY_AUTHORS, SCORE_RANGE, EventType, Reason
 
+__all__ = ["MAX_ID_CHARS", "Decoder", "Event", "Name", "Properties", "Rejection"]
+
 #: Bounds on identifiers: they end up in Redis keys and hash fields, so keep them sane.
 MAX_ID_CHARS = 256
 MAX_NAME_CHARS = 200

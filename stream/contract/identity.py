@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from aiokafka.partitioner import murmur2
 
+__all__ = ["SEGMENT_CALLS", "key_partition", "message_user_id"]
+
 #: Segment/RudderStack call types the decoder maps (``identify`` is also our native type, decoded
 #: the Segment way).
 SEGMENT_CALLS: frozenset[str] = frozenset({"page", "screen", "track", "identify"})

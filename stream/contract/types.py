@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+__all__ = ["FAMILY_OF", "REPLY_AUTHORS", "SCORE_RANGE", "EventType", "Family", "Reason"]
+
 
 class Family(StrEnum):
     """An event family; each has its own input topic (names are configurable)."""

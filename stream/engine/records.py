@@ -20,6 +20,8 @@ from typing import Any
 
 from aiokafka.consumer import fetcher
 
+__all__ = ["install", "lean_value"]
+
 log = logging.getLogger(__name__)
 
 _HOOK = "_consumer_record"

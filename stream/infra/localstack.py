@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
+__all__ = ["LocalStack", "RedisTls", "die_with_parent", "free_port"]
+
 _PR_SET_PDEATHSIG = 1
 
 

@@ -15,6 +15,8 @@ from aiokafka.errors import TopicAlreadyExistsError
 from stream.config.settings import Settings
 from stream.infra.connections import kafka_client_kwargs
 
+__all__ = ["ensure_topics"]
+
 log = logging.getLogger(__name__)
 
 

@@ -40,6 +40,16 @@ from functools import lru_cache
 from typing import Literal, cast
 from zoneinfo import ZoneInfo
 
+__all__ = [
+    "HOUR_MS",
+    "MINUTE_MS",
+    "WEEKDAYS",
+    "BusinessHours",
+    "Weekday",
+    "parse_day",
+    "parse_interval",
+]
+
 MINUTE_MS = 60_000
 HOUR_MS = 3_600_000
 DAY_MS = 86_400_000

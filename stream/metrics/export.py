@@ -21,6 +21,7 @@ from prometheus_client.core import GaugeHistogramMetricFamily, GaugeMetricFamily
 
 from stream.engine.keys import FIELD_SEP, unescape
 from stream.engine.windows import Windows
+from stream.metrics.labels import OTHER
 from stream.metrics.reader import Reader
 from stream.metrics.spec import GaugeWindows, MetricOptions, MetricSpec, Query, Value
 
@@ -38,7 +39,6 @@ __all__ = [
     "sums_by_group",
 ]
 
-OTHER = "other"
 Labels = tuple[str, ...]
 #: One window a gauge is exported for: (``window`` label or None, granularity, start).
 Span = tuple[str | None, str, int]

@@ -12,6 +12,8 @@ from collections.abc import Iterable
 
 from stream.engine.keys import escape
 
+__all__ = ["NOT_SET", "OTHER", "BoundedLabels"]
+
 NOT_SET = "(not set)"
 OTHER = "other"
 

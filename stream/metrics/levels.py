@@ -20,6 +20,8 @@ from collections.abc import Callable, Sequence
 from stream.engine.windows import GRANULARITIES, Windows
 from stream.metrics.reader import Reader
 
+__all__ = ["Window", "levels"]
+
 Window = tuple[str, int]
 
 

@@ -34,6 +34,8 @@ from stream.service.credentials import faust_broker_credentials
 from stream.serving.exporter import BusinessExporter
 from stream.serving.query import SCORE_OFF, UnknownMetric, customer_report, list_metrics, run_query
 
+__all__ = ["Application", "build_app"]
+
 log = logging.getLogger(__name__)
 
 

@@ -22,6 +22,8 @@ from aiohttp.typedefs import Handler
 
 from stream.config.settings import Settings
 
+__all__ = ["CHALLENGE", "PUBLIC_ROUTES", "authorized", "install", "is_public", "load_token"]
+
 PUBLIC_ROUTES: frozenset[str] = frozenset({"/healthz", "/readyz"})
 CHALLENGE = 'Bearer realm="engagement-stream"'
 

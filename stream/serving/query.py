@@ -21,6 +21,15 @@ from stream.metrics.score import ScoreRules
 from stream.metrics.score import read as score_read
 from stream.metrics.spec import MetricOptions, Query, evaluate
 
+__all__ = [
+    "SCORE_OFF",
+    "UnknownMetric",
+    "customer_report",
+    "customer_value",
+    "list_metrics",
+    "run_query",
+]
+
 #: What the customer API and ``stream query --customer`` answer where no scores are kept.
 SCORE_OFF = "customer scores are off in this deployment (score.enabled = false)"
 MAX_POINTS = 2000

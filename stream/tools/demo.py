@@ -32,6 +32,8 @@ from stream.infra.localstack import die_with_parent, free_port
 from stream.infra.runtime import child_environment, with_infrastructure
 from stream.service.web_auth import load_token
 
+__all__ = ["DEMO_TIMING", "DemoTraffic", "render", "run_demo", "scrape", "total"]
+
 Samples = dict[str, list[tuple[dict[str, str], float]]]
 
 

@@ -19,6 +19,8 @@ from stream.contract.types import Family
 from stream.tools.publish import BatchPublisher
 from stream.tools.simulate import SimEvent
 
+__all__ = ["EmitPlan", "publish", "write_jsonl"]
+
 
 @dataclass
 class EmitPlan:

@@ -23,6 +23,15 @@ from typing import Any
 
 import orjson
 
+__all__ = [
+    "ColumnMap",
+    "count_messages",
+    "csv_messages",
+    "is_csv",
+    "iter_messages",
+    "parse_mapping",
+]
+
 _PROPERTIES = "properties."
 
 

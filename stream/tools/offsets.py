@@ -18,6 +18,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from stream.config.settings import Settings
 from stream.infra.connections import kafka_client_kwargs
 
+__all__ = ["log_ends", "partitions_of"]
+
 
 async def partitions_of(consumer: AIOKafkaConsumer, topics: list[str]) -> list[TopicPartition]:
     """Every partition of the topics, refreshing metadata once when the client has none yet."""

@@ -18,6 +18,8 @@ from stream.config.settings import Settings
 from stream.contract.identity import key_partition
 from stream.infra.connections import kafka_client_kwargs
 
+__all__ = ["BatchPublisher"]
+
 
 @dataclass
 class _Open:

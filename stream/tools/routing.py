@@ -16,6 +16,8 @@ import msgspec
 from stream.contract.identity import message_user_id
 from stream.contract.types import FAMILY_OF, EventType, Family
 
+__all__ = ["Router"]
+
 
 class _Routing(msgspec.Struct):
     type: str | None = None

@@ -22,6 +22,17 @@ from typing import Any
 
 from stream.contract.types import FAMILY_OF, EventType, Family
 
+__all__ = [
+    "DAY",
+    "HOUR",
+    "MINUTE",
+    "SimEvent",
+    "SimulationConfig",
+    "Simulator",
+    "session_gap_floor",
+    "take",
+]
+
 MINUTE = 60_000
 HOUR = 60 * MINUTE
 DAY = 24 * HOUR

@@ -32,7 +32,7 @@ from stream.contract.decode import Event
 from stream.contract.types import EventType
 from stream.engine.deltas import Deltas, pair_digest
 from stream.engine.fold import Handler
-from stream.metrics.labels import NOT_SET
+from stream.metrics.labels import NOT_SET, OTHER
 from stream.metrics.score.codec import pack, unpack
 from stream.metrics.score.evaluation import (
     ActivityHit,
@@ -61,7 +61,6 @@ STATE = "cus"
 TOTALS = "cus"
 AT_RISK_SET = "atrisk"
 OUTBOX = "churn"
-OTHER = "other"
 SCORE_SUM = "score_sum"  # sum of current scores (the gauge histogram's _gsum)
 
 _HEALTH_EVENTS = frozenset(
