@@ -132,6 +132,13 @@ def engine_profile(
 @_simulated_workload(events=1_000_000)
 @click.option("--latency-seconds", default=20.0, show_default=True)
 @click.option("--json-out", type=click.Path(path_type=Path), default=None)
+@click.option(
+    "--redis-cluster",
+    type=int,
+    default=0,
+    show_default=True,
+    help="N > 0: run the store as a local Redis Cluster of N primaries (reports each one's CPU).",
+)
 @_keyed_switches
 def bench(
     events: int,
@@ -141,6 +148,7 @@ def bench(
     latency_seconds: float,
     seed: int,
     json_out: Path | None,
+    redis_cluster: int,
     sessions: bool | None,
     score: bool | None,
 ) -> None:
@@ -159,6 +167,7 @@ def bench(
             mix=mix,
             latency_seconds=latency_seconds,
             seed=seed,
+            redis_cluster=redis_cluster,
         )
     )
     click.echo(report(result))

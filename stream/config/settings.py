@@ -28,6 +28,16 @@ from pydantic_settings import (
 from stream.contract.types import EventType, Family
 from stream.metrics.business_hours import WEEKDAYS, BusinessHours, Weekday
 
+__all__ = [
+    "MAX_HALF_LIFE_BUCKETS",
+    "BusinessHoursSettings",
+    "Retention",
+    "ScoreActivity",
+    "ScoreSettings",
+    "Settings",
+    "TopicNames",
+]
+
 Granularity = Literal["minute", "hour", "day"]
 HealthPart = Literal["engagement", "feedback", "support"]
 RelayFamily = Literal["social", "support", "feedback", "account"]
@@ -404,6 +414,11 @@ class Settings(BaseSettings):
     kafka_tls_ca_file: str = Field(default="", description="CA bundle; empty: system CAs.")
     kafka_tls_cert_file: str = Field(default="", description="Client certificate (mTLS).")
     kafka_tls_key_file: str = Field(default="", description="Client certificate's key.")
+
+    redis_cluster: bool = Field(
+        default=False,
+        description="REDIS_URL names a node of a Redis Cluster (any node: the rest is discovered).",
+    )
 
     # --- Redis security -------------------------------------------------------------------
     redis_username: str = Field(default="", description="ACL user (Redis 6+).")

@@ -48,12 +48,7 @@ log = logging.getLogger(__name__)
 #: Records folded between two turns of the event loop (see _process).
 FOLD_SLICE = 1000
 
-REDIS_RETRYABLE = (
-    redis.exceptions.ConnectionError,
-    redis.exceptions.TimeoutError,
-    redis.exceptions.BusyLoadingError,
-    OSError,
-)
+REDIS_RETRYABLE = store.RETRYABLE
 
 
 @dataclass(frozen=True)
@@ -480,12 +475,13 @@ class BatchEngine(mode.Service):
         while True:
             try:
                 return await op()
-            except redis.exceptions.ResponseError as exc:
-                if "Function not found" not in str(exc):
-                    raise
-                await store.load_function(self.redis)  # Redis restarted without our library
             except REDIS_RETRYABLE as exc:
                 self.metrics.redis_errors.inc()
                 log.warning("redis unavailable (%s); retrying in %.1fs", type(exc).__name__, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
+            except redis.exceptions.ResponseError as exc:
+                if "Function not found" not in str(exc):
+                    raise
+                # Redis (or, on a cluster, one primary) restarted without our library
+                await store.load_function(self.redis)

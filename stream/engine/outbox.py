@@ -27,15 +27,17 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import mode
 import orjson
-import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from prometheus_client import Counter, Gauge
 
 from stream.engine.keys import Keys
+
+if TYPE_CHECKING:  # store imports relay, which imports this module
+    from stream.engine.store import RedisClient
 
 __all__ = ["READ_COUNT", "OutboxPublisher", "last_published_seq", "message_id"]
 
@@ -87,7 +89,7 @@ class OutboxPublisher(mode.Service):
 
     def __init__(
         self,
-        redis: aioredis.Redis,
+        redis: RedisClient,
         keys: Keys,
         name: str,
         topic: str,

@@ -14,6 +14,8 @@ from typing import Any
 
 import msgspec
 import redis.asyncio as aioredis
+import redis.exceptions
+from redis.asyncio.cluster import RedisCluster
 
 from stream.engine import relay
 from stream.engine.keys import Keys
@@ -22,10 +24,12 @@ __all__ = [
     "FUNCTION_NAME",
     "READ_KEYED_FUNCTION",
     "READ_KEYED_SPLIT_FUNCTION",
+    "RETRYABLE",
     "ApplyOutcome",
     "KeyedRead",
     "PartitionProgress",
     "PendingCall",
+    "RedisClient",
     "RedisTarget",
     "apply_calls",
     "apply_then_read",
@@ -56,12 +60,34 @@ class RedisTarget:
     tls_ca_file: str = ""
     tls_cert_file: str = ""
     tls_key_file: str = ""
+    #: The URL names one node of a Redis Cluster (any node: the client discovers the rest).
+    cluster: bool = False
 
 
-def connect(target: str | RedisTarget) -> aioredis.Redis:
+#: A single Redis or a Redis Cluster: every key one input partition writes carries the
+#: partition's hash tag, so each batch's apply and keyed read go to the primary of one slot.
+RedisClient = aioredis.Redis | RedisCluster
+
+#: What a Redis outage or a cluster in transition looks like: wait and try again. The cluster's
+#: own errors come first because some of them are also ResponseErrors.
+RETRYABLE: tuple[type[BaseException], ...] = (
+    redis.exceptions.ClusterDownError,  # no quorum, a slot without a primary (failover)
+    redis.exceptions.TryAgainError,  # a slot in migration (resharding)
+    redis.exceptions.ClusterError,
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    redis.exceptions.BusyLoadingError,
+    redis.exceptions.RedisClusterException,  # e.g. no node reachable to refresh the slot map
+    OSError,
+)
+
+
+def connect(target: str | RedisTarget) -> RedisClient:
     """The project's Redis client. Bytes in, bytes out; decoding is the caller's business.
 
-    Credentials written in the URL win over the target's fields (redis-py's precedence).
+    Credentials written in the URL win over the target's fields (redis-py's precedence). With
+    ``cluster`` it is redis-py's asyncio cluster client, which follows MOVED/ASK redirections
+    and refreshes its slot map after a failover.
     """
     t = RedisTarget(target) if isinstance(target, str) else target
     options: dict[str, Any] = {}
@@ -78,12 +104,25 @@ def connect(target: str | RedisTarget) -> aioredis.Redis:
         options.update({k: v for k, v in tls_files.items() if v}, ssl_cert_reqs="required")
     elif any(tls_files.values()):
         raise ValueError("Redis TLS files are set but the URL is not rediss://")
+    if t.cluster:
+        return RedisCluster.from_url(
+            t.url,
+            socket_connect_timeout=2.0,
+            socket_timeout=10.0,
+            health_check_interval=15,
+            # A failover takes a cluster-node-timeout or two: the engine's own retry loop waits
+            # it out, so one client-level retry round is enough.
+            cluster_error_retry_attempts=3,
+            **options,
+        )
     return aioredis.Redis.from_url(
         t.url, socket_connect_timeout=2.0, socket_timeout=10.0, health_check_interval=15, **options
     )
 
 
-async def load_function(client: aioredis.Redis) -> None:
+async def load_function(client: RedisClient) -> None:
+    """Load (or replace) the library; on a cluster, on every primary (FUNCTION LOAD's default
+    target there), because each partition's apply runs on the primary that owns its slot."""
     await client.function_load(function_source(), replace=True)
 
 
@@ -111,7 +150,7 @@ class PendingCall:
     argv: list[str | int | bytes]
 
 
-async def read_progress(client: aioredis.Redis, keys: Keys, shard: str) -> PartitionProgress:
+async def read_progress(client: RedisClient, keys: Keys, shard: str) -> PartitionProgress:
     """One consistent snapshot of a partition's progress (the state hash is a few fields)."""
     raw = await client.hgetall(keys.state(shard))
     state = {(f.decode() if isinstance(f, bytes) else f): v for f, v in raw.items()}
@@ -122,14 +161,14 @@ async def read_progress(client: aioredis.Redis, keys: Keys, shard: str) -> Parti
     )
 
 
-async def apply_calls(client: aioredis.Redis, calls: list[PendingCall]) -> list[ApplyOutcome]:
+async def apply_calls(client: RedisClient, calls: list[PendingCall]) -> list[ApplyOutcome]:
     """Run every partition's apply in one round trip; report which were refused as stale."""
     outcomes, _ = await apply_then_read(client, calls, [])
     return outcomes
 
 
 async def apply_then_read(
-    client: aioredis.Redis, calls: list[PendingCall], reads: list[KeyedRead]
+    client: RedisClient, calls: list[PendingCall], reads: list[KeyedRead]
 ) -> tuple[list[ApplyOutcome], list[dict[str, Any]]]:
     """One batch's applies, then the next batch's keyed reads, in one pipeline.
 
@@ -174,7 +213,7 @@ def _bytes_or_none(v: Any) -> bytes | None:
     return v.encode() if isinstance(v, str) else v or None
 
 
-async def read_keyed(client: aioredis.Redis, reads: list[KeyedRead]) -> list[dict[str, Any]]:
+async def read_keyed(client: RedisClient, reads: list[KeyedRead]) -> list[dict[str, Any]]:
     """All reads of a batch in one round trip (read-only function calls, pipelined).
 
     Per read: field -> stored value (bytes or None), or with ``split`` -> (stored value,
@@ -211,6 +250,6 @@ def _keyed_values(reads: list[KeyedRead], replies: list[Any]) -> list[dict[str, 
     return out
 
 
-async def register_shards(client: aioredis.Redis, keys: Keys, shards: list[str]) -> None:
+async def register_shards(client: RedisClient, keys: Keys, shards: list[str]) -> None:
     if shards:
         await client.sadd(keys.shards, *shards)

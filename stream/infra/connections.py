@@ -18,6 +18,8 @@ from aiokafka.helpers import create_ssl_context
 from stream.config.settings import Settings
 from stream.engine.store import RedisTarget
 
+__all__ = ["kafka_client_kwargs", "kafka_ssl_context", "redacted_url", "redis_target"]
+
 
 def kafka_ssl_context(settings: Settings) -> ssl.SSLContext | None:
     if settings.kafka_security_protocol not in ("SSL", "SASL_SSL"):
@@ -51,6 +53,7 @@ def redis_target(settings: Settings) -> RedisTarget:
         tls_ca_file=settings.redis_tls_ca_file,
         tls_cert_file=settings.redis_tls_cert_file,
         tls_key_file=settings.redis_tls_key_file,
+        cluster=settings.redis_cluster,
     )
 
 

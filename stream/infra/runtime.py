@@ -12,6 +12,8 @@ import logging
 from stream.config.settings import Settings
 from stream.infra.localstack import LocalStack
 
+__all__ = ["child_environment", "tune_gc", "with_infrastructure", "worker_environment"]
+
 log = logging.getLogger(__name__)
 
 
@@ -34,6 +36,7 @@ def child_environment(settings: Settings) -> dict[str, str]:
     return {
         "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
         "REDIS_URL": settings.redis_url,
+        "STREAM_REDIS_CLUSTER": str(settings.redis_cluster).lower(),
     }
 
 

@@ -3,21 +3,26 @@
 Every aggregate is spread over the input-partition shards that wrote it (see
 :mod:`stream.engine.keys`), so reads fan out over shards in one pipeline and combine: counters
 add up; HyperLogLogs merge through a multi-key PFCOUNT (a union, so a user seen by two shards
-is counted once).
+is counted once) — on a Redis Cluster over copies gathered into one slot, since each shard's
+keys live in a slot of their own.
 """
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable
 
-import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 
 from stream.engine.keys import Keys
+from stream.engine.store import RedisClient
 from stream.engine.windows import GRANULARITY_CODE
 
 # A multi-key PFCOUNT merges its keys into a temporary HLL per call; a query that would need
 # more keys than this in one count is refused rather than split (a split would count twice).
 _PFCOUNT_CHUNK = 8192
+#: How long a cluster read's merge copies may outlive it (they are deleted right away).
+_MERGE_COPY_TTL_MS = 60_000
 
 
 class QueryError(ValueError):
@@ -28,7 +33,7 @@ __all__ = ["QueryError", "Reader", "SnapshotReader"]
 
 
 class Reader:
-    def __init__(self, client: aioredis.Redis, keys: Keys) -> None:
+    def __init__(self, client: RedisClient, keys: Keys) -> None:
         self.client = client
         self.keys = keys
 
@@ -105,27 +110,63 @@ class Reader:
     ) -> list[int]:
         """For each group of window starts: distinct members of the union of the named sets."""
         code = GRANULARITY_CODE[granularity]
-        plans: list[int] = []
+        groups: list[list[str]] = []
+        for starts in window_groups:
+            keys = [
+                self.keys.users(shard, code, start, name)
+                for start in starts
+                for shard in shards
+                for name in set_names
+            ]
+            if len(keys) > _PFCOUNT_CHUNK:
+                raise QueryError(
+                    f"a distinct count over {len(keys)} windows × partitions is more than "
+                    f"{_PFCOUNT_CHUNK}; narrow the time range or use a coarser granularity"
+                )
+            groups.append(keys)
+        if isinstance(self.client, RedisCluster):
+            return await self._union_counts_in_one_slot(groups)
         async with self.client.pipeline(transaction=False) as pipe:
-            for starts in window_groups:
-                keys = [
-                    self.keys.users(shard, code, start, name)
-                    for start in starts
-                    for shard in shards
-                    for name in set_names
-                ]
-                if not keys:
-                    plans.append(0)
-                    continue
-                if len(keys) > _PFCOUNT_CHUNK:
-                    raise QueryError(
-                        f"a distinct count over {len(keys)} windows × partitions is more than "
-                        f"{_PFCOUNT_CHUNK}; narrow the time range or use a coarser granularity"
-                    )
-                pipe.pfcount(*keys)
-                plans.append(1)
+            for keys in groups:
+                if keys:
+                    pipe.pfcount(*keys)
             replies = iter(await pipe.execute())
-        return [int(next(replies)) if plan else 0 for plan in plans]
+        return [int(next(replies)) if keys else 0 for keys in groups]
+
+    async def _union_counts_in_one_slot(self, groups: list[list[str]]) -> list[int]:
+        """Distinct counts of unions of HyperLogLogs that live in different cluster slots.
+
+        A multi-key PFCOUNT must name keys of one slot, and each input partition's keys have
+        their own. An HLL is a Redis string, so its value is fetched (GET) and copied under one
+        hash tag, where PFCOUNT merges the copies' registers exactly as it merges the originals
+        on a single node: the same answer on both topologies. The copies expire on their own
+        should this reader die before deleting them.
+        """
+        distinct_keys = list(dict.fromkeys(k for keys in groups for k in keys))
+        if not distinct_keys:
+            return [0] * len(groups)
+        async with self.client.pipeline(transaction=False) as pipe:
+            for key in distinct_keys:
+                pipe.get(key)
+            values = dict(zip(distinct_keys, await pipe.execute(), strict=True))
+        tag = f"{self.keys.prefix}:{{merge.{uuid.uuid4().hex}}}"
+        copies = {key: f"{tag}:{i}" for i, key in enumerate(k for k in distinct_keys if values[k])}
+        async with self.client.pipeline(transaction=False) as pipe:
+            for key, copy in copies.items():
+                pipe.set(copy, values[key], px=_MERGE_COPY_TTL_MS)
+            counted: list[bool] = []
+            for keys in groups:
+                present = [copies[k] for k in keys if k in copies]
+                counted.append(bool(present))
+                if present:
+                    # execute_command: redis-py refuses multi-key commands by name in a cluster
+                    # pipeline, though these keys share one slot
+                    pipe.execute_command("PFCOUNT", *present)
+            if copies:
+                pipe.execute_command("DEL", *copies.values())
+            replies = await pipe.execute()
+        counts = iter(replies[len(copies) :])
+        return [int(next(counts)) if c else 0 for c in counted]
 
 
 class SnapshotReader(Reader):
@@ -135,7 +176,7 @@ class SnapshotReader(Reader):
     from reading a window's counters once per spec.
     """
 
-    def __init__(self, client: aioredis.Redis, keys: Keys) -> None:
+    def __init__(self, client: RedisClient, keys: Keys) -> None:
         super().__init__(client, keys)
         self._shards: list[str] | None = None
         self._hash_cache: dict[str, dict[bytes, bytes]] = {}

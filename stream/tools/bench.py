@@ -30,12 +30,15 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from redis.asyncio.cluster import RedisCluster
 
 from stream.config.settings import Settings, TopicNames
 from stream.contract.types import Family
 from stream.engine import store
 from stream.engine.keys import Keys
+from stream.infra.connections import redis_target
 from stream.infra.localstack import die_with_parent, free_port
+from stream.infra.redis_cluster import LocalRedisCluster
 from stream.infra.runtime import with_infrastructure, worker_environment
 from stream.infra.topics import ensure_topics
 from stream.metrics.score import AT_RISK_SET, OUTBOX, TOTALS
@@ -287,7 +290,10 @@ async def run_bench(
     mix: str,
     latency_seconds: float,
     seed: int,
+    redis_cluster: int = 0,
 ) -> BenchResult:
+    """``redis_cluster`` N > 0: the store is a local Redis Cluster of N primaries (no replicas:
+    the bench measures the primaries' work), unless REDIS_URL names a store already."""
     families = MIXES[mix]
     result = BenchResult(
         events=events,
@@ -297,11 +303,15 @@ async def run_bench(
         sessions=base.sessions_enabled,
         score=base.score.enabled,
     )
+    cluster = None
+    if redis_cluster and not base.redis_url:
+        cluster = LocalRedisCluster(primaries=redis_cluster, replicas=0).start()
+        base = base.with_overrides(redis_url=cluster.url, redis_cluster=True)
     settings, stack = with_infrastructure(base)
     tag = f"bench{int(time.time())}"
     settings = bench_settings(settings, tag, partitions)
     workdir = Path(tempfile.mkdtemp(prefix="stream-bench-"))
-    client = store.connect(settings.redis_url)
+    client = store.connect(redis_target(settings))
     proc = None
     try:
         await ensure_topics(settings)
@@ -321,7 +331,7 @@ async def run_bench(
         )
         result.raw_loop_events_per_s = await raw_loop(settings, produced)
         ends = await log_ends(settings)
-        mem_before = int((await client.info("memory"))["used_memory"])
+        mem_before = await redis_used_memory(client)
         print("pipeline (one worker process)…", file=sys.stderr)
         proc, port = start_worker(settings, workdir / "worker.log")
         await wait_ready(port, proc)
@@ -330,14 +340,17 @@ async def run_bench(
         redis_ready = await redis_cpu_seconds(client)
         finished = await wait_caught_up(client, settings, ends)
         worker_cpu = cpu_seconds(proc.pid) - cpu_ready
-        result.redis_cpu_us_per_event = (
-            (await redis_cpu_seconds(client) - redis_ready) / produced * 1e6
-        )
+        redis_done = await redis_cpu_seconds(client)
+        per_node = {
+            n: (redis_done[n] - redis_ready.get(n, 0.0)) / produced * 1e6 for n in redis_done
+        }
+        result.redis_cpu_us_per_event = sum(per_node.values())
+        result.redis_cpu_us_per_event_by_primary = per_node
         result.worker_cpu_us_per_event = worker_cpu / produced * 1e6
         result.worker_busy_share = worker_cpu / (finished - ready)
         result.worker_events_per_s = produced / (finished - ready)
         result.ratio_to_raw = result.worker_events_per_s / result.raw_loop_events_per_s
-        mem_after = int((await client.info("memory"))["used_memory"])
+        mem_after = await redis_used_memory(client)
         result.active_users = distinct_users
         result.redis_bytes_per_active_user = (mem_after - mem_before) / max(distinct_users, 1)
         result.open_sessions, result.redis_bytes_per_open_session = await open_session_memory(
@@ -366,6 +379,8 @@ async def run_bench(
         await client.aclose()
         if stack is not None:
             stack.stop()
+        if cluster is not None:
+            cluster.stop()
 
 
 async def open_session_memory(client: Any, settings: Settings) -> tuple[int, float]:
@@ -409,9 +424,26 @@ async def customer_memory(client: Any, settings: Settings) -> tuple[int, float]:
     return customers, used / max(customers, 1)
 
 
-async def redis_cpu_seconds(client: Any) -> float:
-    cpu = await client.info("cpu")
-    return float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"])
+async def _per_primary_info(client: store.RedisClient, section: str) -> dict[str, dict[str, Any]]:
+    """INFO ``section`` of each primary (one entry, ``redis``, for a single node)."""
+    if not isinstance(client, RedisCluster):
+        return {"redis": await client.info(section)}
+    return {
+        node.name: await client.info(section, target_nodes=node) for node in client.get_primaries()
+    }
+
+
+async def redis_cpu_seconds(client: store.RedisClient) -> dict[str, float]:
+    """CPU seconds (user + system, every thread) each primary has used so far."""
+    return {
+        name: float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+        for name, info in (await _per_primary_info(client, "cpu")).items()
+    }
+
+
+async def redis_used_memory(client: store.RedisClient) -> int:
+    """Bytes every primary holds, together."""
+    return sum(int(i["used_memory"]) for i in (await _per_primary_info(client, "memory")).values())
 
 
 def event_time_span_ms(data: Iterable[tuple[Family, bytes, bytes]]) -> int:

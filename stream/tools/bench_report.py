@@ -35,6 +35,9 @@ class BenchResult:
     #: Redis CPU time (user + system, every thread) per event while catching up: one Redis core
     #: serves about 1e6 / this events/s, whatever the number of workers
     redis_cpu_us_per_event: float = 0.0
+    #: the same per primary (``redis`` for a single node): on a cluster, the busiest primary
+    #: bounds the deployment
+    redis_cpu_us_per_event_by_primary: dict[str, float] = field(default_factory=dict)
     #: event time the events span: a long span is a catch-up over history, sparse per window
     event_time_span_hours: float = 0.0
     redis_bytes_per_active_user: float = 0.0
@@ -51,6 +54,22 @@ def keyed_metrics(result: BenchResult) -> str:
     return (
         f"sessions {'on' if result.sessions else 'off'}, scores {'on' if result.score else 'off'}"
     )
+
+
+def busiest_primary_share(result: BenchResult) -> float:
+    """The busiest primary's share of the Redis CPU (1.0 for a single node)."""
+    per = result.redis_cpu_us_per_event_by_primary
+    total = sum(per.values())
+    return max(per.values()) / total if total else 1.0
+
+
+def _per_primary_lines(result: BenchResult) -> list[str]:
+    per = result.redis_cpu_us_per_event_by_primary
+    if len(per) < 2:
+        return []
+    lines = [f"  primary {name:<28} {us:,.2f} µs" for name, us in sorted(per.items())]
+    lines.append(f"  busiest primary's share           {busiest_primary_share(result):.0%}")
+    return lines
 
 
 def report(result: BenchResult) -> str:
@@ -90,6 +109,15 @@ def report(result: BenchResult) -> str:
                 result.redis_bytes_per_scored_customer <= 500,
             )
         )
+    primaries = len(result.redis_cpu_us_per_event_by_primary)
+    if primaries > 1:
+        bars.append(
+            (
+                f"busiest Redis primary's share of {primaries} (bar ≤ 1.5 / {primaries})",
+                f"{busiest_primary_share(result):.2f}",
+                busiest_primary_share(result) <= 1.5 / primaries,
+            )
+        )
     bars.append(
         (
             "worker peak RSS (bar < 300 MB)",
@@ -106,6 +134,7 @@ def report(result: BenchResult) -> str:
         f"worker CPU per event               {result.worker_cpu_us_per_event:,.2f} µs "
         f"(busy {result.worker_busy_share:.0%} of the catch-up)",
         f"Redis CPU per event                {result.redis_cpu_us_per_event:,.2f} µs",
+        *_per_primary_lines(result),
         f"latency p50                        {result.latency_p50_s * 1000:,.1f} ms "
         f"({result.latency_samples} samples)",
         f"Redis bytes per active user        {result.redis_bytes_per_active_user:,.0f} "

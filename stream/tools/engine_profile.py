@@ -38,8 +38,11 @@ from stream.engine.fold import FoldResult, fold_records
 from stream.engine.keys import Keys
 from stream.engine.relay import collect as collect_relay
 from stream.engine.windows import Windows
+from stream.infra.connections import redis_target
 from stream.infra.runtime import tune_gc, with_infrastructure
 from stream.tools.bench import MIXES, simulated
+
+__all__ = ["PHASES", "Partition", "partitioned", "profile", "run"]
 
 PHASES = ("fold", "keyed read", "settle", "build", "apply")
 
@@ -110,7 +113,7 @@ async def profile(settings: Settings, parts: Sequence[Partition], batch_records:
     relay = relay_config(settings)
     home = relay.home_family if relay is not None else None
     home_partitions = sum(1 for p in parts if p.family == home) or 1
-    client = store.connect(settings.redis_url)
+    client = store.connect(redis_target(settings))
     await store.load_function(client)
     per_partition = max(1, batch_records // max(len(parts), 1))
     out = Profile()
