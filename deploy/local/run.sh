@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set everything up on this machine, then run one thing:
 #   deploy/local/run.sh demo    local broker + Redis + worker + simulated traffic + live table
-#   deploy/local/run.sh test    lint, type-check and the full test suite (what CI runs)
+#   deploy/local/run.sh test    lint, type-check and the full test suite, then the integration
+#                               tests again on a local Redis Cluster (what CI runs)
 #   deploy/local/run.sh bench   the throughput/latency benchmark
 #   deploy/local/run.sh setup   only the set-up
 # Idempotent: system packages and the virtualenv are only installed when missing or stale.
@@ -90,7 +91,13 @@ case "${1:-}" in
             echo "no test ran: failing" >&2
             exit 1
         fi
-        exit "$status"
+        [ "$status" -eq 0 ] || exit "$status"
+        if [ $# -eq 0 ]; then
+            # The store on the other topology: the integration tests again, on a local Redis
+            # Cluster (3 primaries + 3 replicas) instead of one redis-server.
+            say "pytest --redis-cluster (integration tests on a Redis Cluster)"
+            "$VENV/bin/pytest" -p no:cacheprovider --redis-cluster -m integration tests/integration
+        fi
         ;;
     *)
         echo "usage: $0 demo|test|bench|setup" >&2

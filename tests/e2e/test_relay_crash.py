@@ -17,6 +17,7 @@ import pytest
 from stream.config.settings import ScoreActivity, ScoreSettings, Settings
 from stream.config.wiring import build_keyed_states
 from stream.engine import store
+from stream.infra.connections import redis_target
 from stream.metrics.score import ScoreState
 from stream.metrics.score.codec import load
 from tests.e2e.test_crash_rebalance_outage import publish_in_chunks, simulated_events
@@ -70,7 +71,7 @@ async def test_sigkill_during_relay_counts_each_activity_once(
     finally:
         worker.stop()
 
-    client = store.connect(s.redis_url)
+    client = store.connect(redis_target(s))
     try:
         state = next(k for k in build_keyed_states(s) if isinstance(k, ScoreState))
         got: dict[str, dict[tuple[int, int], int]] = {}

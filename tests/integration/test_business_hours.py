@@ -25,6 +25,7 @@ from stream.contract.types import Family
 from stream.engine import store
 from stream.engine.keys import Keys
 from stream.engine.windows import Windows
+from stream.infra.connections import redis_target
 from stream.metrics.catalog import CATALOG
 from stream.metrics.reader import QueryError, Reader
 from stream.metrics.spec import MetricOptions
@@ -173,7 +174,7 @@ async def test_business_hours_match_the_batch_reference(settings: Settings) -> N
     problems = await compare_all(s, ref, ("hour", "day"), TICKET_METRICS)
     assert not problems, "\n".join(problems[:20])
 
-    client = store.connect(s.redis_url)
+    client = store.connect(redis_target(s))
     reader = Reader(client, Keys(s.key_prefix))
     windows = Windows(s.zone)
     try:

@@ -22,6 +22,7 @@ from stream.engine import store
 from stream.engine.keys import Keys
 from stream.engine.outbox import OutboxPublisher
 from stream.engine.worker_metrics import WorkerMetrics
+from stream.infra.connections import redis_target
 from stream.metrics.reader import Reader
 from stream.metrics.score import OUTBOX, ScoreState
 from stream.metrics.score import read as score_read
@@ -166,7 +167,7 @@ async def test_fading_cohort_and_exactly_once_churn_risk(settings: Settings) -> 
     entered = {t[0] for t in transitions if t[2] == "entered_at_risk"}
 
     keys = Keys(s.key_prefix)
-    client = store.connect(s.redis_url)
+    client = store.connect(redis_target(s))
     assert {e["type"] for e in events} >= {"purchase", "like", "nps_response", "ticket_created"}
     clicks_only, _ = expected([e for e in events if e["type"] in CLICKS], s)
     moved = [u for u, sc in series.items() if sc and clicks_only.get(u) != sc]

@@ -13,7 +13,11 @@ pytestmark = pytest.mark.integration
 
 
 def test_query_reads_the_redis_the_workers_write_to(settings: Settings) -> None:
-    env = {"REDIS_URL": settings.redis_url, "STREAM_KEY_PREFIX": settings.key_prefix}
+    env = {
+        "REDIS_URL": settings.redis_url,
+        "STREAM_REDIS_CLUSTER": str(settings.redis_cluster).lower(),
+        "STREAM_KEY_PREFIX": settings.key_prefix,
+    }
     runner = CliRunner()
 
     series = runner.invoke(cli, ["query", "page_views", "--granularity", "day", "--json"], env=env)

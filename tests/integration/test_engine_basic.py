@@ -11,6 +11,7 @@ from stream.config.wiring import metric_options
 from stream.engine import store
 from stream.engine.keys import Keys
 from stream.engine.windows import Windows
+from stream.infra.connections import redis_target
 from stream.metrics.reader import QueryError, Reader
 from stream.serving.exporter import BusinessExporter
 from stream.serving.query import run_query
@@ -70,7 +71,7 @@ async def test_without_sessions_and_scores_every_other_metric_still_matches(
     problems = await compare_all(s, ref)
     assert not problems, "\n".join(problems[:20])
 
-    client = store.connect(s.redis_url)
+    client = store.connect(redis_target(s))
     try:
         written = [k.decode() async for k in client.scan_iter(Keys(s.key_prefix).scan_pattern())]
         assert any(":c:" in k for k in written)  # the counters are there...

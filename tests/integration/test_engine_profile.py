@@ -7,6 +7,7 @@ import pytest
 from stream.config.settings import Settings
 from stream.engine import store
 from stream.engine.keys import Keys
+from stream.infra.connections import redis_target
 from stream.tools.engine_profile import PHASES, partitioned, profile
 
 
@@ -19,7 +20,7 @@ async def test_profile_applies_every_record(settings: Settings, mix: str) -> Non
     assert result.events == 4_000
     assert result.batches >= 4_000 // 1_000
     assert all(result.phase_s[name] > 0 for name in PHASES)
-    client = store.connect(settings.redis_url)
+    client = store.connect(redis_target(settings))
     try:
         for part in parts:
             stored = await store.read_progress(client, Keys(settings.key_prefix), part.shard)

@@ -26,6 +26,7 @@ from stream.contract.types import Family
 from stream.engine import store
 from stream.engine.keys import Keys
 from stream.engine.windows import Windows
+from stream.infra.connections import redis_target
 from stream.metrics.reader import Reader
 from stream.serving.exporter import BusinessExporter
 from stream.serving.query import customer_report, customer_value, run_query
@@ -156,7 +157,7 @@ async def test_families_match_the_batch_reference(settings: Settings) -> None:
     problems = await compare_all(s, ref, granularities=("hour", "day"))
     assert not problems, "\n".join(problems[:20])
 
-    client = store.connect(s.redis_url)
+    client = store.connect(redis_target(s))
     reader = Reader(client, Keys(s.key_prefix))
     windows = Windows(s.zone)
     try:

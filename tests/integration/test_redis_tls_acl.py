@@ -27,7 +27,7 @@ from tests.support.events import event
 from tests.support.harness import EngineHarness, publish_events, wait_caught_up
 from tests.support.tls import Pki, make_pki
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.own_store]
 
 PASSWORD = "worker-password-1"
 

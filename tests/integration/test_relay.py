@@ -22,6 +22,7 @@ from stream.engine.consumer import BatchEngine
 from stream.engine.keys import Keys
 from stream.engine.relay import RelayPublisher
 from stream.engine.worker_metrics import WorkerMetrics
+from stream.infra.connections import redis_target
 from stream.metrics.reader import Reader
 from stream.metrics.score import ScoreState
 from stream.metrics.score import read as score_read
@@ -163,7 +164,7 @@ async def test_other_families_move_scores_and_health_as_the_reference_says(
     assert want["c3"][1] != want["c3"][0] and want["c4"][1] != want["c4"][0]
 
     keys = Keys(s.key_prefix)
-    client = store.connect(s.redis_url)
+    client = store.connect(redis_target(s))
     try:
         state = next(k for k in build_keyed_states(s) if isinstance(k, ScoreState))
         got: dict[str, tuple[int, int]] = {}
@@ -232,7 +233,7 @@ def _publisher(cls: type[RelayPublisher], s: Settings, engine: BatchEngine) -> R
         ]
 
     return cls(
-        store.connect(s.redis_url),
+        store.connect(redis_target(s)),
         Keys(s.key_prefix),
         "relay",
         s.topics.clickstream,
@@ -326,7 +327,7 @@ async def test_each_relayed_activity_counts_once_across_crashes_zombies_and_fail
     assert received["duplicate"] > 0 and received["out_of_order"] > 0
     assert "rejected" not in received
 
-    client = store.connect(s.redis_url)
+    client = store.connect(redis_target(s))
     try:
         state = next(k for k in build_keyed_states(s) if isinstance(k, ScoreState))
         got: dict[str, dict[tuple[int, int], int]] = {}

@@ -15,6 +15,7 @@ from stream.engine import store
 from stream.engine.keys import Keys
 from stream.engine.outbox import OutboxPublisher
 from stream.engine.worker_metrics import WorkerMetrics
+from stream.infra.connections import redis_target
 from stream.metrics.reader import Reader
 from stream.metrics.score import OUTBOX, ScoreState
 from stream.metrics.score import read as score_read
@@ -72,7 +73,7 @@ async def test_decayed_scores_fade_the_cohort_like_the_reference(settings: Setti
     assert any(len({sc for _, sc in series[u]}) > 10 for u in scored)
 
     keys = Keys(s.key_prefix)
-    client = store.connect(s.redis_url)
+    client = store.connect(redis_target(s))
     async with EngineHarness(s) as harness:
         await publish_events(s, events)
         await wait_caught_up(s)

@@ -19,6 +19,7 @@ from stream.config.wiring import metric_options
 from stream.engine import store
 from stream.engine.keys import Keys
 from stream.engine.windows import Windows
+from stream.infra.connections import redis_target
 from stream.metrics.reader import Reader
 from stream.serving.exporter import BusinessExporter
 from tests.support.compare import compare_all
@@ -112,7 +113,7 @@ async def test_ua_bounce_definition(settings: Settings) -> None:
     assert not problems, "\n".join(problems[:20])
 
     # Prometheus: the day after, the sessions sit in the previous_day window.
-    client = store.connect(s.redis_url)
+    client = store.connect(redis_target(s))
     try:
         exporter = BusinessExporter(
             Reader(client, Keys(s.key_prefix)),

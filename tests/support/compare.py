@@ -19,6 +19,7 @@ from stream.config.wiring import metric_options
 from stream.engine import store
 from stream.engine.keys import Keys
 from stream.engine.windows import Windows
+from stream.infra.connections import redis_target
 from stream.metrics.catalog import CATALOG
 from stream.metrics.reader import Reader
 from stream.serving.query import run_query
@@ -28,8 +29,10 @@ from tests.support.reference import Reference
 class HllOracle:
     """What Redis's HyperLogLog estimates for a known set of members (memoised)."""
 
-    def __init__(self, redis_url: str) -> None:
-        self.client = redis.Redis.from_url(redis_url)
+    def __init__(self, settings: Settings) -> None:
+        url = settings.redis_url
+        client = redis.RedisCluster if settings.redis_cluster else redis.Redis
+        self.client: Any = client.from_url(url)
         self.key = f"test-hll-oracle:{uuid.uuid4().hex}"
         self.cache: dict[frozenset[str], int] = {}
         self.out_of_bounds: list[tuple[int, int]] = []
@@ -95,12 +98,12 @@ async def compare_all(
 ) -> list[str]:
     """Every metric (or those named) × granularity × filter over the reference's windows;
     returns mismatches."""
-    client = store.connect(settings.redis_url)
+    client = store.connect(redis_target(settings))
     reader = Reader(client, Keys(settings.key_prefix))
     windows = Windows(settings.zone)
     problems: list[str] = []
     checked = 0
-    oracle = HllOracle(settings.redis_url)
+    oracle = HllOracle(settings)
     ref.distinct = oracle
     try:
         wanted = CATALOG if metrics is None else {m: CATALOG[m] for m in metrics}

@@ -1,0 +1,140 @@
+"""The engine on a real Redis Cluster through faults: a primary killed mid-run, writes the dead
+primary acknowledged but never replicated, and live resharding. Each run is checked against the
+batch reference: nothing lost, nothing counted twice.
+
+The cluster is this module's own (it gets broken on purpose), so the module runs once, in the
+default pass; the other integration tests run on a shared cluster with ``--redis-cluster``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from stream.config.settings import Settings
+from stream.infra.redis_cluster import LocalRedisCluster
+from tests.support.compare import compare_all
+from tests.support.events import clickstream_mix
+from tests.support.harness import EngineHarness, counter_total, publish_events, wait_caught_up
+from tests.support.reference import Reference
+
+pytestmark = [pytest.mark.integration, pytest.mark.own_store]
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[LocalRedisCluster]:
+    # A short node timeout: a failover takes about two of them.
+    with LocalRedisCluster(primaries=3, replicas=1, node_timeout_ms=1000) as running:
+        yield running
+
+
+def on_cluster(settings: Settings, cluster: LocalRedisCluster) -> Settings:
+    return settings.with_overrides(redis_url=cluster.url, redis_cluster=True)
+
+
+def primary_of(cluster: LocalRedisCluster, key: str) -> int:
+    """Port of the primary that owns ``key``'s slot now."""
+    client = redis.RedisCluster.from_url(cluster.url)
+    try:
+        slot = client.keyslot(key)
+        return int(client.get_node_from_key(key).port) if slot >= 0 else -1
+    finally:
+        client.close()
+
+
+async def heal(cluster: LocalRedisCluster, port: int) -> None:
+    """Bring a killed node back (as a replica) so the next test starts from 3 + 3."""
+    cluster.restart_node(port)
+    await asyncio.to_thread(cluster.wait_ok, 30.0)
+
+
+async def test_a_primary_killed_mid_run_loses_and_doubles_nothing(
+    settings: Settings, cluster: LocalRedisCluster
+) -> None:
+    s = on_cluster(settings, cluster)
+    t0 = int(time.time() * 1000) - 3_600_000
+    parts = [clickstream_mix(800, t0 + i * 1_200_000) for i in range(3)]
+    victim = primary_of(cluster, f"{s.key_prefix}:{{clickstream.0}}:state")
+    async with EngineHarness(s) as harness:
+        await publish_events(s, parts[0])
+        await wait_caught_up(s)
+        publishing = asyncio.create_task(publish_events(s, parts[1]))
+        cluster.kill_primary(victim)
+        await publishing
+        await asyncio.to_thread(cluster.wait_failover, victim, 30.0)
+        await publish_events(s, parts[2])
+        await wait_caught_up(s, timeout=120)
+        outage = counter_total(harness.metrics, "stream_redis_errors")
+    await heal(cluster, victim)
+    assert outage >= 1  # the worker saw the primary go and waited, rather than crashing
+    problems = await compare_all(s, Reference.build([e for p in parts for e in p], s))
+    assert not problems, "\n".join(problems[:20])
+
+
+async def test_writes_the_old_primary_never_replicated_are_refused_and_reapplied(
+    settings: Settings, cluster: LocalRedisCluster
+) -> None:
+    """The replica is frozen and cut off while the primary acknowledges a part, then the primary
+    dies: the promoted replica's stored offsets are behind the worker's, so its next applies are
+    refused, the partitions re-seeked and the lost part applied again — once."""
+    s = on_cluster(settings, cluster)
+    t0 = int(time.time() * 1000) - 3_600_000
+    parts = [clickstream_mix(600, t0 + i * 1_200_000) for i in range(3)]
+    victim = primary_of(cluster, f"{s.key_prefix}:{{clickstream.0}}:state")
+    (replica,) = [n for n in cluster.nodes if n.primary_port == victim]
+    async with EngineHarness(s) as harness:
+        await publish_events(s, parts[0])
+        await wait_caught_up(s)
+        await asyncio.to_thread(cluster.wait_replicated, 10.0)
+        os.kill(replica.pid, signal.SIGSTOP)
+        try:
+            # What the replica's socket already holds it would still apply after SIGCONT: cut
+            # the link, so part 2 stays on the primary alone.
+            cluster.cut_replication(victim)
+            await publish_events(s, parts[1])
+            await wait_caught_up(s)  # acknowledged by the primary alone
+            cluster.kill_primary(victim)
+        finally:
+            os.kill(replica.pid, signal.SIGCONT)
+        await asyncio.to_thread(cluster.wait_failover, victim, 30.0)
+        await publish_events(s, parts[2])
+        await wait_caught_up(s, timeout=120)
+        refused = counter_total(harness.metrics, "stream_batches_refused")
+    await heal(cluster, victim)
+    assert refused >= 1  # the engine noticed the store went back and re-seeked
+    problems = await compare_all(s, Reference.build([e for p in parts for e in p], s))
+    assert not problems, "\n".join(problems[:20])
+
+
+async def test_live_resharding_moves_partitions_under_the_worker(
+    settings: Settings, cluster: LocalRedisCluster
+) -> None:
+    s = on_cluster(settings, cluster)
+    t0 = int(time.time() * 1000) - 3_600_000
+    parts = [clickstream_mix(800, t0 + i * 1_200_000) for i in range(3)]
+    key = f"{s.key_prefix}:{{clickstream.1}}:state"
+    async with EngineHarness(s):
+        await publish_events(s, parts[0])
+        await wait_caught_up(s)
+        source = primary_of(cluster, key)
+        target = next(n.port for n in cluster.primaries() if n.port != source)
+        owned = next(n for n in cluster.nodes if n.port == source).slots
+        client = redis.RedisCluster.from_url(cluster.url)
+        slot = client.keyslot(key)
+        client.close()
+        # redis-cli moves the source's lowest slots first: enough of them to include ours.
+        count = sum(1 for lo, hi in owned for x in range(lo, hi + 1) if x <= slot)
+        publishing = asyncio.create_task(publish_events(s, parts[1]))
+        await asyncio.to_thread(cluster.reshard, count, source, target, 120.0)
+        await publishing
+        await publish_events(s, parts[2])
+        await wait_caught_up(s, timeout=120)
+    assert primary_of(cluster, key) == target
+    problems = await compare_all(s, Reference.build([e for p in parts for e in p], s))
+    assert not problems, "\n".join(problems[:20])
