@@ -104,6 +104,9 @@ def _keyed_switches(command: Callable[..., Any]) -> Callable[..., Any]:
 
 @click.command("engine-profile")
 @_simulated_workload(events=300_000)
+@click.option(
+    "--footprint", is_flag=True, help="Also the stored bytes per user by kind of key (slower)."
+)
 @_keyed_switches
 def engine_profile(
     events: int,
@@ -111,6 +114,7 @@ def engine_profile(
     partitions: int,
     mix: str,
     seed: int,
+    footprint: bool,
     sessions: bool | None,
     score: bool | None,
 ) -> None:
@@ -124,6 +128,7 @@ def engine_profile(
         mix=mix,
         seed=seed,
         partitions=partitions,
+        footprint=footprint,
     )
     click.echo(result.report())
 

@@ -74,13 +74,50 @@ class Profile:
     batches: int = 0
     cpu_s: float = 0.0
     phase_s: dict[str, float] = field(default_factory=lambda: dict.fromkeys(PHASES, 0.0))
+    #: distinct users of the events, and with ``footprint`` the stored bytes by kind of key:
+    #: (kind, keys, bytes), largest first
+    users: int = 0
+    footprint: list[tuple[str, int, int]] = field(default_factory=list)
 
     def report(self) -> str:
         per = 1e6 / max(self.events, 1)
         lines = [f"{self.events:,} events in {self.batches} batches (engine only, no Kafka)"]
         lines += [f"  {name:<11} {self.phase_s[name] * per:6.2f} µs/event" for name in PHASES]
         lines.append(f"  process CPU {self.cpu_s * per:6.2f} µs/event")
+        if self.footprint:
+            total = sum(b for _, _, b in self.footprint)
+            users = max(self.users, 1)
+            lines.append(
+                f"Redis bytes by kind of key ({self.users:,} users; MEMORY USAGE, "
+                f"{total / users:,.0f} B per user in all):"
+            )
+            lines += [
+                f"  {kind:<34} {n:>8,} keys {b / users:>8,.0f} B/user {b / total:6.1%}"
+                for kind, n, b in self.footprint
+            ]
         return "\n".join(lines)
+
+
+def key_kind(key: str) -> str:
+    """What a stored key holds, without its shard and window start: ``c:m`` (minute counters),
+    ``u:h:active`` (hourly active-user HLLs), ``k:ses`` (open sessions), … (engine/keys.py)."""
+    parts = key.split(":")
+    kind = parts[2] if len(parts) > 2 else key
+    if kind in ("c", "u", "x"):  # P:{shard}:<kind>:<g>:<start>[:<name>]
+        return ":".join([kind, parts[3], *parts[5:6]])
+    return ":".join([kind, *parts[3:4]])
+
+
+async def key_footprint(client: store.RedisClient, prefix: str) -> list[tuple[str, int, int]]:
+    """MEMORY USAGE of every key of a deployment, summed by :func:`key_kind`."""
+    keys: dict[str, int] = {}
+    stored: dict[str, int] = {}
+    async for raw in client.scan_iter(match=f"{prefix}:*", count=5000):
+        key = raw.decode() if isinstance(raw, bytes) else str(raw)
+        kind = key_kind(key)
+        keys[kind] = keys.get(kind, 0) + 1
+        stored[kind] = stored.get(kind, 0) + int(await client.memory_usage(key, samples=0) or 0)
+    return sorted(((k, keys[k], stored[k]) for k in keys), key=lambda row: -row[2])
 
 
 def partitioned(
@@ -104,7 +141,9 @@ def partitioned(
     return sorted(by_shard.values(), key=lambda x: (order[x.family], x.shard))
 
 
-async def profile(settings: Settings, parts: Sequence[Partition], batch_records: int) -> Profile:
+async def profile(
+    settings: Settings, parts: Sequence[Partition], batch_records: int, footprint: bool = False
+) -> Profile:
     windows = Windows(settings.zone)
     keyed_states = build_keyed_states(settings)
     ctx = build_fold_context(settings, windows, keyed_states)
@@ -172,20 +211,30 @@ async def profile(settings: Settings, parts: Sequence[Partition], batch_records:
             ):
                 out.phase_s[name] += seconds
         out.cpu_s = time.process_time() - cpu0
+        out.users = len({r.key for p in parts for r in p.records})
+        if footprint:
+            out.footprint = await key_footprint(client, settings.key_prefix)
     finally:
         await client.aclose()
     return out
 
 
 def run(
-    base: Settings, *, events: int, users: int, mix: str, seed: int, partitions: int
+    base: Settings,
+    *,
+    events: int,
+    users: int,
+    mix: str,
+    seed: int,
+    partitions: int,
+    footprint: bool = False,
 ) -> Profile:
     settings, stack = with_infrastructure(base)
     settings = settings.with_overrides(key_prefix=f"prof{int(time.time())}")
     try:
         parts = partitioned(settings, events, users, mix, seed, partitions)
         tune_gc()  # as a worker does
-        return asyncio.run(profile(settings, parts, settings.batch_max_records))
+        return asyncio.run(profile(settings, parts, settings.batch_max_records, footprint))
     finally:
         if stack is not None:
             stack.stop()

@@ -28,3 +28,23 @@ async def test_profile_applies_every_record(settings: Settings, mix: str) -> Non
     finally:
         await client.aclose()
     assert f"{4_000:,} events" in result.report()
+
+
+async def test_footprint_accounts_for_every_stored_key(settings: Settings) -> None:
+    parts = partitioned(settings, 3_000, 200, "clickstream", seed=5, partitions=2)
+    result = await profile(settings, parts, 1_000, footprint=True)
+    kinds = {kind: (n, stored) for kind, n, stored in result.footprint}
+    assert {"state", "c:m", "c:h", "c:d", "u:m:active", "k:ses", "k:cus"} <= set(kinds)
+    assert kinds["state"][0] == len(parts)  # one progress hash per partition
+    assert [s for _, _, s in result.footprint] == sorted((s for _, _, s in result.footprint),
+                                                         reverse=True)  # fmt: skip
+    client = store.connect(redis_target(settings))
+    try:
+        every = [k async for k in client.scan_iter(match=f"{settings.key_prefix}:*")]
+        total = sum([int(await client.memory_usage(k, samples=0) or 0) for k in every])
+    finally:
+        await client.aclose()
+    assert sum(n for n, _ in kinds.values()) == len(every)
+    assert sum(s for _, s in kinds.values()) == total
+    assert result.users == len({r.key for p in parts for r in p.records})
+    assert "B/user" in result.report()
