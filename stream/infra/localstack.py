@@ -23,6 +23,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 __all__ = ["LocalStack", "RedisTls", "die_with_parent", "free_port"]
 
@@ -138,8 +139,12 @@ class LocalStack:
     workdir: Path | None = None
     redis_appendonly: bool = False
     redis_tls: RedisTls | None = None  # TLS only (no plain port): rediss:// URL
+    #: The store as a Redis Cluster of 3 primaries + 3 replicas instead of one redis-server
+    #: (``STREAM_REDIS_CLUSTER=true`` with no ``REDIS_URL``: the demo and tools on a cluster).
+    redis_cluster: bool = False
     start_timeout: float = 20.0
     _children: dict[str, _Child] = field(default_factory=dict, init=False)
+    _cluster: Any = field(default=None, init=False)
     _own_workdir: bool = field(default=False, init=False)
 
     @property
@@ -148,6 +153,8 @@ class LocalStack:
 
     @property
     def redis_url(self) -> str:
+        if self._cluster is not None:
+            return str(self._cluster.url)
         scheme = "redis" if self.redis_tls is None else "rediss"
         return f"{scheme}://127.0.0.1:{self._children['redis'].port}/0"
 
@@ -195,18 +202,32 @@ class LocalStack:
             redis_argv += ["--tls-cert-file", str(tls.cert_file), "--tls-key-file"]
             redis_argv += [str(tls.key_file), "--tls-ca-cert-file", str(tls.ca_file)]
             redis_argv += ["--tls-auth-clients", "yes" if tls.mutual else "no"]
-        self._children["redis"] = _Child(
-            "redis", redis_argv, redis_port, self.workdir / "redis.log"
-        )
+        if not self.redis_cluster:
+            self._children["redis"] = _Child(
+                "redis", redis_argv, redis_port, self.workdir / "redis.log"
+            )
         try:
             for child in self._children.values():
                 child.start(self.start_timeout)
+            if self.redis_cluster:
+                # Imported here: the cluster module builds on this one's process helpers.
+                from stream.infra.redis_cluster import LocalRedisCluster
+
+                self._cluster = LocalRedisCluster(
+                    primaries=3,
+                    replicas=1,
+                    appendonly=self.redis_appendonly,
+                    workdir=self.workdir / "redis-cluster",
+                ).start()
         except BaseException:
             self.stop()
             raise
         return self
 
     def stop(self) -> None:
+        if self._cluster is not None:
+            self._cluster.stop()
+            self._cluster = None
         for child in reversed(list(self._children.values())):
             child.stop()
         if self._own_workdir and self.workdir is not None:

@@ -21,7 +21,7 @@ def with_infrastructure(settings: Settings) -> tuple[Settings, LocalStack | None
     """Settings pointing at real endpoints; starts a local stack for whatever is unset."""
     if settings.kafka_bootstrap_servers and settings.redis_url:
         return settings, None
-    stack = LocalStack().start()
+    stack = LocalStack(redis_cluster=settings.redis_cluster).start()
     overrides = {}
     if not settings.kafka_bootstrap_servers:
         overrides["kafka_bootstrap_servers"] = stack.kafka_bootstrap

@@ -16,9 +16,13 @@ import pytest
 from redis.asyncio.cluster import RedisCluster
 from redis.crc import key_slot
 
+from stream.config.settings import Settings
+from stream.engine import store
+from stream.infra.connections import redis_target
 from stream.infra.redis_cluster import CLUSTER_SLOTS, LocalRedisCluster
+from stream.infra.runtime import with_infrastructure
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.own_store]
 
 RESHARD_SLOTS = 100
 
@@ -165,3 +169,26 @@ async def test_cluster_fails_over_and_reshards_without_losing_keys(
         assert await client.dbsize(target_nodes=RedisCluster.PRIMARIES) == len(expected)
     finally:
         await client.aclose()
+
+
+async def test_the_local_stack_runs_the_store_as_a_cluster_when_asked() -> None:
+    """``STREAM_REDIS_CLUSTER=true`` without a ``REDIS_URL``: the demo's and the tools' local
+    stack starts a 3 + 3 cluster, and the settings they run with point at it."""
+    settings, stack = with_infrastructure(Settings(redis_cluster=True))
+    assert stack is not None
+    try:
+        assert settings.redis_cluster and settings.redis_url == stack.redis_url
+        client = store.connect(redis_target(settings))
+        assert isinstance(client, RedisCluster)
+        try:
+            for i in range(30):  # keys spread over every primary
+                await client.set(f"probe:{i}", i)
+            assert [int(await client.get(f"probe:{i}")) for i in range(30)] == list(range(30))
+            assert len(client.get_primaries()) == 3
+            owners = [n for n in (await client.cluster_nodes()).values() if n["slots"]]
+            owned = sum(int(hi) - int(lo) + 1 for n in owners for lo, hi in n["slots"])
+            assert len(owners) == 3 and owned == CLUSTER_SLOTS
+        finally:
+            await client.aclose()
+    finally:
+        stack.stop()
