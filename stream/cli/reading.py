@@ -86,18 +86,15 @@ def query(
 @asynccontextmanager
 async def _reader(settings: Settings) -> AsyncIterator[Any]:
     """A read-side Reader on the Redis the workers write to (the CLI never starts a stack)."""
-    from stream.engine import store
-    from stream.engine.keys import Keys
-    from stream.infra.connections import redis_target
-    from stream.metrics.reader import Reader
+    from stream.config.wiring import build_reader
 
     if not settings.redis_url:
         raise click.ClickException("set REDIS_URL to the Redis the workers write to")
-    client = store.connect(redis_target(settings))
+    reader = build_reader(settings)
     try:
-        yield Reader(client, Keys(settings.key_prefix))
+        yield reader
     finally:
-        await client.aclose()
+        await reader.client.aclose()
 
 
 async def _customers(user: str | None, limit: int, cursor: str | None) -> Any:

@@ -48,8 +48,6 @@ log = logging.getLogger(__name__)
 #: Records folded between two turns of the event loop (see _process).
 FOLD_SLICE = 1000
 
-REDIS_RETRYABLE = store.RETRYABLE
-
 
 @dataclass(frozen=True)
 class EngineConfig:
@@ -475,7 +473,7 @@ class BatchEngine(mode.Service):
         while True:
             try:
                 return await op()
-            except REDIS_RETRYABLE as exc:
+            except store.RETRYABLE as exc:
                 self.metrics.redis_errors.inc()
                 log.warning("redis unavailable (%s); retrying in %.1fs", type(exc).__name__, delay)
                 await asyncio.sleep(delay)

@@ -42,12 +42,16 @@ class Reader:
         return SnapshotReader(self.client, self.keys)
 
     async def shards(self, families: Iterable[str] | None = None) -> list[str]:
-        members = await self.client.smembers(self.keys.shards)
-        shards = sorted(m.decode() if isinstance(m, bytes) else str(m) for m in members)
+        """The shards that exist (sorted), or those of some families."""
+        shards = await self._all_shards()
         if families is None:
-            return shards
+            return list(shards)
         wanted = set(families)
         return [s for s in shards if s.rsplit(".", 1)[0] in wanted]
+
+    async def _all_shards(self) -> list[str]:
+        members = await self.client.smembers(self.keys.shards)
+        return sorted(m.decode() if isinstance(m, bytes) else str(m) for m in members)
 
     async def counters(
         self, shards: list[str], granularity: str, starts: list[int]
@@ -182,13 +186,10 @@ class SnapshotReader(Reader):
         self._hash_cache: dict[str, dict[bytes, bytes]] = {}
         self._distinct_cache: dict[tuple[object, ...], list[int]] = {}
 
-    async def shards(self, families: Iterable[str] | None = None) -> list[str]:
+    async def _all_shards(self) -> list[str]:
         if self._shards is None:
-            self._shards = await super().shards()
-        if families is None:
-            return list(self._shards)
-        wanted = set(families)
-        return [s for s in self._shards if s.rsplit(".", 1)[0] in wanted]
+            self._shards = await super()._all_shards()
+        return self._shards
 
     async def _hashes(self, keys: list[str]) -> list[dict[bytes, bytes]]:
         missing = list(dict.fromkeys(k for k in keys if k not in self._hash_cache))
