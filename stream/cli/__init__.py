@@ -1,4 +1,4 @@
-"""The ``stream`` command: worker, demo, simulate, replay, check, query, bench.
+"""The ``stream`` command: worker, demo, simulate, replay, check, query, bench, store.
 
 Each command is a thin shell over a module that does the work; configuration always comes from
 :class:`~stream.config.settings.Settings` (environment / ``STREAM_CONFIG_FILE``), never from
@@ -6,7 +6,7 @@ globals.
 
 Commands, by concern: :mod:`~stream.cli.running` (``worker``, ``demo``, ``bench``,
 ``engine-profile``), :mod:`~stream.cli.data` (``simulate``, ``replay``, ``check``),
-:mod:`~stream.cli.reading` (``query``).
+:mod:`~stream.cli.reading` (``query``), :mod:`~stream.cli.storage` (``store migrate``).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import click
 from stream.cli.data import check, replay, simulate, simulation_config
 from stream.cli.reading import query
 from stream.cli.running import bench, demo, engine_profile, worker
+from stream.cli.storage import store_group
 
 __all__ = ["cli", "main", "simulation_config"]
 
@@ -44,6 +45,7 @@ cli.add_command(check)
 cli.add_command(query)
 cli.add_command(engine_profile)
 cli.add_command(bench)
+cli.add_command(store_group)
 
 
 def main() -> None:

@@ -26,6 +26,7 @@ from pydantic_settings import (
 )
 
 from stream.contract.types import EventType, Family
+from stream.engine.placement import Placement
 from stream.metrics.business_hours import WEEKDAYS, BusinessHours, Weekday
 
 __all__ = [
@@ -418,6 +419,14 @@ class Settings(BaseSettings):
     redis_cluster: bool = Field(
         default=False,
         description="REDIS_URL names a node of a Redis Cluster (any node: the rest is discovered).",
+    )
+    redis_placement: Placement = Field(
+        default=Placement.SPREAD,
+        description=(
+            "How input partitions map to Redis hash tags: `spread` puts them evenly over a "
+            "cluster's slots, `partition` is the plain `{family.partition}` tag of releases "
+            "before placements. Recorded in Redis; change it with `stream store migrate`."
+        ),
     )
 
     # --- Redis security -------------------------------------------------------------------

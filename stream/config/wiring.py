@@ -47,6 +47,7 @@ __all__ = [
     "build_fold_context",
     "build_handlers",
     "build_keyed_states",
+    "build_keys",
     "build_layout",
     "build_reader",
     "build_relay_publisher",
@@ -70,9 +71,14 @@ def metric_options(settings: Settings) -> MetricOptions:
     )
 
 
+def build_keys(settings: Settings) -> Keys:
+    """Key names under this deployment's prefix and placement."""
+    return Keys(settings.key_prefix, settings.redis_placement)
+
+
 def build_reader(settings: Settings) -> Reader:
     """A read-side client of the store (its own connection)."""
-    return Reader(store.connect(redis_target(settings)), Keys(settings.key_prefix))
+    return Reader(store.connect(redis_target(settings)), build_keys(settings))
 
 
 def build_decoder(settings: Settings) -> Decoder:
@@ -199,7 +205,7 @@ def build_fold_context(
 
 def build_layout(settings: Settings, windows: Windows) -> Layout:
     return Layout(
-        Keys(settings.key_prefix),
+        build_keys(settings),
         windows,
         tuple(settings.granularities),
         settings.retention,
@@ -218,7 +224,7 @@ def build_churn_publisher(
 
     return OutboxPublisher(
         store.connect(redis_target(settings)),
-        Keys(settings.key_prefix),
+        build_keys(settings),
         OUTBOX,
         settings.topics.churn_risk,
         settings.kafka_bootstrap_servers,
@@ -246,7 +252,7 @@ def build_relay_publisher(
 
     return RelayPublisher(
         store.connect(redis_target(settings)),
-        Keys(settings.key_prefix),
+        build_keys(settings),
         "relay",
         settings.topics.clickstream,
         settings.kafka_bootstrap_servers,
@@ -286,7 +292,7 @@ def build_engine(
     return BatchEngine(
         engine_config,
         redis_target(settings),
-        Keys(settings.key_prefix),
+        build_keys(settings),
         build_layout(settings, windows),
         build_fold_context(settings, windows, states),
         metrics,

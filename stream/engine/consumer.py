@@ -119,6 +119,7 @@ class BatchEngine(mode.Service):
     async def on_start(self) -> None:
         self.redis = store.connect(self.redis_target)
         await self._redis_retry(lambda: store.load_function(self.redis))
+        await self._redis_retry(lambda: store.check_placement(self.redis, self.keys))
         install_lean_records()
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=self.config.bootstrap_servers,

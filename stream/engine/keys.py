@@ -13,12 +13,17 @@ Scheme (``P`` = the configured prefix, default ``es``)::
     P:{<family>.<partition>}:z:<name>                 a ranking, e.g. at-risk customers (sorted set)
     P:{<family>.<partition>}:ob:<name>                outbox to Kafka, sequenced (stream)
     P:shards                                          the shards that exist (set, read side)
+    P:placement                                       how shards map to hash tags (string)
 
 ``<g>`` is ``m``/``h``/``d``; ``<start>`` the window start in epoch seconds.
 
-Redis Cluster: the ``{<family>.<partition>}`` hash tag puts every key one input partition writes
-into one slot, so the function that applies a batch together with its offset stays atomic and
-cluster-legal. The read side sums counters and merges HyperLogLogs across shards.
+Redis Cluster: one hash tag per shard puts every key one input partition writes into one slot,
+so the function that applies a batch together with its offset stays atomic and cluster-legal.
+The tag is ``<family>.<partition>`` itself, or with the default ``spread`` placement that name
+plus a suffix that puts the partitions evenly over the slot space (:mod:`.placement`); the
+scheme above writes ``{<family>.<partition>}`` for either. A shard keeps its name everywhere
+else (``P:shards``, outbox message ids, relay high-water marks): only key names carry the tag.
+The read side sums counters and merges HyperLogLogs across shards.
 
 Injection safety: user-controlled text (campaign, page, feature names, user ids inside hash
 fields) is percent-encoded by :func:`escape`, so it can contain neither ``:`` nor ``{``/``}``
@@ -29,6 +34,8 @@ from __future__ import annotations
 
 from functools import lru_cache
 from urllib.parse import quote, unquote
+
+from stream.engine.placement import Placement, spread_tag
 
 __all__ = ["FIELD_SEP", "Keys", "escape", "field", "unescape"]
 
@@ -52,39 +59,58 @@ def field(*parts: str) -> str:
 
 
 class Keys:
-    def __init__(self, prefix: str) -> None:
+    def __init__(self, prefix: str, placement: Placement = Placement.SPREAD) -> None:
         self.prefix = prefix
+        self.placement = Placement(placement)
         self.shards = f"{prefix}:shards"
+        self.placement_marker = f"{prefix}:placement"
+        self._tags: dict[str, str] = {}
 
     def shard(self, family: str, partition: int) -> str:
         return f"{family}.{partition}"
 
+    def tag(self, shard: str) -> str:
+        """The hash tag of a shard's keys (without braces) under this placement."""
+        tag = self._tags.get(shard)
+        if tag is None:
+            if self.placement is Placement.PARTITION:
+                tag = shard
+            else:
+                family, _, partition = shard.rpartition(".")
+                tag = spread_tag(family, int(partition))
+            self._tags[shard] = tag
+        return tag
+
+    def shard_pattern(self, shard: str) -> str:
+        """Every key of one shard (SCAN MATCH; tags hold no glob characters)."""
+        return f"{self.prefix}:{{{self.tag(shard)}}}:*"
+
     def state(self, shard: str) -> str:
-        return f"{self.prefix}:{{{shard}}}:state"
+        return f"{self.prefix}:{{{self.tag(shard)}}}:state"
 
     def counters(self, shard: str, g: str, start: int) -> str:
-        return f"{self.prefix}:{{{shard}}}:c:{g}:{start}"
+        return f"{self.prefix}:{{{self.tag(shard)}}}:c:{g}:{start}"
 
     def users(self, shard: str, g: str, start: int, name: str) -> str:
-        return f"{self.prefix}:{{{shard}}}:u:{g}:{start}:{name}"
+        return f"{self.prefix}:{{{self.tag(shard)}}}:u:{g}:{start}:{name}"
 
     def extra(self, shard: str, g: str, start: int, name: str) -> str:
-        return f"{self.prefix}:{{{shard}}}:x:{g}:{start}:{name}"
+        return f"{self.prefix}:{{{self.tag(shard)}}}:x:{g}:{start}:{name}"
 
     def keyed(self, shard: str, name: str) -> str:
-        return f"{self.prefix}:{{{shard}}}:k:{name}"
+        return f"{self.prefix}:{{{self.tag(shard)}}}:k:{name}"
 
     def keyed_due(self, shard: str, name: str) -> str:
-        return f"{self.prefix}:{{{shard}}}:kd:{name}"
+        return f"{self.prefix}:{{{self.tag(shard)}}}:kd:{name}"
 
     def totals(self, shard: str, name: str) -> str:
-        return f"{self.prefix}:{{{shard}}}:t:{name}"
+        return f"{self.prefix}:{{{self.tag(shard)}}}:t:{name}"
 
     def zset(self, shard: str, name: str) -> str:
-        return f"{self.prefix}:{{{shard}}}:z:{name}"
+        return f"{self.prefix}:{{{self.tag(shard)}}}:z:{name}"
 
     def outbox(self, shard: str, name: str) -> str:
-        return f"{self.prefix}:{{{shard}}}:ob:{name}"
+        return f"{self.prefix}:{{{self.tag(shard)}}}:ob:{name}"
 
     def scan_pattern(self) -> str:
         """All keys of this deployment (tests, cleanup)."""

@@ -19,6 +19,7 @@ from redis.asyncio.cluster import RedisCluster
 
 from stream.engine import relay
 from stream.engine.keys import Keys
+from stream.engine.placement import Placement
 
 __all__ = [
     "FUNCTION_NAME",
@@ -29,16 +30,19 @@ __all__ = [
     "KeyedRead",
     "PartitionProgress",
     "PendingCall",
+    "PlacementMismatch",
     "RedisClient",
     "RedisTarget",
     "apply_calls",
     "apply_then_read",
+    "check_placement",
     "connect",
     "function_source",
     "load_function",
     "read_keyed",
     "read_progress",
     "register_shards",
+    "stored_placement",
 ]
 
 FUNCTION_NAME = "es_apply_v1"
@@ -253,3 +257,44 @@ def _keyed_values(reads: list[KeyedRead], replies: list[Any]) -> list[dict[str, 
 async def register_shards(client: RedisClient, keys: Keys, shards: list[str]) -> None:
     if shards:
         await client.sadd(keys.shards, *shards)
+
+
+class PlacementMismatch(RuntimeError):
+    """The store's keys are placed differently from this process's setting."""
+
+
+async def stored_placement(client: RedisClient, keys: Keys) -> Placement | None:
+    """The placement the store's keys were written with; ``None`` for an empty store.
+
+    A store with shards but no marker was written before placements were recorded, with the
+    plain ``{family.partition}`` tags.
+    """
+    raw = await client.get(keys.placement_marker)
+    if raw is not None:
+        return Placement(raw.decode() if isinstance(raw, bytes) else raw)
+    if await client.scard(keys.shards):
+        return Placement.PARTITION
+    return None
+
+
+async def check_placement(client: RedisClient, keys: Keys) -> None:
+    """Refuse to run on keys placed differently, and record the placement of a new store.
+
+    A worker writing ``spread`` tags into a store that holds ``partition`` tags would not see
+    its partitions' progress: it would start every partition from the beginning of its log next
+    to the old state, and every read would mix the two. Moving keys between placements is an
+    offline step (``stream store migrate``), so the worker stops with that advice instead.
+    """
+    found = await stored_placement(client, keys)
+    if found is None:
+        # A new store: the first worker records its placement (a concurrent first worker with
+        # another setting loses the race and is refused below).
+        await client.set(keys.placement_marker, keys.placement.value, nx=True)
+        found = await stored_placement(client, keys)
+    if found is not keys.placement:
+        raise PlacementMismatch(
+            f"the Redis store's keys use the {found} placement, this process is set to "
+            f"{keys.placement}: stop every worker and run `stream store migrate --to "
+            f"{keys.placement} --apply`, or set STREAM_REDIS_PLACEMENT={found}"
+        )
+    await client.set(keys.placement_marker, found.value)

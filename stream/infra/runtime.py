@@ -47,6 +47,7 @@ def worker_environment(settings: Settings) -> dict[str, str]:
     return {
         **child_environment(settings),
         "STREAM_KEY_PREFIX": settings.key_prefix,
+        "STREAM_REDIS_PLACEMENT": settings.redis_placement.value,
         "STREAM_CONSUMER_GROUP": settings.consumer_group,
         "STREAM_TOPIC_PARTITIONS": str(settings.topic_partitions),
         "STREAM_TOPICS__CLICKSTREAM": t.clickstream,

@@ -33,9 +33,9 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from redis.asyncio.cluster import RedisCluster
 
 from stream.config.settings import Settings, TopicNames
+from stream.config.wiring import build_keys
 from stream.contract.types import Family
 from stream.engine import store
-from stream.engine.keys import Keys
 from stream.infra.connections import redis_target
 from stream.infra.localstack import die_with_parent, free_port
 from stream.infra.redis_cluster import LocalRedisCluster
@@ -134,7 +134,7 @@ async def raw_loop(settings: Settings, expected: int) -> float:
 async def stored_offsets(
     client: Any, settings: Settings, tps: Iterable[TopicPartition]
 ) -> dict[TopicPartition, int]:
-    keys = Keys(settings.key_prefix)
+    keys = build_keys(settings)
     families = settings.topics.families()
     tps = list(tps)
     async with client.pipeline(transaction=False) as pipe:
@@ -385,7 +385,7 @@ async def run_bench(
 
 async def open_session_memory(client: Any, settings: Settings) -> tuple[int, float]:
     """Open sessions and the Redis bytes their state takes (hash + due set) per session."""
-    keys = Keys(settings.key_prefix)
+    keys = build_keys(settings)
     sessions = 0
     used = 0
     for partition in range(settings.topic_partitions):
@@ -405,7 +405,7 @@ async def customer_memory(client: Any, settings: Settings) -> tuple[int, float]:
     """Scored customers and the Redis bytes per customer of everything the score keeps
     (state hash with the pending records after the values, due set, at-risk ranking, totals,
     outbox)."""
-    keys = Keys(settings.key_prefix)
+    keys = build_keys(settings)
     customers = 0
     used = 0
     for partition in range(settings.topic_partitions):

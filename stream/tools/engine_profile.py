@@ -26,7 +26,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from stream.config.settings import Settings
-from stream.config.wiring import build_fold_context, build_keyed_states, build_layout, relay_config
+from stream.config.wiring import (
+    build_fold_context,
+    build_keyed_states,
+    build_keys,
+    build_layout,
+    relay_config,
+)
 from stream.contract.identity import key_partition
 from stream.contract.types import Family
 from stream.engine import store
@@ -35,7 +41,6 @@ from stream.engine.consumer import FOLD_SLICE
 from stream.engine.dedupe import PartitionWindow
 from stream.engine.deltas import build_call
 from stream.engine.fold import FoldResult, fold_records
-from stream.engine.keys import Keys
 from stream.engine.relay import collect as collect_relay
 from stream.engine.windows import Windows
 from stream.infra.connections import redis_target
@@ -126,7 +131,7 @@ def partitioned(
     """The simulated events, each family's on its own partitions by the default partitioner."""
     order = {family.value: i for i, family in enumerate(Family)}
     by_shard: dict[tuple[str, int], Partition] = {}
-    keys = Keys(settings.key_prefix)
+    keys = build_keys(settings)
     for family, key, value in simulated(events, users, MIXES[mix], seed):
         p = key_partition(key, partitions)
         part = by_shard.get((family.value, p))
@@ -148,7 +153,7 @@ async def profile(
     keyed_states = build_keyed_states(settings)
     ctx = build_fold_context(settings, windows, keyed_states)
     layout = build_layout(settings, windows)
-    keys = Keys(settings.key_prefix)
+    keys = build_keys(settings)
     relay = relay_config(settings)
     home = relay.home_family if relay is not None else None
     home_partitions = sum(1 for p in parts if p.family == home) or 1

@@ -20,10 +20,9 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from stream.config.settings import BusinessHoursSettings, Settings
-from stream.config.wiring import metric_options
+from stream.config.wiring import build_keys, metric_options
 from stream.contract.types import Family
 from stream.engine import store
-from stream.engine.keys import Keys
 from stream.engine.windows import Windows
 from stream.infra.connections import redis_target
 from stream.metrics.catalog import CATALOG
@@ -175,7 +174,7 @@ async def test_business_hours_match_the_batch_reference(settings: Settings) -> N
     assert not problems, "\n".join(problems[:20])
 
     client = store.connect(redis_target(s))
-    reader = Reader(client, Keys(s.key_prefix))
+    reader = Reader(client, build_keys(s))
     windows = Windows(s.zone)
     try:
         # Prometheus, on Tuesday: the histograms of the "previous_day" (Monday in New York).

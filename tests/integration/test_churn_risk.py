@@ -17,9 +17,8 @@ from aiokafka import AIOKafkaConsumer
 from prometheus_client import CollectorRegistry, generate_latest
 
 from stream.config.settings import ScoreActivity, ScoreSettings, Settings
-from stream.config.wiring import build_keyed_states
+from stream.config.wiring import build_keyed_states, build_keys
 from stream.engine import store
-from stream.engine.keys import Keys
 from stream.engine.outbox import OutboxPublisher
 from stream.engine.worker_metrics import WorkerMetrics
 from stream.infra.connections import redis_target
@@ -166,7 +165,7 @@ async def test_fading_cohort_and_exactly_once_churn_risk(settings: Settings) -> 
     scored = assert_fading_cohort_ends_at_risk(series, transitions)
     entered = {t[0] for t in transitions if t[2] == "entered_at_risk"}
 
-    keys = Keys(s.key_prefix)
+    keys = build_keys(s)
     client = store.connect(redis_target(s))
     assert {e["type"] for e in events} >= {"purchase", "like", "nps_response", "ticket_created"}
     clicks_only, _ = expected([e for e in events if e["type"] in CLICKS], s)

@@ -18,6 +18,7 @@ import pytest
 import redis
 
 from stream.config.settings import Settings
+from stream.config.wiring import build_keys
 from stream.infra.redis_cluster import LocalRedisCluster
 from tests.support.compare import compare_all
 from tests.support.events import clickstream_mix
@@ -63,7 +64,7 @@ async def test_a_primary_killed_mid_run_loses_and_doubles_nothing(
     s = on_cluster(settings, cluster)
     t0 = int(time.time() * 1000) - 3_600_000
     parts = [clickstream_mix(800, t0 + i * 1_200_000) for i in range(3)]
-    victim = primary_of(cluster, f"{s.key_prefix}:{{clickstream.0}}:state")
+    victim = primary_of(cluster, build_keys(s).state("clickstream.0"))
     async with EngineHarness(s) as harness:
         await publish_events(s, parts[0])
         await wait_caught_up(s)
@@ -89,7 +90,7 @@ async def test_writes_the_old_primary_never_replicated_are_refused_and_reapplied
     s = on_cluster(settings, cluster)
     t0 = int(time.time() * 1000) - 3_600_000
     parts = [clickstream_mix(600, t0 + i * 1_200_000) for i in range(3)]
-    victim = primary_of(cluster, f"{s.key_prefix}:{{clickstream.0}}:state")
+    victim = primary_of(cluster, build_keys(s).state("clickstream.0"))
     (replica,) = [n for n in cluster.nodes if n.primary_port == victim]
     async with EngineHarness(s) as harness:
         await publish_events(s, parts[0])
@@ -121,7 +122,7 @@ async def test_live_resharding_moves_partitions_under_the_worker(
     s = on_cluster(settings, cluster)
     t0 = int(time.time() * 1000) - 3_600_000
     parts = [clickstream_mix(800, t0 + i * 1_200_000) for i in range(3)]
-    key = f"{s.key_prefix}:{{clickstream.1}}:state"
+    key = build_keys(s).state("clickstream.1")
     async with EngineHarness(s):
         await publish_events(s, parts[0])
         await wait_caught_up(s)

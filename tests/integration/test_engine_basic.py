@@ -7,9 +7,8 @@ import time
 import pytest
 
 from stream.config.settings import Settings
-from stream.config.wiring import metric_options
+from stream.config.wiring import build_keys, metric_options
 from stream.engine import store
-from stream.engine.keys import Keys
 from stream.engine.windows import Windows
 from stream.infra.connections import redis_target
 from stream.metrics.reader import QueryError, Reader
@@ -73,11 +72,11 @@ async def test_without_sessions_and_scores_every_other_metric_still_matches(
 
     client = store.connect(redis_target(s))
     try:
-        written = [k.decode() async for k in client.scan_iter(Keys(s.key_prefix).scan_pattern())]
+        written = [k.decode() async for k in client.scan_iter(build_keys(s).scan_pattern())]
         assert any(":c:" in k for k in written)  # the counters are there...
         per_user = [k for k in written if any(f":{kind}:" in k for kind in ("k", "kd", "ob", "z"))]
         assert not per_user  # ...but no keyed state, due set, outbox or at-risk ranking
-        reader = Reader(client, Keys(s.key_prefix))
+        reader = Reader(client, build_keys(s))
         windows = Windows(s.zone)
         options = metric_options(s)
         with pytest.raises(QueryError, match="sessions are off"):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from stream.config.settings import Settings
+from stream.config.wiring import build_keys
 from stream.engine import store
-from stream.engine.keys import Keys
 from stream.infra.connections import redis_target
 from stream.tools.engine_profile import PHASES, partitioned, profile
 
@@ -23,7 +23,7 @@ async def test_profile_applies_every_record(settings: Settings, mix: str) -> Non
     client = store.connect(redis_target(settings))
     try:
         for part in parts:
-            stored = await store.read_progress(client, Keys(settings.key_prefix), part.shard)
+            stored = await store.read_progress(client, build_keys(settings), part.shard)
             assert stored.offset == len(part.records) - 1
     finally:
         await client.aclose()

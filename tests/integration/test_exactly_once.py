@@ -8,11 +8,10 @@ from typing import Any
 import pytest
 
 from stream.config.settings import Settings
-from stream.config.wiring import build_fold_context, build_layout
+from stream.config.wiring import build_fold_context, build_keys, build_layout
 from stream.engine import store
 from stream.engine.deltas import build_call
 from stream.engine.fold import fold_records
-from stream.engine.keys import Keys
 from stream.engine.windows import Windows
 from tests.support.compare import compare_all
 from tests.support.events import clickstream_mix, event
@@ -49,7 +48,7 @@ async def test_guard_refuses_replay_and_stale_writer(settings: Settings, redis_c
     (again,) = await store.apply_calls(redis_client, [call])  # crash before commit -> replay
     assert first.applied and not again.applied
     assert again.stored == store.PartitionProgress(4, fold.max_ts)
-    k = Keys(settings.key_prefix)
+    k = build_keys(settings)
     day = windows.start_of("day", now_ms / 1000)
     assert int(await redis_client.hget(k.counters("clickstream.0", "d", day), "pv")) == 5
     # a zombie that still believes the partition is at offset 2 is refused too

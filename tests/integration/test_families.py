@@ -21,10 +21,9 @@ import orjson
 import pytest
 
 from stream.config.settings import Settings
-from stream.config.wiring import metric_options, score_rules
+from stream.config.wiring import build_keys, metric_options, score_rules
 from stream.contract.types import Family
 from stream.engine import store
-from stream.engine.keys import Keys
 from stream.engine.windows import Windows
 from stream.infra.connections import redis_target
 from stream.metrics.reader import Reader
@@ -158,7 +157,7 @@ async def test_families_match_the_batch_reference(settings: Settings) -> None:
     assert not problems, "\n".join(problems[:20])
 
     client = store.connect(redis_target(s))
-    reader = Reader(client, Keys(s.key_prefix))
+    reader = Reader(client, build_keys(s))
     windows = Windows(s.zone)
     try:
         for filters in ({}, {"channel": "chat"}, {"priority": "high"}, {"channel": "(not set)"}):

@@ -15,9 +15,9 @@ import orjson
 import pytest
 
 from stream.config.settings import Settings
+from stream.config.wiring import build_keys
 from stream.contract.types import Reason
 from stream.engine import store
-from stream.engine.keys import Keys
 from stream.engine.windows import Windows
 from stream.infra.connections import redis_target
 from stream.metrics.reader import Reader
@@ -97,7 +97,7 @@ async def test_hostile_batch_keeps_the_worker_running_and_leaks_nothing(
     try:
         windows = Windows(settings.zone)
         exporter = BusinessExporter(
-            Reader(client, Keys(settings.key_prefix)),
+            Reader(client, build_keys(settings)),
             windows,
             settings.granularities,
             settings.max_label_values,

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from stream.config.settings import Settings
-from stream.engine.keys import Keys
+from stream.config.wiring import build_keys
 from stream.metrics.reader import QueryError, Reader
 
 pytestmark = pytest.mark.integration
@@ -16,7 +16,7 @@ pytestmark = pytest.mark.integration
 async def test_distinct_over_too_many_keys_is_a_query_error(
     settings: Settings, redis_client: Any
 ) -> None:
-    reader = Reader(redis_client, Keys(settings.key_prefix))
+    reader = Reader(redis_client, build_keys(settings))
     shards = [f"clickstream.{p}" for p in range(4)]
     fits = [list(range(0, 60 * 2048, 60))]  # 2,048 windows × 4 shards = 8,192 keys
     assert await reader.distinct(shards, "minute", fits, ["active"]) == [0]

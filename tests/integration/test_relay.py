@@ -15,11 +15,10 @@ import orjson
 import pytest
 
 from stream.config.settings import ScoreActivity, ScoreSettings, Settings
-from stream.config.wiring import build_keyed_states, relay_config
+from stream.config.wiring import build_keyed_states, build_keys, relay_config
 from stream.contract.types import FAMILY_OF
 from stream.engine import store
 from stream.engine.consumer import BatchEngine
-from stream.engine.keys import Keys
 from stream.engine.relay import RelayPublisher
 from stream.engine.worker_metrics import WorkerMetrics
 from stream.infra.connections import redis_target
@@ -163,7 +162,7 @@ async def test_other_families_move_scores_and_health_as_the_reference_says(
     assert (want["c1"][0], want["c2"][0], want["c5"][0], want["c6"][0]) == (33, 27, 40, 20)
     assert want["c3"][1] != want["c3"][0] and want["c4"][1] != want["c4"][0]
 
-    keys = Keys(s.key_prefix)
+    keys = build_keys(s)
     client = store.connect(redis_target(s))
     try:
         state = next(k for k in build_keyed_states(s) if isinstance(k, ScoreState))
@@ -234,7 +233,7 @@ def _publisher(cls: type[RelayPublisher], s: Settings, engine: BatchEngine) -> R
 
     return cls(
         store.connect(redis_target(s)),
-        Keys(s.key_prefix),
+        build_keys(s),
         "relay",
         s.topics.clickstream,
         s.kafka_bootstrap_servers,

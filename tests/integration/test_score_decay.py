@@ -10,9 +10,8 @@ from __future__ import annotations
 import pytest
 
 from stream.config.settings import ScoreActivity, ScoreSettings, Settings
-from stream.config.wiring import build_keyed_states
+from stream.config.wiring import build_keyed_states, build_keys
 from stream.engine import store
-from stream.engine.keys import Keys
 from stream.engine.outbox import OutboxPublisher
 from stream.engine.worker_metrics import WorkerMetrics
 from stream.infra.connections import redis_target
@@ -72,7 +71,7 @@ async def test_decayed_scores_fade_the_cohort_like_the_reference(settings: Setti
     # decay moves scores between events: far more distinct scores than change boundaries alone
     assert any(len({sc for _, sc in series[u]}) > 10 for u in scored)
 
-    keys = Keys(s.key_prefix)
+    keys = build_keys(s)
     client = store.connect(redis_target(s))
     async with EngineHarness(s) as harness:
         await publish_events(s, events)

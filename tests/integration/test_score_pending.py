@@ -12,12 +12,11 @@ import orjson
 import pytest
 
 from stream.config.settings import Settings
-from stream.config.wiring import build_layout
+from stream.config.wiring import build_keys, build_layout
 from stream.contract.decode import Event, Properties
 from stream.engine import store
 from stream.engine.deltas import Deltas, build_call
 from stream.engine.keyed import fields_to_read, keeps_pending
-from stream.engine.keys import Keys
 from stream.engine.windows import Windows
 from stream.metrics.score import ScoreState
 from stream.metrics.score.codec import load, split_value, unpack
@@ -57,7 +56,7 @@ async def test_pending_records_merge_in_redis_like_the_reference(
     # channels that tie on the first event's time, one of them non-ASCII (bytewise order)
     channels = ["organic", "paid", "é-mail", None]
     state = ScoreState(rules, frozenset({"organic", "paid", "é-mail"}))
-    keys = Keys(settings.key_prefix)
+    keys = build_keys(settings)
     layout = build_layout(settings, Windows(settings.zone))
     raw = []
     for _ in range(400):

@@ -15,9 +15,8 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from stream.config.settings import Settings
-from stream.config.wiring import metric_options
+from stream.config.wiring import build_keys, metric_options
 from stream.engine import store
-from stream.engine.keys import Keys
 from stream.engine.windows import Windows
 from stream.infra.connections import redis_target
 from stream.metrics.reader import Reader
@@ -116,7 +115,7 @@ async def test_ua_bounce_definition(settings: Settings) -> None:
     client = store.connect(redis_target(s))
     try:
         exporter = BusinessExporter(
-            Reader(client, Keys(s.key_prefix)),
+            Reader(client, build_keys(s)),
             Windows(s.zone),
             s.granularities,
             s.max_label_values,

@@ -15,9 +15,8 @@ from typing import Any
 import redis
 
 from stream.config.settings import Settings
-from stream.config.wiring import metric_options
+from stream.config.wiring import build_keys, metric_options
 from stream.engine import store
-from stream.engine.keys import Keys
 from stream.engine.windows import Windows
 from stream.infra.connections import redis_target
 from stream.metrics.catalog import CATALOG
@@ -99,7 +98,7 @@ async def compare_all(
     """Every metric (or those named) × granularity × filter over the reference's windows;
     returns mismatches."""
     client = store.connect(redis_target(settings))
-    reader = Reader(client, Keys(settings.key_prefix))
+    reader = Reader(client, build_keys(settings))
     windows = Windows(settings.zone)
     problems: list[str] = []
     checked = 0

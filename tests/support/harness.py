@@ -15,11 +15,10 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from stream.config.settings import Settings
-from stream.config.wiring import build_engine, build_relay_publisher
+from stream.config.wiring import build_engine, build_keys, build_relay_publisher
 from stream.contract.types import FAMILY_OF, EventType
 from stream.engine import store
 from stream.engine.consumer import BatchEngine
-from stream.engine.keys import Keys
 from stream.engine.relay import OUTBOX as RELAY_OUTBOX
 from stream.engine.relay import RelayPublisher
 from stream.engine.worker_metrics import WorkerMetrics
@@ -62,7 +61,7 @@ async def wait_caught_up(settings: Settings, timeout: float = 60.0) -> None:
     """Until Redis' stored offset of every input partition reaches its end offset."""
     ends = await log_ends(settings)
     families = settings.topics.families()
-    keys = Keys(settings.key_prefix)
+    keys = build_keys(settings)
     client = store.connect(redis_target(settings))
     deadline = time.monotonic() + timeout
     try:
@@ -88,7 +87,7 @@ async def relay_backlog(settings: Settings) -> int:
     """Relay messages still waiting in any outbox (stream.engine.relay)."""
     client = store.connect(redis_target(settings))
     try:
-        pattern = Keys(settings.key_prefix).outbox("*", f"{RELAY_OUTBOX}.*")
+        pattern = f"{settings.key_prefix}:{{*}}:ob:{RELAY_OUTBOX}.*"  # every shard's tag
         total = 0
         async for key in client.scan_iter(match=pattern, count=1000):
             total += int(await client.xlen(key))
@@ -167,7 +166,7 @@ class EngineHarness:
 
 async def stored_customers(client: Any, settings: Settings) -> list[bytes]:
     """Every stored customer value (state, then any pending record) of every home partition."""
-    keys = Keys(settings.key_prefix)
+    keys = build_keys(settings)
     out: list[bytes] = []
     for p in range(settings.topic_partitions):
         shard = keys.shard(HOME_FAMILY, p)
@@ -177,7 +176,7 @@ async def stored_customers(client: Any, settings: Settings) -> list[bytes]:
 
 async def at_risk_members(client: Any, settings: Settings) -> set[str]:
     """The at-risk ranking's members, all home partitions together."""
-    keys = Keys(settings.key_prefix)
+    keys = build_keys(settings)
     out: set[str] = set()
     for p in range(settings.topic_partitions):
         ranking = keys.zset(keys.shard(HOME_FAMILY, p), AT_RISK_SET)

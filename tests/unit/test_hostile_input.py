@@ -106,7 +106,7 @@ SETTINGS = Settings(kafka_bootstrap_servers="unused", redis_url="unused", key_pr
 WINDOWS = Windows(SETTINGS.zone)
 FOLD = build_fold_context(SETTINGS, WINDOWS, build_keyed_states(SETTINGS))
 LAYOUT = build_layout(SETTINGS, WINDOWS)
-KEY_SHAPE = re.compile(r"^es:\{clickstream\.0\}:[A-Za-z0-9_.~%|:-]+$")
+KEY_SHAPE = re.compile(r"^es:\{clickstream\.0(\.[0-9a-z]+)?\}:[A-Za-z0-9_.~%|:-]+$")
 
 
 class _Rec(msgspec.Struct):

@@ -5,10 +5,12 @@ from __future__ import annotations
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from stream.engine.keys import FIELD_SEP, Keys, escape, field, unescape
+from stream.engine.placement import Placement
 from stream.engine.windows import Windows
 
 
@@ -76,8 +78,13 @@ def test_fields_of_different_parts_never_collide(a: str, b: str, c: str, d: str)
         assert field("imp", escape(a), escape(b)) != field("imp", escape(c), escape(d))
 
 
-def test_keys_carry_one_hash_tag_per_shard() -> None:
-    k = Keys("es")
+@pytest.mark.parametrize(
+    ("placement", "tag"),
+    [(Placement.PARTITION, "{clickstream.3}"), (Placement.SPREAD, "{clickstream.3.")],
+)
+def test_keys_carry_one_hash_tag_per_shard(placement: Placement, tag: str) -> None:
+    k = Keys("es", placement)
     shard = k.shard("clickstream", 3)
+    assert shard == "clickstream.3"  # the shard's name does not depend on the placement
     for key in (k.state(shard), k.counters(shard, "m", 60), k.users(shard, "d", 0, "active")):
-        assert key.count("{") == 1 and "{clickstream.3}" in key and key.startswith("es:")
+        assert key.count("{") == 1 and tag in key and key.startswith("es:")
