@@ -1,6 +1,7 @@
 """The engine on a real Redis Cluster through faults: a primary killed mid-run, writes the dead
-primary acknowledged but never replicated, and live resharding. Each run is checked against the
-batch reference: nothing lost, nothing counted twice.
+primary acknowledged but never replicated, live resharding, a cluster without quorum, and the
+churn-risk and relay outboxes through failovers. Each run is checked against the batch
+reference: nothing lost, nothing counted twice.
 
 The cluster is this module's own (it gets broken on purpose), so the module runs once, in the
 default pass; the other integration tests run on a shared cluster with ``--redis-cluster``.
@@ -18,11 +19,30 @@ import pytest
 import redis
 
 from stream.config.settings import Settings
-from stream.config.wiring import build_keys
+from stream.config.wiring import build_churn_publisher, build_keys
+from stream.engine import store
+from stream.infra.connections import redis_target
 from stream.infra.redis_cluster import LocalRedisCluster
+from stream.metrics.score import OUTBOX
+from stream.metrics.score.codec import unpack
+from tests.integration.test_churn_risk import (
+    CLICKS,
+    expected,
+    read_topic,
+    score_settings,
+    simulated,
+)
 from tests.support.compare import compare_all
 from tests.support.events import clickstream_mix
-from tests.support.harness import EngineHarness, counter_total, publish_events, wait_caught_up
+from tests.support.harness import (
+    EngineHarness,
+    counter_total,
+    publish_events,
+    stored_customers,
+    wait_caught_up,
+    wait_outbox_empty,
+    wait_relayed,
+)
 from tests.support.reference import Reference
 
 pytestmark = [pytest.mark.integration, pytest.mark.own_store]
@@ -42,6 +62,13 @@ def on_cluster(settings: Settings, cluster: LocalRedisCluster) -> Settings:
     return settings.with_overrides(redis_url=cluster.url, redis_cluster=True)
 
 
+def reseeded(settings: Settings, cluster: LocalRedisCluster, victim: int) -> Settings:
+    """The same settings seeded with a primary other than ``victim``: a client created while
+    the victim is dead (or its replica frozen) needs a seed node that answers."""
+    seed = next(n.port for n in cluster.primaries() if n.port != victim)
+    return settings.with_overrides(redis_url=f"redis://127.0.0.1:{seed}")
+
+
 def primary_of(cluster: LocalRedisCluster, key: str) -> int:
     """Port of the primary that owns ``key``'s slot now."""
     client = redis.RedisCluster.from_url(cluster.url)
@@ -56,6 +83,16 @@ async def heal(cluster: LocalRedisCluster, port: int) -> None:
     """Bring a killed node back (as a replica) so the next test starts from 3 + 3."""
     cluster.restart_node(port)
     await asyncio.to_thread(cluster.wait_ok, 30.0)
+    # A restarted former primary takes a moment to learn it lost its slots and become a
+    # replica: until then the new primary has no replica to fail over to.
+    deadline = time.monotonic() + 30
+    while True:
+        nodes = cluster.nodes
+        followed = {n.primary_port for n in nodes}
+        if all(p.port in followed for p in nodes if p.role == "primary" and p.slots):
+            return
+        assert time.monotonic() < deadline, f"a primary without a replica: {nodes}"
+        await asyncio.sleep(0.1)
 
 
 async def test_a_primary_killed_mid_run_loses_and_doubles_nothing(
@@ -65,6 +102,7 @@ async def test_a_primary_killed_mid_run_loses_and_doubles_nothing(
     t0 = int(time.time() * 1000) - 3_600_000
     parts = [clickstream_mix(800, t0 + i * 1_200_000) for i in range(3)]
     victim = primary_of(cluster, build_keys(s).state("clickstream.0"))
+    s = reseeded(s, cluster, victim)
     async with EngineHarness(s) as harness:
         await publish_events(s, parts[0])
         await wait_caught_up(s)
@@ -92,6 +130,7 @@ async def test_writes_the_old_primary_never_replicated_are_refused_and_reapplied
     parts = [clickstream_mix(600, t0 + i * 1_200_000) for i in range(3)]
     victim = primary_of(cluster, build_keys(s).state("clickstream.0"))
     (replica,) = [n for n in cluster.nodes if n.primary_port == victim]
+    s = reseeded(s, cluster, victim)
     async with EngineHarness(s) as harness:
         await publish_events(s, parts[0])
         await wait_caught_up(s)
@@ -172,3 +211,66 @@ async def test_a_cluster_without_quorum_makes_the_worker_wait_then_resume(
     assert {first, second} <= {n.port for n in cluster.primaries()}  # nobody took over
     problems = await compare_all(s, Reference.build([e for p in parts for e in p], s))
     assert not problems, "\n".join(problems[:20])
+
+
+async def test_churn_risk_and_relay_outboxes_survive_primary_failovers(
+    settings: Settings, cluster: LocalRedisCluster
+) -> None:
+    """The outboxes live in Redis next to the state that filled them, so a failover can take
+    back entries a primary acknowledged (and the publishers may already have sent). The primary
+    of a home shard dies while other families are relayed to it, and again while the
+    clickstream settles scores and the churn-risk publisher drains: every relayed activity
+    counts once (the scores equal the reference) and every transition is published once."""
+    s = score_settings(on_cluster(settings, cluster))
+    events = simulated(days=4)
+    series, transitions = expected(events, s)
+    home = build_keys(s).state("clickstream.0")
+    async with EngineHarness(s, relay=True) as harness:
+        assert harness.engine is not None
+        churn = build_churn_publisher(s, harness.engine, harness.metrics)
+        churn.interval_s = 0.05
+        await churn.start()
+        try:
+            victim = primary_of(cluster, home)
+            s = reseeded(s, cluster, victim)
+            relaying = asyncio.create_task(
+                publish_events(s, [e for e in events if e["type"] not in CLICKS])
+            )
+            await asyncio.sleep(0.3)
+            cluster.kill_primary(victim)
+            await relaying
+            await asyncio.to_thread(cluster.wait_failover, victim, 30.0)
+            await wait_relayed(s, timeout=120)
+            await heal(cluster, victim)
+
+            victim = primary_of(cluster, home)
+            s = reseeded(s, cluster, victim)
+            settling = asyncio.create_task(
+                publish_events(s, [e for e in events if e["type"] in CLICKS])
+            )
+            await asyncio.sleep(0.3)
+            cluster.kill_primary(victim)
+            await settling
+            await asyncio.to_thread(cluster.wait_failover, victim, 30.0)
+            await wait_caught_up(s, timeout=120)
+            await wait_outbox_empty(s, OUTBOX)
+        finally:
+            await churn.stop()
+            await churn.redis.aclose()
+    await heal(cluster, victim)
+
+    client = store.connect(redis_target(s))
+    try:
+        scored = [unpack(v, len(s.score.activities)) for v in await stored_customers(client, s)]
+    finally:
+        await client.aclose()
+    got_scores = {c.user: c.score for c in scored if series.get(c.user)}
+    assert got_scores == {u: sc[-1][1] for u, sc in series.items() if sc}
+    published = await read_topic(s)
+    ids = [m["id"] for m in published]
+    assert len(ids) == len(set(ids)), "a transition was published twice"
+    assert sorted(
+        (m["customer"], m["ts"] // (s.score.bucket_seconds * 1000), m["reason"], m["old_score"],
+         m["new_score"])
+        for m in published
+    ) == sorted(transitions)  # fmt: skip

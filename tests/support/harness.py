@@ -96,6 +96,23 @@ async def relay_backlog(settings: Settings) -> int:
         await client.aclose()
 
 
+async def wait_outbox_empty(settings: Settings, name: str, timeout: float = 60.0) -> None:
+    """Until the outbox ``name`` of every shard is empty (published and trimmed)."""
+    client = store.connect(redis_target(settings))
+    pattern = f"{settings.key_prefix}:{{*}}:ob:{name}"
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            waiting = [int(await client.xlen(k)) async for k in client.scan_iter(match=pattern)]
+            if not any(waiting):
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"outbox {name} not drained after {timeout}s: {waiting}")
+            await asyncio.sleep(0.1)
+    finally:
+        await client.aclose()
+
+
 async def wait_relayed(settings: Settings, timeout: float = 60.0) -> None:
     """Until every input partition is caught up and every relay outbox is empty (sent, trimmed)
     and the home partitions have read what was relayed."""
