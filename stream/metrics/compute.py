@@ -2,7 +2,8 @@
 
 Each returns a :data:`~stream.metrics.spec.Compute`: one value per requested window from summed
 counters, merged distinct-count sets and duration hashes (:mod:`stream.metrics.reader`).
-Distinct users are HyperLogLog estimates (0.81 % standard error).
+Distinct users are HyperLogLog estimates (0.81 % standard error); duration medians are medians
+of bucket representatives (:mod:`stream.metrics.buckets`: within 1/64 of the exact median).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from collections.abc import Callable
 
 from stream.engine.fold import ACTIVE_SET
 from stream.engine.keys import FIELD_SEP, escape, unescape
+from stream.metrics.buckets import bucket_counts, representative
 from stream.metrics.levels import levels
 from stream.metrics.reader import QueryError, Reader
 from stream.metrics.spec import MetricSpec, Query, Sums, Value
@@ -150,14 +152,16 @@ def median_of_counts(counts: dict[int, int]) -> Value:
 async def hash_median(
     q: Query, r: Reader, families: tuple[str, ...], hash_name: str, prefix: str
 ) -> list[Value]:
-    """Median of the whole-second values counted under ``prefix`` in each window's hash."""
+    """Median of the durations counted under ``prefix`` in each window's hash, each duration
+    taken as its bucket's representative (exact below 64 s, within 1/64 of it above; the mean of
+    the two middle representatives for an even count). Old whole-second fields count in their
+    bucket (:func:`~stream.metrics.buckets.bucket_counts`)."""
     shards = await r.shards(families)
     out: list[Value] = []
     for hist in await r.hashes(shards, q.granularity, q.starts, hash_name):
-        counts = {
-            int(name[len(prefix) :]): n for name, n in hist.items() if name.startswith(prefix)
-        }
-        out.append(median_of_counts(counts))
+        counts = bucket_counts(hist, prefix)
+        # Representatives grow with the index: one value per bucket, in the same order.
+        out.append(median_of_counts({representative(i): n for i, n in counts.items()}))
     return out
 
 

@@ -21,6 +21,7 @@ from prometheus_client.core import GaugeHistogramMetricFamily, GaugeMetricFamily
 
 from stream.engine.keys import FIELD_SEP, unescape
 from stream.engine.windows import Windows
+from stream.metrics.buckets import bucket_span
 from stream.metrics.labels import OTHER
 from stream.metrics.reader import Reader
 from stream.metrics.spec import GaugeWindows, MetricOptions, MetricSpec, Query, Value
@@ -101,8 +102,17 @@ def sums_by_group(
 
 
 def histogram_buckets(counts: dict[int, int], bounds: Iterable[float]) -> list[tuple[str, float]]:
-    """Cumulative gauge-histogram buckets of whole-second values."""
-    buckets = [(str(float(b)), float(sum(n for s, n in counts.items() if s <= b))) for b in bounds]
+    """Cumulative gauge-histogram buckets of durations counted per duration bucket (index ->
+    count, :mod:`stream.metrics.buckets`), whole seconds as before the buckets: ``le=b`` counts
+    the durations of ``b`` whole seconds or less.
+
+    A duration bucket counts under ``le`` only when all of it is ≤ ``le`` (its upper second): a
+    bound that is a bucket's upper second (every bound below 64 s) is exact; a bound inside a
+    wider bucket is conservative — it leaves out that bucket's seconds ≤ ``le``, all within
+    1/32 below ``le``, and never counts a duration above it. ``+Inf`` is the exact total.
+    """
+    uppers = [(bucket_span(i).upper, n) for i, n in counts.items()]
+    buckets = [(str(float(b)), float(sum(n for upper, n in uppers if upper <= b))) for b in bounds]
     buckets.append(("+Inf", float(sum(counts.values()))))
     return buckets
 

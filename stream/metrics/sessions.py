@@ -38,6 +38,7 @@ from stream.contract.types import EventType, Family
 from stream.engine.deltas import Deltas, pair_digest
 from stream.engine.fold import Handler
 from stream.engine.keys import FIELD_SEP, escape, field
+from stream.metrics.buckets import bucket_counts, bucket_field
 from stream.metrics.compute import counters, hash_median, one_dim_slice
 from stream.metrics.export import ExportContext, cap_labels, histogram_buckets, labelled
 from stream.metrics.labels import NOT_SET, OTHER
@@ -50,7 +51,8 @@ __all__ = ["DIMENSIONS", "SPECS", "SessionRules", "SessionState", "export"]
 STEM = "ses."
 MEASURES = ("n", "ms", "eng", "conv", "pv", "1p")
 DIMENSIONS = ("platform", "channel")
-#: Hash (one per window) of duration counts in whole seconds: ``all|<s>`` / ``<dim>|<v>|<s>``.
+#: Hash (one per window) of duration counts per bucket (:mod:`stream.metrics.buckets`):
+#: ``all|b<i>`` / ``<dim>|<v>|b<i>`` (before the buckets: ``all|<s>``, read into their bucket).
 DURATION_HASH = "sesdur"
 
 
@@ -264,9 +266,9 @@ def record_closed(session: Session, rules: SessionRules, deltas: Deltas) -> None
         if n:
             for name in names[3 * i : 3 * i + 3]:
                 bucket[name] = bucket.get(name, 0) + n
-    seconds = str(duration // 1000)
+    suffix = bucket_field(duration // 1000)
     for prefix in prefixes:
-        deltas.hash_count(minute, DURATION_HASH, prefix + seconds)
+        deltas.hash_count(minute, DURATION_HASH, prefix + suffix)
 
 
 # ---- the engine side: fold handler and keyed state -----------------------------------------
@@ -421,7 +423,8 @@ SPECS = [
     ),
     MetricSpec(
         "session_duration_median",
-        "Median session duration, in whole seconds.",
+        "Median session duration over duration buckets: exact whole seconds below 64 s, "
+        "within 1/64 (1.6 %) of the exact median above.",
         "seconds",
         _median,
         dimensions=DIMENSIONS,
@@ -494,13 +497,13 @@ async def export(ctx: ExportContext) -> None:
             for (value,), n in cap_labels(per, ctx.limit).items():
                 by_dim.add_metric([window, value], n)
         (durations,) = await ctx.reader.hashes(shards, g, [start], DURATION_HASH)
-        counts = {int(k[0]): v for k, v in labelled(durations, "all").items()}
+        counts = bucket_counts(durations, field("all", ""))
         ctx.histogram(
             DURATION_FAMILY,
-            "Durations of closed sessions in the window (whole seconds).",
+            "Durations of closed sessions in the window (whole seconds, in duration buckets).",
             ["window"],
         ).add_metric(
             [window],
-            histogram_buckets({k: int(v) for k, v in counts.items()}, DURATION_BUCKETS),
+            histogram_buckets(counts, DURATION_BUCKETS),
             gsum_value=session_measures(fields)["ms"] / 1000,
         )

@@ -60,6 +60,7 @@ from stream.engine.deltas import Deltas, pair_digest
 from stream.engine.fold import Handler
 from stream.engine.keyed import NEVER_DUE
 from stream.engine.keys import FIELD_SEP, escape, field
+from stream.metrics.buckets import bucket_counts, bucket_field
 from stream.metrics.business_hours import BusinessHours
 from stream.metrics.compute import counters, hash_median, one_dim_slice
 from stream.metrics.export import ExportContext, histogram_buckets, labelled
@@ -73,8 +74,9 @@ __all__ = ["DIMENSIONS", "SPECS", "TicketState", "export"]
 BusinessClock = Callable[[int, int], int]
 
 DIMENSIONS = ("channel", "priority")
-#: Hash (one per window) of durations in whole seconds: ``<measure>|all|<s>`` and
-#: ``<measure>|<dim>|<value>|<s>``.
+#: Hash (one per window) of duration counts per bucket (:mod:`stream.metrics.buckets`):
+#: ``<measure>|all|b<i>`` and ``<measure>|<dim>|<value>|b<i>`` (before the buckets the whole
+#: second ``<s>`` ended the field; such fields are read into their bucket).
 DURATION_HASH = "tixdur"
 #: Running total of open tickets: ``all``, ``channel|<c>``, ``priority|<p>``.
 BACKLOG = "backlog"
@@ -245,11 +247,11 @@ def record(fact: Fact, deltas: Deltas) -> None:
     for suffix in suffixes:
         deltas.count(minute, stem + ".n" + suffix, fact.n)
         deltas.count(minute, stem + ".ms" + suffix, fact.n * fact.duration_ms)
-    seconds = str(fact.duration_ms // 1000)
+    bucket = bucket_field(fact.duration_ms // 1000)
     m = fact.measure
-    deltas.hash_count(minute, DURATION_HASH, field(m, "all", seconds), fact.n)
-    deltas.hash_count(minute, DURATION_HASH, field(m, "channel", fact.channel, seconds), fact.n)
-    deltas.hash_count(minute, DURATION_HASH, field(m, "priority", fact.priority, seconds), fact.n)
+    deltas.hash_count(minute, DURATION_HASH, field(m, "all", bucket), fact.n)
+    deltas.hash_count(minute, DURATION_HASH, field(m, "channel", fact.channel, bucket), fact.n)
+    deltas.hash_count(minute, DURATION_HASH, field(m, "priority", fact.priority, bucket), fact.n)
 
 
 def move_backlog(before: str, after: str, deltas: Deltas) -> None:
@@ -465,7 +467,8 @@ def _specs() -> list[MetricSpec]:
             specs.append(
                 MetricSpec(
                     f"{name}{suffix}_median",
-                    f"Median {what}{' in business hours' if business else ''}, in whole seconds.",
+                    f"Median {what}{' in business hours' if business else ''} over duration "
+                    "buckets: exact whole seconds below 64 s, within 1/64 (1.6 %) above.",
                     "seconds",
                     _median(recorded),
                     dimensions=DIMENSIONS,
@@ -503,11 +506,13 @@ async def export(ctx: ExportContext) -> None:
                     per.add_metric([window, value], n)
         (durations,) = await ctx.reader.hashes(shards, g, [start], DURATION_HASH)
         for _, recorded, name, what, hours in times:
-            counts = labelled(durations, recorded + FIELD_SEP + "all")
+            counts = bucket_counts(durations, field(recorded, "all", ""))
             doc = what.replace("ticket_created", "Ticket created")
-            ctx.histogram(name, f"{doc}. Whole seconds, {hours} hours.", ["window"]).add_metric(
+            ctx.histogram(
+                name, f"{doc}. Whole seconds in duration buckets, {hours} hours.", ["window"]
+            ).add_metric(
                 [window],
-                histogram_buckets({int(k[0]): int(v) for k, v in counts.items()}, TIME_BUCKETS),
+                histogram_buckets(counts, TIME_BUCKETS),
                 gsum_value=fields.get(f"{STEM}{recorded}.ms", 0) / 1000,
             )
     totals = await ctx.reader.totals(shards, BACKLOG)

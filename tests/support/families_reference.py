@@ -5,11 +5,11 @@ sorted event list (business-hours times counted minute by minute, tests/support/
 business_reference.py), levels (followers, customers) are counted from the events before an instant,
 and windows are cut with ``datetime`` (``window_start``). Only facts the stream can have
 settled count: those before their partition's final watermark (max event time − lateness).
+Ticket-time medians are over the documented duration buckets (tests/support/bucket_reference.py).
 """
 
 from __future__ import annotations
 
-import statistics
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
+from tests.support.bucket_reference import bucketed_median
 from tests.support.business_reference import BruteBusinessHours
 
 NOT_SET = "(not set)"
@@ -296,7 +297,7 @@ class FamiliesReference:
                 ms = [d for d in durations if d is not None]
                 if metric.endswith("_avg"):
                     return sum(ms) / len(ms) / 1000
-                return float(statistics.median(d // 1000 for d in ms))
+                return bucketed_median(d // 1000 for d in ms)
         if metric == "ticket_backlog":
             return None  # a current level: checked on its own (see backlog_now)
         survey = {"nps": "nps_response", "csat": "csat_response", "ces": "ces_response"}

@@ -3,11 +3,11 @@
 Deliberately shares no code with the stream path (no folds, deltas, keys, readers or window
 helpers): windows are cut here with ``datetime`` directly, distinct counts are exact sets, and
 late events are decided by replaying each partition's order. If the two disagree, one is wrong.
+Duration medians are over the documented duration buckets (tests/support/bucket_reference.py).
 """
 
 from __future__ import annotations
 
-import statistics
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 from aiokafka.partitioner import murmur2
 
 from stream.config.settings import Settings
+from tests.support.bucket_reference import bucketed_median
 from tests.support.families_reference import FamiliesReference, window_start
 
 SESSION_METRICS = {
@@ -358,7 +359,7 @@ class Reference:
         if metric == "session_duration_avg":
             return sum(s.last - s.first for s in chosen) / n / 1000
         if metric == "session_duration_median":
-            return float(statistics.median((s.last - s.first) // 1000 for s in chosen))
+            return bucketed_median((s.last - s.first) // 1000 for s in chosen)
         if metric == "engagement_rate":
             return sum(engaged) / n * 100
         if metric == "bounce_rate":

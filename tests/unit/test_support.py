@@ -41,6 +41,7 @@ from stream.metrics.support import (
     TicketState,
     apply_event,
 )
+from tests.support.bucket_reference import field_suffix
 from tests.support.business_reference import BruteBusinessHours
 from tests.support.events import event
 from tests.support.families_reference import TicketFact, partition_watermarks, replay_ticket
@@ -86,14 +87,20 @@ def flush(ts: int) -> dict[str, Any]:
     return tix("created", ts, ticket="flush")
 
 
-def durations(out: Outcome, measure: str) -> list[int]:
-    """Whole seconds of every settled (net) duration of ``measure``, all channels."""
+def durations(out: Outcome, measure: str) -> list[str]:
+    """Duration buckets (field suffixes) of every settled (net) duration of ``measure``, all
+    channels."""
     prefix = measure + "|all|"
-    found: list[int] = []
+    found: list[str] = []
     for (_, name, f), n in out.hashes.items():
         if name == DURATION_HASH and f.startswith(prefix):
-            found += [int(f[len(prefix) :])] * n
-    return sorted(found)
+            found += [f[len(prefix) :]] * n
+    return sorted(found, key=lambda suffix: int(suffix[1:]))
+
+
+def buckets(*seconds: int) -> list[str]:
+    """The field suffixes of these whole-second durations (the test reference's buckets)."""
+    return [field_suffix(s) for s in sorted(seconds)]
 
 
 def count(out: Outcome, field_name: str) -> int:
@@ -112,7 +119,8 @@ def test_first_reply_skips_bots_requesters_and_private_notes() -> None:
             flush(10 * HOUR),
         ]
     )
-    assert durations(out, "frt") == [600]
+    assert durations(out, "frt") == buckets(600)
+    assert count(out, "tix.frt.ms") == 10 * MIN  # exact: the buckets are for the median only
     assert count(out, "tix.frt.n|channel|email") == 1
     assert count(out, "tix.frt.n|priority|high") == 1
 
@@ -127,7 +135,7 @@ def test_agent_created_ticket_uses_the_second_public_agent_reply() -> None:
             flush(10 * HOUR),
         ]
     )
-    assert durations(out, "frt") == [1800]
+    assert durations(out, "frt") == buckets(1800)
 
 
 def test_reopen_moves_full_resolution_and_keeps_first() -> None:
@@ -141,8 +149,8 @@ def test_reopen_moves_full_resolution_and_keeps_first() -> None:
             flush(20 * HOUR),
         ]
     )
-    assert durations(out, "fres") == [3600]
-    assert durations(out, "full") == [5 * 3600]  # the 1 h value was taken back out
+    assert durations(out, "fres") == buckets(3600)
+    assert durations(out, "full") == buckets(5 * 3600)  # the 1 h value was taken back out
     assert count(out, "tix.solved") == 2 and count(out, "tix.reopens") == 1
     assert count(out, "tix.full.n") == 1 and count(out, "tix.full.ms") == 5 * HOUR
 
@@ -155,8 +163,8 @@ def test_reply_before_its_ticket_created_still_counts_once_both_arrived() -> Non
         flush(10 * HOUR),
     ]
     out = run(events, cuts=[1, 2, 3])
-    assert durations(out, "frt") == [600]
-    assert durations(out, "fres") == [2400]
+    assert durations(out, "frt") == buckets(600)
+    assert durations(out, "fres") == buckets(2400)
     assert count(out, "tix.new|channel|chat") == 1
 
 
@@ -183,7 +191,7 @@ def test_a_solve_before_the_creation_counts_but_has_no_resolution_time() -> None
     assert count(out, "tix.solved|channel|" + escape("(not set)")) == 1
     assert count(out, "tix.solved|channel|email") == 1
     assert durations(out, "fres") == []  # the first solve preceded the creation: undefined
-    assert durations(out, "full") == [0]
+    assert durations(out, "full") == buckets(0)
     full = {k: v for k, v in out.counters.items() if k[1].startswith("tix.full.n") and v}
     minute = (T0 + 5 * MIN) // 1000
     assert full == {
@@ -244,9 +252,9 @@ def expected_fields(facts: list[TicketFact]) -> tuple[Counter[tuple[int, str]], 
         for s in suffixes:
             counters[(minute, f"tix.{f.measure}.n{s}")] += 1
             counters[(minute, f"tix.{f.measure}.ms{s}")] += f.duration_ms
-        secs = f.duration_ms // 1000
+        bucket = field_suffix(f.duration_ms // 1000)
         for slice_ in ("all", f"channel|{c}", f"priority|{p}"):
-            hist[f"{f.measure}|{slice_}|{secs}"] += 1
+            hist[f"{f.measure}|{slice_}|{bucket}"] += 1
     return counters, hist
 
 
@@ -374,15 +382,15 @@ def test_business_times_are_recorded_next_to_calendar_times() -> None:
         flush(new_york("2026-01-08T00:00")),
     ]
     out = run(events, business_hours=hours)
-    assert durations(out, "frt") == [66 * 3600]
-    assert durations(out, "frt_bh") == [2 * 3600]
-    assert durations(out, "fres_bh") == durations(out, "full_bh") == [int(4.5 * 3600)]
+    assert durations(out, "frt") == buckets(66 * 3600)
+    assert durations(out, "frt_bh") == buckets(2 * 3600)
+    assert durations(out, "fres_bh") == durations(out, "full_bh") == buckets(int(4.5 * 3600))
     assert count(out, "tix.frt_bh.n|channel|email") == 1
     assert count(out, "tix.frt_bh.ms") == 2 * HOUR
     # Without a schedule nothing of it is recorded; with a holiday on the Friday, 1 h is left.
     assert not any("_bh" in f for _, f in run(events).counters)
     holiday = BusinessHours.build(WEEKDAYS_9_17, NEW_YORK, [date(2026, 1, 2)])
-    assert durations(run(events, business_hours=holiday), "frt_bh") == [3600]
+    assert durations(run(events, business_hours=holiday), "frt_bh") == buckets(3600)
 
 
 def test_a_re_solve_moves_the_business_full_resolution_too() -> None:
@@ -397,8 +405,8 @@ def test_a_re_solve_moves_the_business_full_resolution_too() -> None:
         ],
         business_hours=hours,
     )
-    assert durations(out, "fres_bh") == [3600]
-    assert durations(out, "full_bh") == [9 * 3600]  # Monday 8 h + Tuesday 1 h
+    assert durations(out, "fres_bh") == buckets(3600)
+    assert durations(out, "full_bh") == buckets(9 * 3600)  # Monday 8 h + Tuesday 1 h
     assert count(out, "tix.full_bh.n") == 1 and count(out, "tix.full_bh.ms") == 9 * HOUR
 
 
