@@ -13,10 +13,19 @@ as one MessagePack array, then (field, value) pairs stored in the partition stat
 the offset (the home shard's relay high-water marks, stream/engine/relay.py). The operations, flat:
   H keyidx expire_at n  field delta ...            HINCRBY
   P keyidx expire_at n  member ...                 PFADD (distinct users)
+  Q keyidx expire_at n  countersidx legacyidx prefix (pair field di dc) ...
+        orphan clicks: per (user, campaign, placement, day) pair state in KEYS[keyidx], one of
+        the day's 256 small hashes (stream/engine/deltas.py): pair = the last 7 bytes of the
+        pair's 8-byte digest (binary; its first byte, as 2 hex digits in prefix, picked the
+        hash); value 0 = an impression was seen, n >= 1 = n clicks seen without an impression.
+        Moves the day's orphan counter (KEYS[countersidx], field `field`) so the result does
+        not depend on the order events arrive in. A pair the hash does not hold yet is looked
+        up in the day's hash of the layout before, KEYS[legacyidx] (field: the 16 hex digits of
+        the digest; -1 = an impression was seen), which is read and kept alive, never written:
+        an upgrade in the middle of a day neither forgets nor double counts a pair.
   O keyidx expire_at n  countersidx (pair field di dc) ...
-        orphan clicks: per (user, campaign, placement, day) pair state in KEYS[keyidx]:
-        -1 = an impression was seen; n >= 0 = clicks seen without an impression. Moves the
-        day's orphan counter so the result does not depend on the order events arrive in.
+        the layout before Q (one hash a day, hex fields), kept so that a batch of a worker
+        not yet upgraded still applies.
   K keyidx expire_at n  dueidx (field value due) ...
         keyed open state (sessions, ...): HSET field value and ZADD due in KEYS[dueidx];
         an empty value deletes the field and its due entry; a negative due time keeps the
@@ -139,6 +148,67 @@ local function merge_pending(key, due, ops, i, n)
   return j
 end
 
+-- Lower-case hex of a binary string (op Q's fields in the layout before).
+local function tohex(s)
+  return (string.gsub(s, '.', function(c) return string.format('%02x', string.byte(c)) end))
+end
+
+-- Op Q: one pair-state hash of a day (see the header). `legacy_live` caches, per legacy key,
+-- whether it exists (asked once per batch).
+local function orphan_pairs(key, expire_at, counters, legacy, prefix, ops, i, n, legacy_live)
+  local names = {}
+  for k = 0, n - 1 do names[k + 1] = ops[i + 4 * k] end
+  local states = hmget_chunked(key, names)
+  local live = legacy_live[legacy]
+  if live == nil then
+    live = redis.call('EXISTS', legacy) == 1
+    legacy_live[legacy] = live
+    -- it must outlive the state written next to it
+    if live then redis.call('EXPIREAT', legacy, expire_at, 'GT') end
+  end
+  local before = {}
+  if live then
+    local missing, at = {}, {}
+    for k = 1, n do
+      if not states[k] then
+        missing[#missing + 1] = prefix .. tohex(names[k])
+        at[#missing] = k
+      end
+    end
+    if #missing > 0 then
+      local got = hmget_chunked(legacy, missing)
+      for j = 1, #got do
+        if got[j] then before[at[j]] = tonumber(got[j]) end
+      end
+    end
+  end
+  local sets = {}
+  for k = 1, n do
+    local pair, cfield = ops[i], ops[i + 1]
+    local di, dc = tonumber(ops[i + 2]), tonumber(ops[i + 3])
+    i = i + 4
+    -- s: -1 = an impression was seen, n >= 0 = clicks without one (as op O)
+    local s
+    local v = states[k]
+    if v then
+      s = tonumber(v)
+      if s == 0 then s = -1 end
+    else
+      s = before[k] or 0
+    end
+    if di > 0 then
+      if s > 0 then redis.call('HINCRBY', counters, cfield, -s) end
+      if s ~= -1 then sets[#sets + 1] = pair; sets[#sets + 1] = 0 end
+    elseif s >= 0 and dc > 0 then
+      sets[#sets + 1] = pair
+      sets[#sets + 1] = s + dc
+      redis.call('HINCRBY', counters, cfield, dc)
+    end
+  end
+  call_chunked('HSET', key, sets)
+  return i
+end
+
 local function apply_batch(keys, args)
   local state = keys[1]
   local stored = redis.call('HGET', state, 'offset') or '-1'
@@ -149,6 +219,7 @@ local function apply_batch(keys, args)
   -- shipping (and parsing) hundreds of thousands of separate command arguments.
   local ops = cmsgpack.unpack(args[5])
   local i = 1
+  local legacy_live = {}
   for _ = 1, tonumber(args[4]) do
     local op = ops[i]
     local key = keys[tonumber(ops[i + 1])]
@@ -203,6 +274,9 @@ local function apply_batch(keys, args)
         end
       end
       call_chunked('HSET', key, sets)
+    elseif op == 'Q' then
+      i = orphan_pairs(key, expire_at, keys[tonumber(ops[i])], keys[tonumber(ops[i + 1])],
+        ops[i + 2], ops, i + 3, n, legacy_live)
     elseif op == 'K' then
       local due = keys[tonumber(ops[i])]
       i = i + 1

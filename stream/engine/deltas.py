@@ -18,11 +18,21 @@ import msgspec
 from stream.engine.keys import Keys
 from stream.engine.windows import GRANULARITY_CODE, Windows
 
-__all__ = ["Deltas", "Layout", "RetentionPolicy", "build_call", "pair_digest"]
+__all__ = [
+    "ADPAIR_HASHES",
+    "LEGACY_ADPAIRS",
+    "Deltas",
+    "Layout",
+    "RetentionPolicy",
+    "adpairs_key_name",
+    "build_call",
+    "pair_digest",
+    "pair_digest_bytes",
+]
 
 
-def pair_digest(*parts: str) -> str:
-    """Stable 64-bit digest of a tuple of ids (Python's hash() differs per process).
+def pair_digest_bytes(*parts: str) -> bytes:
+    """Stable 64-bit digest of a tuple of ids (Python's hash() differs per process), 8 bytes.
 
     Ids are user-controlled and may contain the NUL separator, which would make ("a\0b", "c")
     and ("a", "b\0c") the same pair. Such tuples are length-prefixed in a separate BLAKE2b domain
@@ -30,9 +40,27 @@ def pair_digest(*parts: str) -> str:
     """
     joined = "\x00".join(parts)
     if joined.count("\x00") == len(parts) - 1:
-        return hashlib.blake2b(joined.encode(), digest_size=8).hexdigest()
+        return hashlib.blake2b(joined.encode(), digest_size=8).digest()
     framed = b"".join(len(b).to_bytes(4, "big") + b for b in (p.encode() for p in parts))
-    return hashlib.blake2b(framed, digest_size=8, person=b"es-framed").hexdigest()
+    return hashlib.blake2b(framed, digest_size=8, person=b"es-framed").digest()
+
+
+def pair_digest(*parts: str) -> str:
+    """:func:`pair_digest_bytes` as 16 hex characters (hash fields of keyed state)."""
+    return pair_digest_bytes(*parts).hex()
+
+
+#: Orphan-click pair state of one shard and day lives in ``ADPAIR_HASHES`` hashes
+#: ``adpairs:<b>``: the first byte ``b`` of the pair's digest picks the hash, the other 7 bytes
+#: (binary) name the field. Small hashes stay listpack-encoded (Redis's default limit is 512
+#: entries a hash; the bench's busiest shard-day, ~19k pairs, puts ~75 in each): ~14 B a pair
+#: instead of ~80 in one big hashtable with hex fields. The count is fixed (one hash per value
+#: of a byte), so a pair finds its state in the same hash all day whatever came before; changing
+#: it (or the digest) is a change of the stored format, like the one from ``LEGACY_ADPAIRS``.
+ADPAIR_HASHES = 256
+#: The day's single hash of the layout before (16-hex-char fields, -1 = impression seen): read,
+#: never written, for pairs whose sub-hash holds nothing yet (apply.lua op Q).
+LEGACY_ADPAIRS = "adpairs"
 
 
 class Deltas:
@@ -164,7 +192,7 @@ class _CallBuilder:
     def __init__(self, state_key: str) -> None:
         self.keys: list[str] = [state_key]
         self.index: dict[str, int] = {}
-        self.ops: list[str | int] = []
+        self.ops: list[str | int | msgspec.Raw] = []
         self.n_ops = 0
 
     def key_index(self, key: str) -> int:
@@ -186,6 +214,59 @@ class _CallBuilder:
         listed = list(members)
         self.ops += ["P", self.key_index(key), expire_at, len(listed), *listed]
         self.n_ops += 1
+
+
+def adpairs_key_name(bucket: int) -> str:
+    """Name (under ``Keys.extra(shard, "d", day, …)``) of a day's pair-state hash ``bucket``."""
+    return f"{LEGACY_ADPAIRS}:{bucket}"
+
+
+def _orphan_pairs(
+    call: _CallBuilder,
+    pairs: dict[tuple[int, str, str, str], list[int | str]],
+    layout: Layout,
+    shard: str,
+    now: int,
+) -> None:
+    """Op Q per touched pair-state hash of each day (apply.lua)."""
+    keys = layout.keys
+    # day -> first digest byte -> flat (other 7 digest bytes as a str, orphan field, impressions,
+    # clicks) ... : the op's tail, built once per pair (this runs for every ad pair of a batch)
+    by_day: dict[int, dict[int, list[str | int | msgspec.Raw]]] = {}
+    raw = msgspec.Raw
+    for (day, user, campaign, placement), (di, dc, cfield) in pairs.items():
+        # User ids never reach Redis in clear here: a 64-bit digest names the pair.
+        digest = pair_digest_bytes(user, campaign, placement)
+        buckets = by_day.get(day)
+        if buckets is None:
+            buckets = by_day[day] = {}
+        tail = buckets.get(digest[0])
+        if tail is None:
+            tail = buckets[digest[0]] = []
+        tail += (raw(_FIXSTR7 + digest[1:]), cfield, di, dc)
+    # Pair state only needs to outlive the day and its allowed lateness (+ a day).
+    keep = max(3 * 86400, layout.lateness_s + 86400)
+    for day, buckets in by_day.items():
+        expire_at = max(layout.windows.end_of("day", day), now) + keep
+        counters_idx = call.key_index(keys.counters(shard, "d", day))
+        legacy_idx = call.key_index(keys.extra(shard, "d", day, LEGACY_ADPAIRS))
+        for bucket, tail in buckets.items():
+            call.ops += [
+                "Q",
+                call.key_index(keys.extra(shard, "d", day, adpairs_key_name(bucket))),
+                expire_at,
+                len(tail) // 4,
+                counters_idx,
+                legacy_idx,
+                f"{bucket:02x}",
+            ]
+            call.ops += tail
+            call.n_ops += 1
+
+
+#: MessagePack header of a 7-byte str (fixstr): Redis's cmsgpack rejects the bin types, and
+#: decodes a str to a Lua string whatever its bytes (msgspec would only write UTF-8 as str).
+_FIXSTR7 = b"\xa7"
 
 
 def _add_fields(rolled: dict[Any, dict[str, int]], window: Any, fields: dict[str, int]) -> None:
@@ -256,26 +337,7 @@ def build_call(
             )
 
     if deltas.orphan_pairs:
-        by_day: dict[int, list[tuple[str, list[int | str]]]] = {}
-        for (day, user, campaign, placement), entry in deltas.orphan_pairs.items():
-            # User ids never reach Redis in clear here: a 64-bit digest names the pair.
-            by_day.setdefault(day, []).append((pair_digest(user, campaign, placement), entry))
-        for day, entries in by_day.items():
-            state_key = keys.extra(shard, "d", day, "adpairs")
-            counters_key = keys.counters(shard, "d", day)
-            # Pair state only needs to outlive the day and its allowed lateness (+ a day).
-            keep = max(3 * 86400, layout.lateness_s + 86400)
-            expire_at = max(layout.windows.end_of("day", day), now) + keep
-            call.ops += [
-                "O",
-                call.key_index(state_key),
-                expire_at,
-                len(entries),
-                call.key_index(counters_key),
-            ]
-            for digest, (di, dc, cfield) in entries:
-                call.ops += [digest, cfield, di, dc]
-            call.n_ops += 1
+        _orphan_pairs(call, deltas.orphan_pairs, layout, shard, now)
 
     for name, fields in deltas.totals.items():
         # expire_at 0: a running total outlives every window (levels are read as total − the
