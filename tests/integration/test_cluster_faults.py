@@ -79,9 +79,10 @@ def primary_of(cluster: LocalRedisCluster, key: str) -> int:
         client.close()
 
 
-async def heal(cluster: LocalRedisCluster, port: int) -> None:
-    """Bring a killed node back (as a replica) so the next test starts from 3 + 3."""
-    cluster.restart_node(port)
+async def heal(cluster: LocalRedisCluster, *ports: int) -> None:
+    """Bring killed nodes back (as replicas) so the next test starts from 3 + 3."""
+    for port in ports:
+        cluster.restart_node(port)
     await asyncio.to_thread(cluster.wait_ok, 30.0)
     # A restarted former primary takes a moment to learn it lost its slots and become a
     # replica: until then the new primary has no replica to fail over to.
@@ -217,47 +218,49 @@ async def test_churn_risk_and_relay_outboxes_survive_primary_failovers(
     settings: Settings, cluster: LocalRedisCluster
 ) -> None:
     """The outboxes live in Redis next to the state that filled them, so a failover can take
-    back entries a primary acknowledged (and the publishers may already have sent). The primary
-    of a home shard dies while other families are relayed to it, and again while the
-    clickstream settles scores and the churn-risk publisher drains: every relayed activity
-    counts once (the scores equal the reference) and every transition is published once."""
+    back entries a primary acknowledged (and the publishers may already have sent). A primary
+    holding relay outboxes dies while other families are relayed; then the primary of a home
+    shard dies while the clickstream settles scores and the churn-risk publisher drains. Every
+    relayed activity counts once (the scores equal the reference) and every transition is
+    published once."""
     s = score_settings(on_cluster(settings, cluster))
     events = simulated(days=4)
     series, transitions = expected(events, s)
     home = build_keys(s).state("clickstream.0")
+    home_primary = primary_of(cluster, home)
+    relaying_primary = next(n.port for n in cluster.primaries() if n.port != home_primary)
+    seed = next(
+        n.port for n in cluster.primaries() if n.port not in (home_primary, relaying_primary)
+    )
+    s = s.with_overrides(redis_url=f"redis://127.0.0.1:{seed}")  # alive all along
     async with EngineHarness(s, relay=True) as harness:
         assert harness.engine is not None
         churn = build_churn_publisher(s, harness.engine, harness.metrics)
         churn.interval_s = 0.05
         await churn.start()
         try:
-            victim = primary_of(cluster, home)
-            s = reseeded(s, cluster, victim)
             relaying = asyncio.create_task(
                 publish_events(s, [e for e in events if e["type"] not in CLICKS])
             )
             await asyncio.sleep(0.3)
-            cluster.kill_primary(victim)
+            cluster.kill_primary(relaying_primary)
             await relaying
-            await asyncio.to_thread(cluster.wait_failover, victim, 30.0)
+            await asyncio.to_thread(cluster.wait_failover, relaying_primary, 30.0)
             await wait_relayed(s, timeout=120)
-            await heal(cluster, victim)
 
-            victim = primary_of(cluster, home)
-            s = reseeded(s, cluster, victim)
             settling = asyncio.create_task(
                 publish_events(s, [e for e in events if e["type"] in CLICKS])
             )
             await asyncio.sleep(0.3)
-            cluster.kill_primary(victim)
+            cluster.kill_primary(home_primary)
             await settling
-            await asyncio.to_thread(cluster.wait_failover, victim, 30.0)
+            await asyncio.to_thread(cluster.wait_failover, home_primary, 30.0)
             await wait_caught_up(s, timeout=120)
             await wait_outbox_empty(s, OUTBOX)
         finally:
             await churn.stop()
             await churn.redis.aclose()
-    await heal(cluster, victim)
+    await heal(cluster, relaying_primary, home_primary)
 
     client = store.connect(redis_target(s))
     try:
