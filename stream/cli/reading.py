@@ -90,8 +90,17 @@ async def _reader(settings: Settings) -> AsyncIterator[Any]:
 
     if not settings.redis_url:
         raise click.ClickException("set REDIS_URL to the Redis the workers write to")
+    from stream.engine.store import stored_placement
+
     reader = build_reader(settings)
     try:
+        found = await stored_placement(reader.client, reader.keys)
+        if found not in (None, reader.keys.placement):
+            # Reading another placement's key names would answer 0 everywhere, silently.
+            raise click.ClickException(
+                f"the store's keys use the {found} placement, this command is set to "
+                f"{reader.keys.placement}: set STREAM_REDIS_PLACEMENT={found}"
+            )
         yield reader
     finally:
         await reader.client.aclose()

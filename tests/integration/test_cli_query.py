@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 import orjson
 import pytest
 from click.testing import CliRunner
@@ -38,3 +41,21 @@ def test_query_reads_the_redis_the_workers_write_to(settings: Settings) -> None:
 
     nowhere = runner.invoke(cli, ["query", "page_views"], env={"REDIS_URL": ""})
     assert nowhere.exit_code == 1 and "REDIS_URL" in nowhere.output
+
+
+async def test_query_refuses_a_store_of_another_placement(
+    settings: Settings, redis_client: Any
+) -> None:
+    """Reading another placement's key names would answer 0 everywhere: say so instead."""
+    await redis_client.set(f"{settings.key_prefix}:placement", "partition")
+    env = {
+        "REDIS_URL": settings.redis_url,
+        "STREAM_REDIS_CLUSTER": str(settings.redis_cluster).lower(),
+        "STREAM_KEY_PREFIX": settings.key_prefix,
+    }
+    runner = CliRunner()
+    refused = await asyncio.to_thread(runner.invoke, cli, ["query", "page_views"], env=env)
+    assert refused.exit_code == 1 and "STREAM_REDIS_PLACEMENT=partition" in refused.output
+    env["STREAM_REDIS_PLACEMENT"] = "partition"
+    agreed = await asyncio.to_thread(runner.invoke, cli, ["query", "page_views"], env=env)
+    assert agreed.exit_code == 0, agreed.output
