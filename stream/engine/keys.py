@@ -81,10 +81,6 @@ class Keys:
             self._tags[shard] = tag
         return tag
 
-    def shard_pattern(self, shard: str) -> str:
-        """Every key of one shard (SCAN MATCH; tags hold no glob characters)."""
-        return f"{self.prefix}:{{{self.tag(shard)}}}:*"
-
     def state(self, shard: str) -> str:
         return f"{self.prefix}:{{{self.tag(shard)}}}:state"
 
