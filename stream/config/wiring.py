@@ -68,6 +68,8 @@ def metric_options(settings: Settings) -> MetricOptions:
         settings.support_business_hours.enabled,
         settings.sessions_enabled,
         settings.score.enabled,
+        settled_minutes=settings.retention.minute
+        > settings.allowed_lateness_seconds + settings.session_timeout_seconds,
     )
 
 

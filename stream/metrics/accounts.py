@@ -240,13 +240,16 @@ def _subscription_events(field: str, name: str, event: str) -> MetricSpec:
     )
 
 
-def _counted(field: str, name: str, gauge: Gauge | None = None) -> MetricSpec:
+def _counted(
+    field: str, name: str, gauge: Gauge | None = None, settled: bool = False
+) -> MetricSpec:
     return counter_spec(
         name,
         f"{name.replace('_', ' ').capitalize()} (customers: settled on the watermark).",
         field,
         ACCOUNT,
         gauge=gauge,
+        settled=settled,
     )
 
 
@@ -269,8 +272,8 @@ SPECS = [
         )
     ),
     _counted(PURCHASES, "purchases", Gauge("engagement_purchases", "Purchases.", "settled")),
-    _counted(NEW_CUSTOMERS, "new_customers"),
-    _counted(LOST_CUSTOMERS, "lost_customers"),
+    _counted(NEW_CUSTOMERS, "new_customers", settled=True),
+    _counted(LOST_CUSTOMERS, "lost_customers", settled=True),
     sums_spec(
         "revenue",
         "Sum of amount over purchases and started/renewed/upgraded subscriptions.",
@@ -295,6 +298,7 @@ SPECS = [
         "count",
         _customers_end,
         families=ACCOUNT,
+        settled=True,
         gauge=Gauge("engagement_customers", "Subscribed customers at window end.", "settled"),
     ),
     MetricSpec(
@@ -303,6 +307,7 @@ SPECS = [
         "percent",
         _churn,
         families=ACCOUNT,
+        settled=True,
         gauge=Gauge("engagement_churn_ratio", "Customers lost / at start.", "settled", 0.01),
     ),
     MetricSpec(
@@ -311,6 +316,7 @@ SPECS = [
         "percent",
         _retention,
         families=ACCOUNT,
+        settled=True,
         gauge=Gauge("engagement_retention_ratio", "(End − new) / start.", "settled", 0.01),
     ),
 ]

@@ -148,13 +148,19 @@ class ExportContext:
     def groups(self, weights: dict[Labels, float]) -> dict[Labels, set[Labels]]:
         return fold_labels(weights, self.limit)
 
-    def spans(self, which: GaugeWindows) -> list[Span]:
+    def spans(self, which: GaugeWindows, settled: bool = False) -> list[Span]:
+        """The windows a gauge is exported for; ``settled``: of facts settled on the watermark
+        (:attr:`MetricSpec.settled`), which have no minute series unless minute windows live
+        past the settling delay."""
         day = self.windows.start_of("day", self.now)
         if which == "today":
             return [(None, "day", day)]
-        out: list[Span] = [
-            (g, g, self.windows.start_of(g, self.now)) for g in self.options.granularities
+        kept = [
+            g
+            for g in self.options.granularities
+            if not (settled and g == "minute" and not self.options.settled_minutes)
         ]
+        out: list[Span] = [(g, g, self.windows.start_of(g, self.now)) for g in kept]
         if which == "settled":
             out.append(("previous_day", "day", self.windows.previous_days(day, 2)[-1]))
         return out
@@ -182,7 +188,7 @@ async def export_specs(ctx: ExportContext, specs: Iterable[MetricSpec]) -> None:
             continue
         const_names = [name for name, _ in gauge.labels]
         const_values = [value for _, value in gauge.labels]
-        for label, g, start in ctx.spans(gauge.windows):
+        for label, g, start in ctx.spans(gauge.windows, spec.settled):
             if g not in spec.granularities:
                 continue
             (value,) = await spec.compute(ctx.query(g, start), ctx.reader)

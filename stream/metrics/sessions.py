@@ -393,7 +393,14 @@ def session_spec(
         ]
 
     return MetricSpec(
-        name, description, unit, compute, dimensions=DIMENSIONS, sessions=True, gauge=gauge
+        name,
+        description,
+        unit,
+        compute,
+        dimensions=DIMENSIONS,
+        sessions=True,
+        settled=True,
+        gauge=gauge,
     )
 
 
@@ -429,6 +436,7 @@ SPECS = [
         _median,
         dimensions=DIMENSIONS,
         sessions=True,
+        settled=True,
     ),
     session_spec(
         "engagement_rate",
@@ -486,7 +494,7 @@ async def export(ctx: ExportContext) -> None:
     if not ctx.options.sessions:
         return
     shards = await ctx.reader.shards(CLICKSTREAM)
-    for label, g, start in ctx.spans("settled"):
+    for label, g, start in ctx.spans("settled", settled=True):
         window = str(label)
         fields = await ctx.counters(CLICKSTREAM, g, start)
         for dim in DIMENSIONS:

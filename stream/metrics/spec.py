@@ -57,6 +57,10 @@ class MetricOptions:
     sessions: bool = True
     #: Customer scores are kept (``score.enabled``).
     score: bool = True
+    #: Minute windows outlive the settling delay (``retention.minute`` > allowed lateness +
+    #: session timeout). Otherwise facts settled on the watermark reach their minute windows
+    #: after those expired, and the settled metrics have no minute series.
+    settled_minutes: bool = True
 
 
 @dataclass(frozen=True)
@@ -116,6 +120,10 @@ class MetricSpec:
     business_hours: bool = False
     #: Only recorded while sessions are kept: the same.
     sessions: bool = False
+    #: Recorded when the partition's watermark passes the facts (keyed state: sessions, tickets,
+    #: customers), an allowed lateness after their events: per minute only while minute windows
+    #: live that long (``MetricOptions.settled_minutes``).
+    settled: bool = False
     #: The formula, when the metric is one over counter sums (see :class:`Sums`).
     sums: Sums | None = None
     #: Its Prometheus gauge, if it has one (label breakdowns are the family's export code).
@@ -136,11 +144,22 @@ class MetricSpec:
             )
         return None
 
+    def unavailable_per(self, granularity: str, options: MetricOptions) -> str | None:
+        """Why this deployment has no series of the metric at ``granularity``, or None."""
+        if granularity == "minute" and self.settled and not options.settled_minutes:
+            return (
+                f"{self.name} is settled on the watermark, an allowed lateness after its "
+                "events, when its minute windows have already expired (retention.minute is "
+                "not above allowed_lateness_seconds + session_timeout_seconds, "
+                "docs/metrics.md#retention): ask per hour or day"
+            )
+        return None
+
 
 async def evaluate(spec: MetricSpec, query: Query, reader: Reader) -> list[Value]:
     if query.granularity not in spec.granularities:
         raise QueryError(f"{spec.name} is available per {', '.join(spec.granularities)} only")
-    why = spec.unavailable(query.options)
+    why = spec.unavailable(query.options) or spec.unavailable_per(query.granularity, query.options)
     if why is not None:
         raise QueryError(why)
     unknown = sorted(set(query.filters) - set(spec.dimensions))

@@ -435,6 +435,7 @@ def _specs() -> list[MetricSpec]:
             dimensions=DIMENSIONS,
             families=SUPPORT,
             gauge=Gauge(gauge, doc, "settled"),
+            settled=True,
         )
         for measure, (metric, what, gauge, doc) in COUNTED.items()
     ]
@@ -462,6 +463,7 @@ def _specs() -> list[MetricSpec]:
                     dimensions=DIMENSIONS,
                     families=SUPPORT,
                     business_hours=business,
+                    settled=True,
                 )
             )
             specs.append(
@@ -474,6 +476,7 @@ def _specs() -> list[MetricSpec]:
                     dimensions=DIMENSIONS,
                     families=SUPPORT,
                     business_hours=business,
+                    settled=True,
                 )
             )
     return specs
@@ -495,7 +498,7 @@ async def export(ctx: ExportContext) -> None:
             (m, BUSINESS[m], f"engagement_ticket_{p}_business_seconds", w, "business")
             for m, (_, w, p) in TIMES.items()
         ]
-    for label, g, start in ctx.spans("settled"):
+    for label, g, start in ctx.spans("settled", settled=True):
         window = str(label)
         fields = await ctx.counters(SUPPORT, g, start)
         for measure, (_, _, name, doc) in COUNTED.items():
