@@ -390,11 +390,13 @@ class LocalRedisCluster:
                 raise ValueError(f"node {port} is not a running primary")
         victim = self._myself(port).node_id
         self._node_ids.setdefault(port, victim)
-        # Its replicas as the victim itself sees them: one may be frozen (SIGSTOP, to keep it
-        # from replicating the last writes) and unable to answer for itself.
+        # Its replicas as the victim itself sees them (one may be frozen — SIGSTOP, to keep it
+        # from replicating the last writes — and unable to answer for itself), and as the
+        # replicas report themselves: the victim's view lags a replica that joined recently
+        # (gossip on a loaded machine), which left a failover with "no replica" once.
         self._killed_replicas[port] = {
             n.port for n in self.cluster_nodes(port) if n.primary_id == victim and n.port
-        }
+        } | {n.port for n in self.replicas() if n.primary_port == port}
         child = self._children[port]
         proc, child.proc = child.proc, None
         assert proc is not None
