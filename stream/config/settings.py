@@ -43,11 +43,25 @@ Granularity = Literal["minute", "hour", "day"]
 HealthPart = Literal["engagement", "feedback", "support"]
 RelayFamily = Literal["social", "support", "feedback", "account"]
 
-#: Events that do not show intent by the user (served impressions, opened emails) do not make a
-#: user "active" (metric-definitions.md: passive events excluded).
+#: Events the user did not do do not make the user "active" (metric-definitions.md): what was
+#: served or observed (impressions, opened emails, identify calls) and what others or systems
+#: did on the user's behalf (solves and closes of the user's tickets, automatic renewals).
 DEFAULT_PASSIVE_EVENTS: frozenset[str] = frozenset(
-    {EventType.IMPRESSION, EventType.POST_IMPRESSION, EventType.EMAIL_OPENED, EventType.IDENTIFY}
+    {
+        EventType.IMPRESSION,
+        EventType.POST_IMPRESSION,
+        EventType.EMAIL_OPENED,
+        EventType.IDENTIFY,
+        EventType.TICKET_SOLVED,
+        EventType.TICKET_CLOSED,
+        EventType.SUBSCRIPTION_RENEWED,
+    }
 )
+
+#: ``author`` values of events done by someone else than the user (ticket events carry the
+#: requester's ``user_id`` whoever wrote them): an agent's or a bot's reply, an agent-created
+#: ticket, an agent's reopen.
+DEFAULT_PASSIVE_AUTHORS: frozenset[str] = frozenset({"agent", "bot"})
 
 
 class TopicNames(BaseModel):
@@ -324,6 +338,10 @@ class Settings(BaseSettings):
     passive_events: list[str] = Field(
         default_factory=lambda: sorted(DEFAULT_PASSIVE_EVENTS),
         description="Event types that do not make a user active (DAU/WAU/MAU).",
+    )
+    passive_authors: list[str] = Field(
+        default_factory=lambda: sorted(DEFAULT_PASSIVE_AUTHORS),
+        description="`author` values (ticket events) that do not make the event's user active.",
     )
     tracked_pages: list[str] = Field(
         default_factory=lambda: ["/", "/home", "/pricing", "/signup", "/checkout", "/docs"],

@@ -197,6 +197,7 @@ def build_fold_context(
         decoder=build_decoder(settings),
         handlers=build_handlers(settings, windows, states),
         passive_events=frozenset(settings.passive_events),
+        passive_authors=frozenset(settings.passive_authors),
         lateness_ms=int(settings.allowed_lateness_seconds * 1000),
         # relayed records reach customer scores only: their own topic counted them
         relay_handlers={}

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from stream.contract.decode import Decoder, Event, Rejection
-from stream.contract.types import Reason
+from stream.contract.types import FAMILY_OF, Family, Reason
 from stream.engine.dedupe import PartitionWindow
 from stream.engine.deltas import Deltas
 from stream.engine.relay import APPLIED, BadHeader, admit, parse_header
@@ -84,12 +84,19 @@ class FoldResult:
     relayed: dict[str, int] = field(default_factory=dict)
 
 
+#: Event types whose ``author`` property says who did it (support: agent, requester, bot).
+SUPPORT_EVENT_TYPES = frozenset(str(t) for t, f in FAMILY_OF.items() if f is Family.SUPPORT)
+
+
 @dataclass(frozen=True)
 class FoldContext:
     decoder: Decoder
     handlers: Mapping[str, tuple[Handler, ...]]  # every family's handler per event type
     passive_events: frozenset[str]
     lateness_ms: int
+    #: ``author`` values whose support events do not make the user active: every event of a
+    #: ticket carries the requester's ``user_id``, whoever wrote it
+    passive_authors: frozenset[str] = frozenset()
     lag_sample_every: int = 64
     #: handlers of relayed records (customer state only: they were counted on their own topic)
     relay_handlers: Mapping[str, tuple[Handler, ...]] = field(default_factory=dict)
@@ -136,6 +143,8 @@ def fold_records(
     decode = ctx.decoder.decode
     handlers = ctx.handlers
     passive = ctx.passive_events
+    passive_authors = ctx.passive_authors
+    authored = SUPPORT_EVENT_TYPES  # ``author`` means "who did it" on these only
     lateness = ctx.lateness_ms
     sample_every = ctx.lag_sample_every
     rejected = result.rejected
@@ -172,7 +181,9 @@ def fold_records(
             bucket = counters[minute] = {}
         name = EVENT_FIELD_PREFIX + event.type
         bucket[name] = bucket.get(name, 0) + 1
-        if event.type not in passive:
+        if event.type not in passive and not (
+            event.type in authored and event.props.author in passive_authors
+        ):
             members = users.get((minute, ACTIVE_SET))
             if members is None:
                 members = users[(minute, ACTIVE_SET)] = set()

@@ -1,7 +1,8 @@
 """Activity across every family: accepted events per type, active users, DAU/WAU/MAU, stickiness.
 
 The engine's fold records both for every accepted event (:mod:`stream.engine.fold`): the counter
-``ev|<type>`` and, unless the event type is passive, the user in the distinct-count set
+``ev|<type>`` and, if the user did the event (its type is not in ``passive_events``, and for a
+support event its ``author`` is not in ``passive_authors``), the user in the distinct-count set
 ``active``. This module owns their specs and their export.
 """
 

@@ -30,7 +30,27 @@ SESSION_METRICS = {
     "session_conversion_rate",
     "pages_per_session",
 }
-PASSIVE = {"impression", "post_impression", "email_opened", "identify"}
+#: metric-definitions.md, "active user": only what the user did themselves. Served or observed
+#: events, and what agents, bots and billing did on the user's behalf, do not count.
+NOT_DONE_BY_THE_USER = {
+    "impression",
+    "post_impression",
+    "email_opened",
+    "identify",
+    "ticket_solved",
+    "ticket_closed",
+    "subscription_renewed",
+}
+
+
+def done_by_the_user(e: dict[str, Any]) -> bool:
+    """Whether the event makes its user active (the support family names its author)."""
+    if e["type"] in NOT_DONE_BY_THE_USER:
+        return False
+    author = (e.get("properties") or {}).get("author")
+    return not (e["type"].startswith("ticket_") and author in ("agent", "bot"))
+
+
 CLICKSTREAM_TYPES = {
     "page_view",
     "screen_view",
@@ -227,7 +247,7 @@ class Reference:
                 w = (g, window_start(e["ts"], g, zone))
                 c = counts[w]
                 c["ev|" + t] += 1
-                if t not in PASSIVE:
+                if done_by_the_user(e):
                     users[(*w, "active")].add(user)
                 if t in ("page_view", "screen_view"):
                     c["pv"] += 1
