@@ -339,6 +339,11 @@ class Settings(BaseSettings):
         default_factory=lambda: sorted(DEFAULT_PASSIVE_EVENTS),
         description="Event types that do not make a user active (DAU/WAU/MAU).",
     )
+    csat_scale: Literal["1-5", "0-5"] = Field(
+        default="1-5",
+        description="CSAT answer scale: 1–5 (the industry default) or 0–5 (a 0 is unsatisfied); "
+        "4–5 are satisfied on both.",
+    )
     passive_authors: list[str] = Field(
         default_factory=lambda: sorted(DEFAULT_PASSIVE_AUTHORS),
         description="`author` values (ticket events) that do not make the event's user active.",
@@ -458,6 +463,11 @@ class Settings(BaseSettings):
     redis_tls_ca_file: str = Field(default="", description="CA bundle for rediss://.")
     redis_tls_cert_file: str = Field(default="", description="Client certificate (mTLS).")
     redis_tls_key_file: str = Field(default="", description="Client certificate's key.")
+
+    @property
+    def csat_min(self) -> int:
+        """The lowest CSAT answer the decoder accepts."""
+        return 0 if self.csat_scale == "0-5" else 1
 
     @field_validator("timezone")
     @classmethod

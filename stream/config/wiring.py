@@ -88,6 +88,7 @@ def build_decoder(settings: Settings) -> Decoder:
         max_message_bytes=settings.max_message_bytes,
         max_future_skew_ms=int(settings.max_future_skew_seconds * 1000),
         segment_event_map=settings.segment_event_map,
+        csat_min=settings.csat_min,
     )
 
 
@@ -122,6 +123,7 @@ def score_rules(settings: Settings) -> ScoreRules:
         drop_buckets=s.drop_window_seconds // s.bucket_seconds,
         health_weights=(w.get("engagement", 0), w.get("feedback", 0), w.get("support", 0)),
         reply_target_ms=s.reply_target_seconds * 1000,
+        csat_min=settings.csat_min,
         home_families=frozenset({HOME_FAMILY, *s.relay_families}),
         business_hours=settings.business_hours(),
     )

@@ -113,10 +113,13 @@ class Decoder:
         max_message_bytes: int,
         max_future_skew_ms: int,
         segment_event_map: Mapping[str, str],
+        csat_min: int = 1,
     ) -> None:
         self.max_message_bytes = max_message_bytes
         self.max_future_skew_ms = max_future_skew_ms
         self.segment_event_map = dict(segment_event_map)
+        # ``csat_scale``: CSAT answers are 1–5, or 0–5 where a survey tool offers a 0
+        self._checks = {**_CHECKS, EventType.CSAT_RESPONSE.value: _score_check(csat_min, 5)}
 
     def decode(self, data: bytes, now_ms: int) -> Event | Rejection:
         if len(data) > self.max_message_bytes:
@@ -150,7 +153,7 @@ class Decoder:
             if ts_ms > now_ms + self.max_future_skew_ms:
                 return Rejection(Reason.FUTURE_TIMESTAMP, f"ts {ts_ms} is ahead of now {now_ms}")
             props = raw.properties or _EMPTY_PROPS
-            check = _CHECKS.get(kind)
+            check = self._checks.get(kind)
             if check is not None:
                 problem = check(kind, props)
                 if problem is not None:
@@ -185,7 +188,7 @@ class Decoder:
             return Rejection(Reason.FUTURE_TIMESTAMP, f"ts {ts_ms} is ahead of now {now_ms}")
 
         props = raw.properties or _EMPTY_PROPS
-        check = _CHECKS.get(event_type)
+        check = self._checks.get(event_type)
         if check is not None:
             problem = check(event_type, props)
             if problem is not None:
@@ -231,13 +234,17 @@ def _epoch_ms(ts: Timestamp | None) -> int | None:
     return value
 
 
-def _check_score(event_type: str, props: Properties) -> Rejection | None:
-    low, high = SCORE_RANGE[event_type]  # type: ignore[index]
-    if props.score is None:
-        return Rejection(Reason.SCHEMA, f"{event_type} needs properties.score")
-    if not low <= props.score <= high:
-        return Rejection(Reason.OUT_OF_RANGE, f"score {props.score} not in {low}..{high}")
-    return None
+def _score_check(low: int, high: int) -> Callable[[str, Properties], Rejection | None]:
+    """A survey answer's check: ``score`` present and within ``low..high``."""
+
+    def check(event_type: str, props: Properties) -> Rejection | None:
+        if props.score is None:
+            return Rejection(Reason.SCHEMA, f"{event_type} needs properties.score")
+        if not low <= props.score <= high:
+            return Rejection(Reason.OUT_OF_RANGE, f"score {props.score} not in {low}..{high}")
+        return None
+
+    return check
 
 
 def _check_amount(event_type: str, props: Properties) -> Rejection | None:
@@ -258,7 +265,7 @@ def _check_ticket(event_type: str, props: Properties) -> Rejection | None:
 
 #: Per-type property checks; types without an entry need none (the hot path skips them).
 _CHECKS: dict[str, Callable[[str, Properties], Rejection | None]] = {
-    **{t.value: _check_score for t in SCORE_RANGE},
+    **{t.value: _score_check(*SCORE_RANGE[t]) for t in SCORE_RANGE},
     **{
         t.value: _check_amount
         for t in (

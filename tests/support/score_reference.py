@@ -121,15 +121,17 @@ def reference_health(
     weights: tuple[int, int, int],  # engagement, feedback, support
     reply_target_ms: int,
     business_hours: BruteBusinessHours | None = None,
+    csat_low: int = 1,
 ) -> int:
     """One customer's health score as of all their events (in event-time order), given their
-    engagement score: the latest NPS (x10) or CSAT ((s-1) x 25) answer; support = 100 - 20 per
-    open ticket (at most 5) - up to 40 as the latest first agent reply takes up to 3x its target;
-    a part without data is left out and the weights renormalised (round half up). With
-    ``business_hours``, the reply time (and so its target) is business time."""
+    engagement score: the latest NPS (x10) or CSAT (on 1-5: (s-1) x 25; on 0-5: s x 20) answer;
+    support = 100 - 20 per open ticket (at most 5) - up to 40 as the latest first agent reply
+    takes up to 3x its target; a part without data is left out and the weights renormalised
+    (round half up). With ``business_hours``, the reply time (and so its target) is business
+    time."""
     answers = [
         (e["ts"], e["properties"]["score"] * 10 if e["type"] == "nps_response"
-         else (e["properties"]["score"] - 1) * 25)
+         else (e["properties"]["score"] - csat_low) * 100 // (5 - csat_low))
         for e in events
         if e["type"] in ("nps_response", "csat_response")
     ]  # fmt: skip

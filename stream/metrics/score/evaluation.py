@@ -28,10 +28,10 @@ Definitions (metric-definitions.md, "Engagement score and churn risk"):
   score is at least ``drop_points`` below the highest score in effect during the preceding
   ``drop_buckets`` buckets since the rule last fired (firing re-arms it from the new score).
 * Health = weighted blend of the engagement score, the latest NPS (0-10 -> x10) or CSAT (1-5 ->
-  (s-1) x 25) response, and support experience (100 - 20 per open ticket - a penalty growing with
-  the latest first-reply time beyond its target -- business time when the business-hours mode
-  is on, target included); a factor the customer has no data for is dropped and the other
-  weights renormalised. Same bands.
+  (s-1) x 25; 0-5 -> s x 20 with ``csat_scale`` 0-5) response, and support experience (100 -
+  20 per open ticket - a penalty growing with the latest first-reply time beyond its target --
+  business time when the business-hours mode is on, target included); a factor the customer
+  has no data for is dropped and the other weights renormalised. Same bands.
 
 Why boundaries: a boundary ``b`` is only evaluated once the partition watermark has reached
 ``b * bucket_ms``; every event accepted later has ``ts >= watermark``, so buckets before ``b`` are
@@ -133,9 +133,11 @@ def blend(parts: Sequence[tuple[int, int | None]]) -> int:
     return (2 * sum(w * v for w, v in known) + total) // (2 * total)  # round half up
 
 
-def feedback_part(kind: str, value: int) -> int:
-    """NPS 0-10 and CSAT 1-5 on one 0-100 scale."""
-    return value * 10 if kind == _NPS else (value - 1) * 25
+def feedback_part(kind: str, value: int, csat_min: int = 1) -> int:
+    """NPS 0-10 and CSAT ``csat_min``-5 (1-5 or 0-5) on one 0-100 scale."""
+    if kind == _NPS:
+        return value * 10
+    return (value - csat_min) * 100 // (5 - csat_min)
 
 
 def support_part(open_tickets: int, last_reply_ms: int | None, rules: ScoreRules) -> int:
@@ -264,7 +266,7 @@ def _absorb(
                 counts[i] += 1
     kind = hit.kind
     if hit.value >= 0 and kind in (_NPS, _CSAT):
-        part = feedback_part(kind, hit.value)
+        part = feedback_part(kind, hit.value, rules.csat_min)
         if (hit.ts, part) > (c.feedback_ts, c.feedback):  # latest wins; ties: the higher
             c.feedback, c.feedback_ts = part, hit.ts
     elif kind in _OPENS:

@@ -91,6 +91,8 @@ class ScoreRules:
     drop_buckets: int = 7
     health_weights: tuple[int, int, int] = (60, 25, 15)  # engagement, feedback, support
     reply_target_ms: int = 8 * 3_600_000
+    #: the lowest CSAT answer (``csat_scale``): 1 on 1–5, 0 on 0–5
+    csat_min: int = 1
     #: families whose events reach the score: the home family and the relayed ones
     home_families: frozenset[str] = frozenset({HOME_FAMILY})
     #: with the business-hours mode on, the support part judges first replies (and its target)
