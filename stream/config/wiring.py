@@ -159,7 +159,11 @@ def build_keyed_states(settings: Settings) -> list[KeyedState]:
             business_hours=settings.business_hours(),
         )
     )
-    states.append(SubscriptionState())
+    states.append(
+        SubscriptionState(
+            windows=Windows(settings.zone), granularities=tuple(settings.granularities)
+        )
+    )
     if settings.score.enabled:
         states.append(
             ScoreState(

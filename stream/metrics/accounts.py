@@ -15,20 +15,29 @@ customer can still arrive, so the order is final). A settled ``subscription_star
 inactive customer is a *new* customer (``acc.new``, running total ``customers`` + 1); a settled
 ``subscription_cancelled`` of an active one is a *lost* customer (``acc.lost``, − 1). Renewals
 and upgrades do not change the status. Customers at time t = the running total − the new and
-lost since t (:mod:`stream.metrics.levels`); churn = lost / customers at start × 100, retention
-= (customers at end − new) / customers at start × 100.
+lost since t (:mod:`stream.metrics.levels`).
+
+Churn and retention count only the customers present at a window's start S (both 0–100):
+churn = those of them lost in the window / S, retention = those of them still subscribed at its
+end / S. Which customers those are depends on the window, so each settled transition counts, per
+granularity, whether its customer was present at the start of its window there (the state keeps
+the customer's last day of transitions to tell): ``acc.churned.<g>``, ``acc.gone.<g>`` and
+``acc.returned.<g>`` (:func:`starting_changes`). The textbook (E − N) / S, which goes negative
+when new customers leave within the window, stays as ``retention_rate_classic``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from stream.contract.decode import Event
 from stream.contract.types import EventType, Family
 from stream.engine.deltas import Deltas, pair_digest
 from stream.engine.fold import Handler
 from stream.engine.keyed import NEVER_DUE
+from stream.engine.windows import GRANULARITIES, GRANULARITY_CODE, Windows
 from stream.metrics.compute import counter_spec, counters, level_windows, sums_spec
 from stream.metrics.reader import Reader
 from stream.metrics.spec import Gauge, MetricSpec, Query, Sums, Value, ratio
@@ -47,6 +56,10 @@ REVENUE = "acc.revenue"
 PURCHASE_REVENUE = "acc.purchase_revenue"
 #: Settled status changes: customers who became subscribed / stopped being subscribed.
 NEW_CUSTOMERS, LOST_CUSTOMERS = "acc.new", "acc.lost"
+#: Per granularity code (``acc.churned.h``…), of the customers present at a window's start:
+#: those lost in it (once each), their losses and their returns (losses − returns: 1 per such
+#: customer absent at the window's end).
+CHURNED, GONE, RETURNED = "acc.churned.", "acc.gone.", "acc.returned."
 #: Event type -> counter field of the events themselves.
 EVENT_FIELDS: dict[str, str] = {
     EventType.SUBSCRIPTION_STARTED.value: STARTED,
@@ -116,20 +129,64 @@ def settle_subscription(
     return active, transitions, rest
 
 
-def pack(active: bool, pending: list[Pending]) -> str:
-    return ";".join([str(int(active)), *(f"{ts},{kind}" for ts, kind in pending)])
+#: Event time a customer's settled transitions are kept for: the longest window (a 25-hour
+#: day when clocks fall back), so that a transition can tell the customer's status at the start
+#: of each of its windows (churn and retention count only the customers present then).
+HISTORY_MS = 25 * 3_600_000
 
 
-def unpack(value: bytes | str | None) -> tuple[bool, list[Pending]]:
+def status_at(active: bool, history: list[int], t: int) -> bool:
+    """The status just before ``t``, given the status now and the (ascending) times of the
+    transitions since at least ``t``: each one toggled it, since a start only gains an inactive
+    customer and a cancel only loses an active one."""
+    flips = sum(1 for h in history if h >= t)
+    return active != (flips % 2 == 1)
+
+
+def starting_changes(
+    active: bool, history: list[int], ts: int, kind: int, window_starts: Iterable[tuple[str, int]]
+) -> list[str]:
+    """Counter fields a settled transition at ``ts`` moves (``active``/``history``: before it).
+
+    Per window (granularity code, start) of the transition, for a customer present at the
+    window's start: ``churned`` counts the first time they are lost in it (their first
+    transition in it), ``gone`` each loss and ``returned`` each return, so ``gone − returned``
+    is 1 exactly when they are not subscribed at the window's end.
+    """
+    fields = []
+    for code, start in window_starts:
+        if not status_at(active, history, start):
+            continue  # not a customer at the window's start: new, and never in its churn
+        first_in_window = not any(h >= start for h in history)
+        if kind == CANCEL:
+            if first_in_window:
+                fields.append(CHURNED + code)
+            fields.append(GONE + code)
+        else:
+            fields.append(RETURNED + code)
+    return fields
+
+
+def pack(active: bool, pending: list[Pending], history: list[int] | None = None) -> str:
+    head = str(int(active))
+    if history:
+        head += "@" + ",".join(map(str, history))
+    return ";".join([head, *(f"{ts},{kind}" for ts, kind in pending)])
+
+
+def unpack(value: bytes | str | None) -> tuple[bool, list[Pending], list[int]]:
+    """(active, pending, transition history). A value written before the history was kept
+    reads as an empty history: a customer then counts as present since before any window."""
     if not value:
-        return False, []
+        return False, [], []
     text = value.decode() if isinstance(value, bytes) else value
     head, *rest = text.split(";")
+    status, _, times = head.partition("@")
     pending = []
     for part in rest:
         ts, kind = part.split(",")
         pending.append((int(ts), int(kind)))
-    return head == "1", pending
+    return status == "1", pending, [int(t) for t in times.split(",")] if times else []
 
 
 _KIND = {
@@ -145,8 +202,20 @@ class SubscriptionState:
     families = frozenset({Family.ACCOUNT.value})
     pending = False  # no pending records after the values (stream.engine.keyed)
 
-    def __init__(self, due_limit: int = 20_000) -> None:
+    def __init__(
+        self,
+        due_limit: int = 20_000,
+        windows: Windows | None = None,
+        granularities: Iterable[str] = GRANULARITIES,
+    ) -> None:
         self.due_limit = due_limit
+        self.windows = windows or Windows(ZoneInfo("UTC"))
+        self.granularities = tuple(granularities)
+
+    def window_starts(self, ts_ms: int) -> list[tuple[str, int]]:
+        """(granularity code, start in epoch ms) of each window holding ``ts_ms``."""
+        start_of = self.windows.start_of
+        return [(GRANULARITY_CODE[g], start_of(g, ts_ms / 1000) * 1000) for g in self.granularities]
 
     def plan(self, items: Mapping[str, object], watermark: int) -> list[str]:
         """Every touched customer is read (:meth:`stream.engine.keyed.KeyedState.plan`)."""
@@ -171,20 +240,31 @@ class SubscriptionState:
         updates: dict[str, tuple[str | None, int | None]] = {}
         for name in stored.keys() | items.keys():
             before = stored.get(name)
-            active, pending = unpack(before)
+            was_active, pending, history = unpack(before)
             active, transitions, rest = settle_subscription(
-                active, [*pending, *items.get(name, ())], watermark
+                was_active, [*pending, *items.get(name, ())], watermark
             )
             for ts, kind in transitions:
                 minute = ts // 60_000 * 60
                 deltas.count(minute, NEW_CUSTOMERS if kind == START else LOST_CUSTOMERS)
                 deltas.total(SUBSCRIBED, "all", 1 if kind == START else -1)
+                for f in starting_changes(was_active, history, ts, kind, self.window_starts(ts)):
+                    deltas.count(minute, f)
+                was_active = kind == START
+                history.append(ts)
+            # Later transitions are at or after the watermark: their windows start after this.
+            history = [h for h in history if h >= watermark - HISTORY_MS]
             if rest:
-                updates[name] = (pack(active, rest), min(ts for ts, _ in rest) + 1)
+                due = min(ts for ts, _ in rest) + 1
+            elif history and not active:
+                due = history[-1] + HISTORY_MS + 1  # then forgotten: inactive and idle
             elif active:
-                updates[name] = (pack(active, []), NEVER_DUE)
-            elif before is not None:
-                updates[name] = (None, None)  # inactive and idle: the same as no state
+                due = NEVER_DUE
+            else:
+                if before is not None:
+                    updates[name] = (None, None)  # inactive and idle: the same as no state
+                continue
+            updates[name] = (pack(active, rest, history), due)
         return updates
 
 
@@ -193,8 +273,38 @@ class SubscriptionState:
 ACCOUNT = (Family.ACCOUNT.value,)
 
 
+async def _churn(q: Query, r: Reader) -> list[Value]:
+    code = GRANULARITY_CODE[q.granularity]
+    return [
+        ratio(w.get(CHURNED + code, 0), start, 100)
+        for (start, _, _), w in await _customer_windows_with_fields(q, r)
+    ]
+
+
+async def _retention(q: Query, r: Reader) -> list[Value]:
+    code = GRANULARITY_CODE[q.granularity]
+    return [
+        ratio(start - w.get(GONE + code, 0) + w.get(RETURNED + code, 0), start, 100)
+        for (start, _, _), w in await _customer_windows_with_fields(q, r)
+    ]
+
+
+async def _retention_classic(q: Query, r: Reader) -> list[Value]:
+    return [
+        ratio(start + new - lost - new, start, 100)
+        for start, new, lost in await _customer_windows(q, r)
+    ]
+
+
 async def _customer_windows(q: Query, r: Reader) -> list[tuple[float, float, float]]:
     """(customers at start, new, lost) per window."""
+    return [levels for levels, _ in await _customer_windows_with_fields(q, r)]
+
+
+async def _customer_windows_with_fields(
+    q: Query, r: Reader
+) -> list[tuple[tuple[float, float, float], dict[str, int]]]:
+    """((customers at start, new, lost), the window's account counters) per window."""
     windows = await counters(q, r, ACCOUNT)
     starts = await level_windows(
         q,
@@ -205,24 +315,13 @@ async def _customer_windows(q: Query, r: Reader) -> list[tuple[float, float, flo
         lambda w: float(w.get(NEW_CUSTOMERS, 0) - w.get(LOST_CUSTOMERS, 0)),
     )
     return [
-        (level, float(w.get(NEW_CUSTOMERS, 0)), float(w.get(LOST_CUSTOMERS, 0)))
+        ((level, float(w.get(NEW_CUSTOMERS, 0)), float(w.get(LOST_CUSTOMERS, 0))), w)
         for (level, _), w in zip(starts, windows, strict=True)
     ]
 
 
 async def _customers_end(q: Query, r: Reader) -> list[Value]:
     return [start + new - lost for start, new, lost in await _customer_windows(q, r)]
-
-
-async def _churn(q: Query, r: Reader) -> list[Value]:
-    return [ratio(lost, start, 100) for start, _, lost in await _customer_windows(q, r)]
-
-
-async def _retention(q: Query, r: Reader) -> list[Value]:
-    return [
-        ratio(start + new - lost - new, start, 100)
-        for start, new, lost in await _customer_windows(q, r)
-    ]
 
 
 def _subscription_events(field: str, name: str, event: str) -> MetricSpec:
@@ -303,20 +402,40 @@ SPECS = [
     ),
     MetricSpec(
         "churn_rate",
-        "Customers lost in the window / customers at its start × 100.",
+        "Customers present at the window's start and lost in it / customers at its start × 100.",
         "percent",
         _churn,
         families=ACCOUNT,
         settled=True,
-        gauge=Gauge("engagement_churn_ratio", "Customers lost / at start.", "settled", 0.01),
+        gauge=Gauge(
+            "engagement_churn_ratio",
+            "Customers at start lost in the window / at start.",
+            "settled",
+            0.01,
+        ),
     ),
     MetricSpec(
         "retention_rate",
-        "(Customers at end − new customers) / customers at start × 100.",
+        "Customers present at the window's start and still subscribed at its end / customers "
+        "at its start × 100.",
         "percent",
         _retention,
         families=ACCOUNT,
         settled=True,
-        gauge=Gauge("engagement_retention_ratio", "(End − new) / start.", "settled", 0.01),
+        gauge=Gauge(
+            "engagement_retention_ratio",
+            "Customers at start still subscribed at end / at start.",
+            "settled",
+            0.01,
+        ),
+    ),
+    MetricSpec(
+        "retention_rate_classic",
+        "(Customers at end − new customers) / customers at start × 100: the textbook formula, "
+        "below 0 when new customers leave within the window.",
+        "percent",
+        _retention_classic,
+        families=ACCOUNT,
+        settled=True,
     ),
 ]

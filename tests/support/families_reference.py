@@ -357,7 +357,7 @@ class FamiliesReference:
                 / 100
             )
         if metric in ("new_customers", "lost_customers", "customers", "churn_rate",
-                      "retention_rate"):  # fmt: skip
+                      "retention_rate", "retention_rate_classic"):  # fmt: skip
             end = window_end(start, g, self.zone) * 1000
             at_start = self._customers(start * 1000)
             at_end = self._customers(end)
@@ -371,9 +371,17 @@ class FamiliesReference:
                 return at_end
             if not at_start:
                 return None
+            if metric == "retention_rate_classic":
+                return (at_end - new) / at_start * 100
+            # churn and retention: only the customers subscribed when the window starts
+            present = self._subscribed_at(start * 1000)
             if metric == "churn_rate":
-                return lost / at_start * 100
-            return (at_end - new) / at_start * 100
+                lost_of_them = {
+                    u for ts, u, k in self.transitions
+                    if k == "lost" and u in present and self._in(ts, g, start)
+                }  # fmt: skip
+                return len(lost_of_them) / at_start * 100
+            return len(present & self._subscribed_at(end)) / at_start * 100
         raise KeyError(metric)
 
     def _followers(self, before_ms: int, filters: dict[str, str]) -> int:
@@ -384,6 +392,14 @@ class FamiliesReference:
                 if filters.get("platform", platform) == platform:
                     total += 1 if e["type"] == "follow" else -1
         return total
+
+    def _subscribed_at(self, before_ms: int) -> set[str]:
+        """Customers whose last settled change before the instant made them subscribed."""
+        last: dict[str, str] = {}
+        for ts, user, kind in sorted(self.transitions):
+            if ts < before_ms:
+                last[user] = kind
+        return {u for u, k in last.items() if k == "new"}
 
     def _customers(self, before_ms: int) -> int:
         return sum(1 if k == "new" else -1 for ts, _, k in self.transitions if ts < before_ms)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import random
 from collections import Counter
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -20,11 +21,17 @@ from stream.metrics.feedback import FeedbackFold
 from stream.metrics.labels import BoundedLabels
 from stream.metrics.social import SocialFold
 from tests.support.events import event
-from tests.support.families_reference import customer_transitions, partition_watermarks
+from tests.support.families_reference import (
+    customer_transitions,
+    partition_watermarks,
+    window_end,
+    window_start,
+)
 from tests.support.keyed_driver import Outcome, run_keyed
 from tests.support.reference import FAMILY, partition_of
 
 MIN = 60_000
+UTC = ZoneInfo("UTC")
 T0 = 1_767_225_600_000
 LATENESS = 30 * MIN
 PARTITIONS = 2
@@ -132,7 +139,9 @@ def test_customer_status_settles_in_event_time_order() -> None:
     # a cancel of a customer never seen starting loses nobody; a second start gains nobody
     assert accounts.settle_subscription(False, [(1, 1)], 10)[1] == []
     assert accounts.settle_subscription(True, [(1, 0)], 10)[1] == []
-    assert accounts.unpack(accounts.pack(True, [(5, 1)])) == (True, [(5, 1)])
+    assert accounts.unpack(accounts.pack(True, [(5, 1)])) == (True, [(5, 1)], [])
+    assert accounts.unpack(accounts.pack(False, [], [3, 4])) == (False, [], [3, 4])
+    assert accounts.unpack(b"1;5,1") == (True, [(5, 1)], [])  # written before the history
 
 
 def _customers(events: list[dict[str, Any]], cuts: list[int]) -> tuple[Outcome, Counter[Any]]:
@@ -172,7 +181,9 @@ def subscriptions(draw: st.DrawFn) -> tuple[list[dict[str, Any]], list[int]]:
 @given(subscriptions())
 def test_stream_customers_equal_batch_replay(case: tuple[list[dict[str, Any]], list[int]]) -> None:
     out, want = _customers(*case)
-    got: Counter[Any] = Counter(out.counters)
+    got: Counter[Any] = Counter(
+        {k: v for k, v in out.counters.items() if k[1] in ("acc.new", "acc.lost")}
+    )
     got[("total",)] = out.totals.get((accounts.SUBSCRIBED, "all"), 0)
     assert {k: v for k, v in got.items() if v} == {k: v for k, v in want.items() if v}
 
@@ -189,3 +200,65 @@ def test_property_harness_sees_customers_come_and_go() -> None:
     out, want = _customers(events, [1, 2])
     assert want[("total",)] == 1 and sum(want.values()) > 1
     assert out.totals[(accounts.SUBSCRIBED, "all")] == 1
+
+
+@given(subscriptions())
+def test_churn_and_retention_count_only_the_customers_present_at_the_start(
+    case: tuple[list[dict[str, Any]], list[int]],
+) -> None:
+    """Per window of each granularity, from the settled timeline alone: of the customers
+    subscribed just before the window, how many are lost in it and how many are gone at its
+    end; the state's per-transition fields must sum to exactly that."""
+    out, _ = _customers(*case)
+    marks = partition_watermarks(
+        out.on_time, FAMILY, lambda u: partition_of(u, PARTITIONS), LATENESS
+    )
+    timeline: dict[str, list[tuple[int, str]]] = {}
+    for ts, user, kind in customer_transitions(
+        out.on_time, lambda u: marks[("account", partition_of(u, PARTITIONS))]
+    ):
+        timeline.setdefault(user, []).append((ts, kind))
+
+    def subscribed(user: str, before_ms: int) -> bool:
+        kinds = [k for ts, k in sorted(timeline[user]) if ts < before_ms]
+        return bool(kinds) and kinds[-1] == "new"
+
+    for g, code in (("minute", "m"), ("hour", "h"), ("day", "d")):
+        starts = {window_start(ts, g, UTC) for changes in timeline.values() for ts, _ in changes}
+        for start in starts:
+            end = window_end(start, g, UTC)
+            present = [u for u in timeline if subscribed(u, start * 1000)]
+            lost = [
+                u
+                for u in present
+                if any(k == "lost" and start * 1000 <= ts < end * 1000 for ts, k in timeline[u])
+            ]
+            absent = [u for u in present if not subscribed(u, end * 1000)]
+
+            def total(f: str, start: int = start, end: int = end) -> int:
+                return sum(v for (m, k), v in out.counters.items() if k == f and start <= m < end)
+
+            assert total("acc.churned." + code) == len(lost)
+            assert total("acc.gone." + code) - total("acc.returned." + code) == len(absent)
+
+
+def test_a_new_customer_lost_in_the_window_is_not_churn() -> None:
+    # one customer at the start (ann) stays; two new ones (bob, cyd) leave within the hour:
+    # lost_customers 2, but nobody present at the start was lost
+    hour = 3_600_000
+    events = [
+        event("subscription_started", "ann", T0 - 2 * hour),
+        event("subscription_started", "bob", T0 + 5 * MIN),
+        event("subscription_cancelled", "bob", T0 + 10 * MIN),
+        event("subscription_started", "cyd", T0 + 15 * MIN),
+        event("subscription_cancelled", "cyd", T0 + 20 * MIN),
+        # later events of each customer move their partition's watermark past the first hour
+        *(event("subscription_started", u, T0 + 5 * hour) for u in ("ann", "bob", "cyd")),
+    ]
+    out, _ = _customers(events, [])
+    first_hour: Counter[str] = Counter()
+    for (m, k), v in out.counters.items():
+        if T0 // 1000 <= m < T0 // 1000 + 3600:
+            first_hour[k] += v
+    assert first_hour.get("acc.lost") == 2
+    assert "acc.churned.h" not in first_hour and "acc.gone.h" not in first_hour
