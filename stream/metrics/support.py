@@ -7,9 +7,11 @@ Definitions (metric-definitions.md):
   (``properties.author = "agent"`` on ``ticket_created``) uses the second public agent reply,
   because helpdesks export the agent's opening comment as a public agent reply too.
 * first resolution time: created → the first solve; full resolution time: created → the latest
-  solve (a reopened and re-solved ticket moves full, keeps first). Reopens = solves − 1.
-* A solve counts when the ticket is not already solved; ``ticket_reopened`` makes a solved
-  ticket open again; ``ticket_closed`` is final. Calendar hours; with a business-hours schedule
+  solve (a reopened and re-solved ticket moves full, keeps first).
+* Reopens count when they happen, as Zendesk counts them: a ``ticket_reopened`` of a solved
+  ticket, or a solve of a ticket already solved (helpdesks that reopen on a requester's reply
+  send no reopen event: the second solve is an implicit reopen, and moves full resolution).
+  ``ticket_closed`` is final. Calendar hours; with a business-hours schedule
   (:mod:`stream.metrics.business_hours`) each time is also recorded in business hours, as its
   own measure (``frt_bh``, ``fres_bh``, ``full_bh``) with its own count, so a window that was
   partly settled before the mode was switched on still has an exact business mean.
@@ -22,7 +24,7 @@ Definitions (metric-definitions.md):
   duplicate creations in one millisecond, the one with the lowest escaped (channel, priority)
   labels counts — the order never depends on arrival).
   Before its creation a ticket is like one whose creation the stream never saw: a solve stamped
-  earlier than the creation counts as a solve (and a reopen when it is not the first) under
+  earlier than the creation counts as a solve (and a second one as a reopen) under
   ``(not set)`` labels, but has no resolution time. Such a ticket has no first resolution time
   (its first solve precedes its creation); its full resolution time runs from the creation to
   its latest solve after the creation, if any. A creation does not reopen a ticket solved or
@@ -182,15 +184,17 @@ def apply_event(
             if facts is not None:
                 _timed(facts, "frt", e.ts, t.labels(), t.created, business)
     elif e.kind == SOLVED:
-        if t.status not in (UNKNOWN, OPEN):
+        if t.status == IS_CLOSED:
             return
+        labels = t.labels()
+        if t.status == IS_SOLVED and facts is not None:
+            # Solved again with no reopen between: helpdesks that reopen on a requester's reply
+            # send no ticket_reopened, so this solve is a reopen too, here and now.
+            facts.append(Fact("reopens", e.ts, *labels))
         t.status = IS_SOLVED
         t.solves += 1
-        labels = t.labels()
         if facts is not None:
             facts.append(Fact("solved", e.ts, *labels))
-            if t.solves >= 2:
-                facts.append(Fact("reopens", e.ts, *labels))
         if t.created is None:
             return  # solved before its creation (or one never seen): no resolution times
         previous, t.full_solve = t.full_solve, e.ts
@@ -208,6 +212,8 @@ def apply_event(
     elif e.kind == REOPENED:
         if t.status == IS_SOLVED:
             t.status = OPEN
+            if facts is not None:
+                facts.append(Fact("reopens", e.ts, *t.labels()))  # when it happens (Zendesk)
     else:
         t.status = IS_CLOSED
 
@@ -412,15 +418,16 @@ COUNTED = {
     ),
     "solved": (
         "tickets_solved",
-        "Ticket solves (a re-solve after a reopen counts again).",
+        "Ticket solves (a solve after a reopen, or of a ticket already solved, counts again).",
         "engagement_tickets_solved",
         "Ticket solves (settled).",
     ),
     "reopens": (
         "ticket_reopens",
-        "Solves beyond a ticket's first (reopens = solves − 1), in the re-solve's window.",
+        "Reopens of solved tickets, when they happen: a ticket_reopened, or a solve of a "
+        "ticket already solved (an implicit reopen).",
         "engagement_ticket_reopens",
-        "Solves beyond a ticket's first.",
+        "Reopens of solved tickets (explicit or by a second solve).",
     ),
 }
 

@@ -131,19 +131,23 @@ def replay_ticket(
                     agent_replies += 1
                     if agent_replies == (2 if by_agent else 1) and keep:
                         timed("frt", ts, labels, created)
-            elif t == "ticket_solved" and status in ("unknown", "open"):
+            elif t == "ticket_solved" and status != "closed":
+                if status == "solved" and keep:
+                    # solved again with no reopen between: the helpdesk reopened it implicitly
+                    # (a requester's reply), so a reopen, here and now
+                    facts.append(TicketFact("reopens", ts, *labels))
                 status = "solved"
                 solve_times.append(ts)
                 if keep:
                     facts.append(TicketFact("solved", ts, *labels))
-                    if len(solve_times) > 1:
-                        facts.append(TicketFact("reopens", ts, *labels))
                     if created is not None and len(solve_times) == 1:
                         timed("fres", ts, labels, created)
                 if created is not None:
                     timed_solves.append(ts)
             elif t == "ticket_reopened" and status == "solved":
                 status = "open"
+                if keep:
+                    facts.append(TicketFact("reopens", ts, *labels))  # counted when it happens
             elif t == "ticket_closed":
                 status = "closed"
         if keep and created is not None and timed_solves:
@@ -396,7 +400,8 @@ class FamiliesReference:
     def _subscribed_at(self, before_ms: int) -> set[str]:
         """Customers whose last settled change before the instant made them subscribed."""
         last: dict[str, str] = {}
-        for ts, user, kind in sorted(self.transitions):
+        # by time only: a stable sort keeps a start before a cancel of the same millisecond
+        for ts, user, kind in sorted(self.transitions, key=lambda x: x[0]):
             if ts < before_ms:
                 last[user] = kind
         return {u for u, k in last.items() if k == "new"}

@@ -145,7 +145,6 @@ def test_reopen_moves_full_resolution_and_keeps_first() -> None:
             tix("solved", 1 * HOUR),
             tix("reopened", 2 * HOUR),
             tix("solved", 5 * HOUR),
-            tix("solved", 6 * HOUR),  # already solved: not a new solve
             flush(20 * HOUR),
         ]
     )
@@ -153,6 +152,31 @@ def test_reopen_moves_full_resolution_and_keeps_first() -> None:
     assert durations(out, "full") == buckets(5 * 3600)  # the 1 h value was taken back out
     assert count(out, "tix.solved") == 2 and count(out, "tix.reopens") == 1
     assert count(out, "tix.full.n") == 1 and count(out, "tix.full.ms") == 5 * HOUR
+    # the reopen counts when it happens (Zendesk), not at the re-solve
+    assert reopened_at(out) == [2 * HOUR]
+
+
+def reopened_at(out: Outcome) -> list[int]:
+    """Event times (ms after T0, to the minute) of the counted reopens."""
+    return sorted(
+        m * 1000 - T0 for (m, f), n in out.counters.items() if f == "tix.reopens" for _ in range(n)
+    )
+
+
+def test_a_solve_of_a_solved_ticket_is_an_implicit_reopen_and_moves_full_resolution() -> None:
+    out = run(
+        [
+            tix("created", 0),
+            tix("solved", 1 * HOUR),
+            tix("solved", 3 * HOUR),  # a requester replied and the helpdesk reopened it
+            tix("closed", 4 * HOUR),
+            tix("solved", 5 * HOUR),  # closed is final
+            flush(20 * HOUR),
+        ]
+    )
+    assert count(out, "tix.solved") == 2 and reopened_at(out) == [3 * HOUR]
+    assert durations(out, "fres") == buckets(3600)
+    assert durations(out, "full") == buckets(3 * 3600)
 
 
 def test_reply_before_its_ticket_created_still_counts_once_both_arrived() -> None:
