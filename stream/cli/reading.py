@@ -15,6 +15,7 @@ from rich.table import Table
 
 from stream.cli.common import load_settings
 from stream.config.settings import Settings
+from stream.engine.windows import QUERY_GRANULARITIES
 
 __all__ = ["query"]
 
@@ -23,7 +24,12 @@ __all__ = ["query"]
 @click.argument("metric", required=False)
 @click.option("--start", default=None, help="RFC 3339, YYYY-MM-DD or epoch seconds.")
 @click.option("--end", default=None)
-@click.option("--granularity", type=click.Choice(["minute", "hour", "day"]), default=None)
+@click.option(
+    "--granularity",
+    type=click.Choice(QUERY_GRANULARITIES),
+    default=None,
+    help="Weeks (from week_start), months and quarters are unions of local days.",
+)
 @click.option("--filter", "filters", multiple=True, help="dimension=value, repeatable.")
 @click.option("--json", "as_json", is_flag=True)
 @click.option(
@@ -124,8 +130,7 @@ async def _customers(user: str | None, limit: int, cursor: str | None) -> Any:
 
 
 async def _query(metric: str, params: dict[str, str]) -> dict[str, Any]:
-    from stream.config.wiring import metric_options
-    from stream.engine.windows import Windows
+    from stream.config.wiring import build_windows, metric_options
     from stream.metrics.reader import QueryError
     from stream.serving.query import UnknownMetric, run_query
 
@@ -133,7 +138,7 @@ async def _query(metric: str, params: dict[str, str]) -> dict[str, Any]:
     async with _reader(settings) as reader:
         try:
             options = metric_options(settings)
-            return await run_query(metric, params, reader, Windows(settings.zone), options)
+            return await run_query(metric, params, reader, build_windows(settings), options)
         except UnknownMetric:
             raise click.ClickException(
                 f"unknown metric {metric!r}; `stream query` lists them"

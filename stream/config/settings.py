@@ -331,6 +331,10 @@ class Settings(BaseSettings):
     granularities: list[Granularity] = Field(
         default_factory=lambda: list[Granularity](["minute", "hour", "day"])
     )
+    week_start: Weekday = Field(
+        default="mon",
+        description="First day of the `week` calendar period (mon: ISO 8601 weeks).",
+    )
     allowed_lateness_seconds: float = Field(default=24 * 3600.0, ge=0)
     retention: Retention = Field(default_factory=Retention)
 

@@ -25,7 +25,7 @@ from stream.engine.keyed import KeyedState
 from stream.engine.keys import Keys
 from stream.engine.outbox import OutboxPublisher
 from stream.engine.relay import RelayConfig, RelayPublisher
-from stream.engine.windows import Windows
+from stream.engine.windows import CALENDAR_GRANULARITIES, Windows
 from stream.engine.worker_metrics import WorkerMetrics
 from stream.infra.connections import kafka_client_kwargs, redis_target
 from stream.metrics.accounts import AccountsFold, SubscriptionState
@@ -51,6 +51,7 @@ __all__ = [
     "build_layout",
     "build_reader",
     "build_relay_publisher",
+    "build_windows",
     "metric_options",
     "relay_config",
     "score_rules",
@@ -78,9 +79,16 @@ def build_keys(settings: Settings) -> Keys:
     return Keys(settings.key_prefix, settings.redis_placement)
 
 
+def build_windows(settings: Settings) -> Windows:
+    """Window and calendar-period arithmetic in the deployment's zone and first weekday."""
+    return Windows(settings.zone, settings.week_start)
+
+
 def build_reader(settings: Settings) -> Reader:
     """A read-side client of the store (its own connection)."""
-    return Reader(store.connect(redis_target(settings)), build_keys(settings))
+    return Reader(
+        store.connect(redis_target(settings)), build_keys(settings), build_windows(settings)
+    )
 
 
 def build_decoder(settings: Settings) -> Decoder:
@@ -161,7 +169,8 @@ def build_keyed_states(settings: Settings) -> list[KeyedState]:
     )
     states.append(
         SubscriptionState(
-            windows=Windows(settings.zone), granularities=tuple(settings.granularities)
+            windows=build_windows(settings),
+            granularities=(*settings.granularities, *CALENDAR_GRANULARITIES),
         )
     )
     if settings.score.enabled:
@@ -283,7 +292,7 @@ def build_engine(
 ) -> BatchEngine:
     """The batch engine of a worker; ``config`` overrides :class:`EngineConfig` fields (the test
     harness shortens the batch timeout and the group timings)."""
-    windows = Windows(settings.zone)
+    windows = build_windows(settings)
     states = keyed_states if keyed_states is not None else build_keyed_states(settings)
     engine_config = EngineConfig(
         bootstrap_servers=settings.kafka_bootstrap_servers,

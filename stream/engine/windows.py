@@ -1,29 +1,68 @@
-"""Tumbling event-time windows (minute, hour, day) cut in one IANA time zone.
+"""Tumbling event-time windows (minute, hour, day) and calendar periods (week, month, quarter)
+cut in one IANA time zone.
 
 A window is named by the epoch second at which it starts, which stays unambiguous across DST
 changes (the repeated 01:00 hour of a fall-back day gets two different starts; a DST day is 23 or
 25 hours long). Pure functions with small caches: the hot path calls :meth:`Windows.minute_of`
 per event and rolls minutes up to hours and days once per batch, because minutes nest in local
 hours and local hours nest in local days.
+
+Minutes, hours and days are stored. Weeks (starting on a configured weekday, Monday as in ISO
+8601), months and quarters are read-only: a calendar period is a whole number of local days, so
+the read side combines its days (:meth:`Windows.days_in`) and never stores a period of its own.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
+from typing import Literal
 from zoneinfo import ZoneInfo
 
-__all__ = ["GRANULARITIES", "GRANULARITY_CODE", "Windows"]
+__all__ = [
+    "CALENDAR_GRANULARITIES",
+    "GRANULARITIES",
+    "GRANULARITY_CODE",
+    "LONGEST_SECONDS",
+    "QUERY_GRANULARITIES",
+    "WEEKDAYS",
+    "Weekday",
+    "Windows",
+]
 
+#: The stored windows.
 GRANULARITIES: tuple[str, ...] = ("minute", "hour", "day")
-GRANULARITY_CODE: dict[str, str] = {"minute": "m", "hour": "h", "day": "d"}
+#: Periods read as unions of their local days.
+CALENDAR_GRANULARITIES: tuple[str, ...] = ("week", "month", "quarter")
+QUERY_GRANULARITIES: tuple[str, ...] = GRANULARITIES + CALENDAR_GRANULARITIES
+GRANULARITY_CODE: dict[str, str] = {
+    "minute": "m",
+    "hour": "h",
+    "day": "d",
+    "week": "w",
+    "month": "mo",
+    "quarter": "q",
+}
+#: The longest a window of each granularity lasts (a DST change adds an hour to a local day).
+LONGEST_SECONDS: dict[str, int] = {
+    "minute": 60,
+    "hour": 3600,
+    "day": 25 * 3600,
+    "week": 7 * 86400 + 3600,
+    "month": 31 * 86400 + 3600,
+    "quarter": 92 * 86400 + 3600,
+}
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
 class Windows:
     """Window arithmetic for one deployment's time zone."""
 
-    def __init__(self, zone: ZoneInfo) -> None:
+    def __init__(self, zone: ZoneInfo, week_start: Weekday = "mon") -> None:
         self.zone = zone
+        self.week_start = week_start
+        self._first_weekday = WEEKDAYS.index(week_start)
         self._hour_cache: dict[int, int] = {}
         self._day_cache: dict[int, int] = {}
 
@@ -56,9 +95,35 @@ class Windows:
             self._day_cache[minute_start] = cached
         return cached
 
-    def _local_midnight(self, local: datetime) -> int:
+    def _local_midnight(self, local: datetime | date) -> int:
         midnight = datetime(local.year, local.month, local.day, tzinfo=self.zone)
         return int(midnight.timestamp())
+
+    def _period_first_day(self, granularity: str, day: date) -> date:
+        if granularity == "week":
+            return day - timedelta(days=(day.weekday() - self._first_weekday) % 7)
+        if granularity == "month":
+            return day.replace(day=1)
+        if granularity == "quarter":
+            return date(day.year, (day.month - 1) // 3 * 3 + 1, 1)
+        raise ValueError(f"unknown granularity {granularity!r}")
+
+    def _next_period_first_day(self, granularity: str, first: date) -> date:
+        if granularity == "week":
+            return first + timedelta(days=7)
+        months = 1 if granularity == "month" else 3
+        month = first.month - 1 + months
+        return date(first.year + month // 12, month % 12 + 1, 1)
+
+    def days_in(self, granularity: str, start: int) -> list[int]:
+        """The local day starts of the calendar period starting at ``start``."""
+        day = datetime.fromtimestamp(start, self.zone).date()
+        end = self._next_period_first_day(granularity, self._period_first_day(granularity, day))
+        days = []
+        while day < end:
+            days.append(self._local_midnight(day))
+            day += timedelta(days=1)
+        return days
 
     def start_of(self, granularity: str, ts_seconds: float) -> int:
         minute = int(ts_seconds) // 60 * 60
@@ -68,7 +133,8 @@ class Windows:
             return self.hour_of_minute(minute)
         if granularity == "day":
             return self.day_of_minute(minute)
-        raise ValueError(f"unknown granularity {granularity!r}")
+        day = datetime.fromtimestamp(minute, self.zone).date()
+        return self._local_midnight(self._period_first_day(granularity, day))
 
     def end_of(self, granularity: str, start: int) -> int:
         """Start of the next window (exclusive end of this one)."""
@@ -80,10 +146,9 @@ class Windows:
         if granularity == "day":
             local = datetime.fromtimestamp(start, self.zone)
             next_day = (local + timedelta(days=1, hours=12)).date()
-            return int(
-                datetime(next_day.year, next_day.month, next_day.day, tzinfo=self.zone).timestamp()
-            )
-        raise ValueError(f"unknown granularity {granularity!r}")
+            return self._local_midnight(next_day)
+        first = self._period_first_day(granularity, datetime.fromtimestamp(start, self.zone).date())
+        return self._local_midnight(self._next_period_first_day(granularity, first))
 
     def iter_starts(self, granularity: str, start_s: float, end_s: float) -> Iterator[int]:
         """Window starts covering ``[start_s, end_s)``, the first one containing ``start_s``."""

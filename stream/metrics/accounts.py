@@ -20,8 +20,10 @@ lost since t (:mod:`stream.metrics.levels`).
 Churn and retention count only the customers present at a window's start S (both 0–100):
 churn = those of them lost in the window / S, retention = those of them still subscribed at its
 end / S. Which customers those are depends on the window, so each settled transition counts, per
-granularity, whether its customer was present at the start of its window there (the state keeps
-the customer's last day of transitions to tell): ``acc.churned.<g>``, ``acc.gone.<g>`` and
+granularity (calendar periods included: their fields are counted in the day of the transition,
+so a period's sum over its days counts each customer once), whether its customer was present at
+the start of its window there (the state keeps the customer's last quarter of transitions to
+tell): ``acc.churned.<g>``, ``acc.gone.<g>`` and
 ``acc.returned.<g>`` (:func:`starting_changes`). The textbook (E − N) / S, which goes negative
 when new customers leave within the window, stays as ``retention_rate_classic``.
 """
@@ -37,7 +39,7 @@ from stream.contract.types import EventType, Family
 from stream.engine.deltas import Deltas, pair_digest
 from stream.engine.fold import Handler
 from stream.engine.keyed import NEVER_DUE
-from stream.engine.windows import GRANULARITIES, GRANULARITY_CODE, Windows
+from stream.engine.windows import GRANULARITY_CODE, LONGEST_SECONDS, QUERY_GRANULARITIES, Windows
 from stream.metrics.compute import counter_spec, counters, level_windows, sums_spec
 from stream.metrics.reader import Reader
 from stream.metrics.spec import Gauge, MetricSpec, Query, Sums, Value, ratio
@@ -129,10 +131,12 @@ def settle_subscription(
     return active, transitions, rest
 
 
-#: Event time a customer's settled transitions are kept for: the longest window (a 25-hour
-#: day when clocks fall back), so that a transition can tell the customer's status at the start
-#: of each of its windows (churn and retention count only the customers present then).
-HISTORY_MS = 25 * 3_600_000
+def history_ms(granularities: Iterable[str]) -> int:
+    """Event time a customer's settled transitions are kept for: the longest window (a
+    quarter, plus the hour a DST change can add), so that a transition can tell the customer's
+    status at the start of each of its windows (churn and retention count only the customers
+    present then)."""
+    return max(LONGEST_SECONDS[g] for g in granularities) * 1000
 
 
 def status_at(active: bool, history: list[int], t: int) -> bool:
@@ -206,11 +210,12 @@ class SubscriptionState:
         self,
         due_limit: int = 20_000,
         windows: Windows | None = None,
-        granularities: Iterable[str] = GRANULARITIES,
+        granularities: Iterable[str] = QUERY_GRANULARITIES,
     ) -> None:
         self.due_limit = due_limit
         self.windows = windows or Windows(ZoneInfo("UTC"))
         self.granularities = tuple(granularities)
+        self.history_ms = history_ms(self.granularities)
 
     def window_starts(self, ts_ms: int) -> list[tuple[str, int]]:
         """(granularity code, start in epoch ms) of each window holding ``ts_ms``."""
@@ -253,11 +258,11 @@ class SubscriptionState:
                 was_active = kind == START
                 history.append(ts)
             # Later transitions are at or after the watermark: their windows start after this.
-            history = [h for h in history if h >= watermark - HISTORY_MS]
+            history = [h for h in history if h >= watermark - self.history_ms]
             if rest:
                 due = min(ts for ts, _ in rest) + 1
             elif history and not active:
-                due = history[-1] + HISTORY_MS + 1  # then forgotten: inactive and idle
+                due = history[-1] + self.history_ms + 1  # then forgotten: inactive and idle
             elif active:
                 due = NEVER_DUE
             else:

@@ -37,8 +37,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
-from typing import Literal, cast
+from typing import cast
 from zoneinfo import ZoneInfo
+
+from stream.engine.windows import WEEKDAYS, Weekday
 
 __all__ = [
     "HOUR_MS",
@@ -54,8 +56,6 @@ MINUTE_MS = 60_000
 HOUR_MS = 3_600_000
 DAY_MS = 86_400_000
 WEEK_MS = 7 * DAY_MS
-Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
-WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 #: 1970-01-01 (day 0 of the wall-clock timeline) was a Thursday: + 3 days puts Monday at 0.
 _MONDAY_SHIFT_MS = 3 * DAY_MS
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

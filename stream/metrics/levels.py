@@ -7,7 +7,8 @@ total that never expires (``Deltas.total``), and the level at instant t is
     total − Σ changes in the windows tiling [t, horizon)
 
 where the tiling goes from t's granularity up to days as soon as it is aligned (minutes to the
-hour, hours to the day, then days) and the horizon is past any accepted event time. Both terms
+hour, hours to the day, then days; a calendar period starts at a day's start) and the horizon is
+past any accepted event time. Both terms
 are plain sums, so the result does not depend on arrival order, batch cuts or sharding.
 """
 
@@ -30,10 +31,12 @@ def tiling(
 ) -> list[Window]:
     """Windows that exactly tile [start, end of the day containing ``horizon``)."""
     kept = [g for g in GRANULARITIES if g in granularities]
+    # A calendar period starts at a local midnight: tiled by days from its start.
+    stored = granularity if granularity in GRANULARITIES else "day"
     out: list[Window] = []
     t = start
     for finer, coarser in itertools.pairwise(kept):
-        if kept.index(finer) < kept.index(granularity):
+        if kept.index(finer) < kept.index(stored):
             continue
         while windows.start_of(coarser, t) != t:
             out.append((finer, t))

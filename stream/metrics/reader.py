@@ -5,18 +5,24 @@ Every aggregate is spread over the input-partition shards that wrote it (see
 add up; HyperLogLogs merge through a multi-key PFCOUNT (a union, so a user seen by two shards
 is counted once) — on a Redis Cluster over copies gathered into one slot, since each shard's
 keys live in a slot of their own.
+
+Calendar periods (week, month, quarter) are read as the union of their local days: counters and
+histograms add up over the days, distinct counts merge every day's HyperLogLogs (a month's
+active users, never a sum of daily ones). So a period's ratio has the period's own numerator and
+denominator, and its median comes from the merged histogram.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
+from zoneinfo import ZoneInfo
 
 from redis.asyncio.cluster import RedisCluster
 
 from stream.engine.keys import Keys
 from stream.engine.store import RedisClient
-from stream.engine.windows import GRANULARITY_CODE
+from stream.engine.windows import CALENDAR_GRANULARITIES, GRANULARITY_CODE, Windows
 
 # A multi-key PFCOUNT merges its keys into a temporary HLL per call; a query that would need
 # more keys than this in one count is refused rather than split (a split would count twice).
@@ -33,13 +39,21 @@ __all__ = ["QueryError", "Reader", "SnapshotReader"]
 
 
 class Reader:
-    def __init__(self, client: RedisClient, keys: Keys) -> None:
+    def __init__(self, client: RedisClient, keys: Keys, windows: Windows | None = None) -> None:
         self.client = client
         self.keys = keys
+        #: Where calendar periods are cut (the deployment's zone and first weekday).
+        self.windows = windows or Windows(ZoneInfo("UTC"))
 
     def snapshot(self) -> SnapshotReader:
         """A reader for one scrape: each stored key is read once however many specs need it."""
-        return SnapshotReader(self.client, self.keys)
+        return SnapshotReader(self.client, self.keys, self.windows)
+
+    def stored(self, granularity: str, start: int) -> tuple[str, list[int]]:
+        """The stored windows (granularity code, starts) a window is read from."""
+        if granularity in CALENDAR_GRANULARITIES:
+            return GRANULARITY_CODE["day"], self.windows.days_in(granularity, start)
+        return GRANULARITY_CODE[granularity], [start]
 
     async def shards(self, families: Iterable[str] | None = None) -> list[str]:
         """The shards that exist (sorted), or those of some families."""
@@ -57,19 +71,23 @@ class Reader:
         self, shards: list[str], granularity: str, starts: list[int]
     ) -> list[dict[str, int]]:
         """For each window start: every counter field summed over ``shards``."""
-        code = GRANULARITY_CODE[granularity]
-        return await self._summed(
-            [[self.keys.counters(shard, code, start) for shard in shards] for start in starts]
-        )
+        groups = []
+        for start in starts:
+            code, stored = self.stored(granularity, start)
+            groups.append([self.keys.counters(shard, code, s) for s in stored for shard in shards])
+        return await self._summed(groups)
 
     async def hashes(
         self, shards: list[str], granularity: str, starts: list[int], name: str
     ) -> list[dict[str, int]]:
         """For each window start: a per-window metric hash (``x`` keys) summed over shards."""
-        code = GRANULARITY_CODE[granularity]
-        return await self._summed(
-            [[self.keys.extra(shard, code, start, name) for shard in shards] for start in starts]
-        )
+        groups = []
+        for start in starts:
+            code, stored = self.stored(granularity, start)
+            groups.append(
+                [self.keys.extra(shard, code, s, name) for s in stored for shard in shards]
+            )
+        return await self._summed(groups)
 
     async def totals(self, shards: list[str], name: str) -> dict[str, int]:
         """A running-total hash (never windowed) summed over shards."""
@@ -113,12 +131,13 @@ class Reader:
         set_names: list[str],
     ) -> list[int]:
         """For each group of window starts: distinct members of the union of the named sets."""
-        code = GRANULARITY_CODE[granularity]
         groups: list[list[str]] = []
         for starts in window_groups:
             keys = [
-                self.keys.users(shard, code, start, name)
+                self.keys.users(shard, code, s, name)
                 for start in starts
+                for code, stored in (self.stored(granularity, start),)
+                for s in stored
                 for shard in shards
                 for name in set_names
             ]
@@ -180,8 +199,8 @@ class SnapshotReader(Reader):
     from reading a window's counters once per spec.
     """
 
-    def __init__(self, client: RedisClient, keys: Keys) -> None:
-        super().__init__(client, keys)
+    def __init__(self, client: RedisClient, keys: Keys, windows: Windows | None = None) -> None:
+        super().__init__(client, keys, windows)
         self._shards: list[str] | None = None
         self._hash_cache: dict[str, dict[bytes, bytes]] = {}
         self._distinct_cache: dict[tuple[object, ...], list[int]] = {}

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
-from stream.engine.windows import Windows
+from stream.engine.windows import GRANULARITIES, QUERY_GRANULARITIES, Windows
 from stream.metrics.reader import QueryError, Reader
 
 __all__ = [
@@ -32,7 +32,9 @@ __all__ = [
 ]
 
 Value = float | None
-ALL_GRANULARITIES = ("minute", "hour", "day")
+#: Every metric is read per stored window and per calendar period (the union of its days),
+#: except those defined over a trailing span of days (DAU/WAU/MAU).
+ALL_GRANULARITIES = QUERY_GRANULARITIES
 DAY_ONLY = ("day",)
 
 
@@ -48,7 +50,8 @@ class MetricOptions:
 
     tracked_pages: frozenset[str] = frozenset()
     bounce_definition: str = "ga4"  # ga4: not engaged; ua: at most one page view
-    granularities: tuple[str, ...] = ALL_GRANULARITIES
+    #: The stored windows (``granularities``): the exporter's, and the levels' tiling.
+    granularities: tuple[str, ...] = GRANULARITIES
     #: How far past now an accepted event can be stamped (levels sum windows up to there).
     future_skew_seconds: float = 300.0
     #: Ticket times are also recorded in business hours (``support_business_hours.enabled``).

@@ -24,7 +24,6 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from stream.config import wiring
 from stream.config.settings import Settings
 from stream.engine.consumer import BatchEngine
-from stream.engine.windows import Windows
 from stream.engine.worker_metrics import WorkerMetrics
 from stream.infra.topics import ensure_topics
 from stream.metrics.reader import QueryError
@@ -99,7 +98,7 @@ def build_app(settings: Settings) -> Application:
     )
     reader = wiring.build_reader(settings)
     options = wiring.metric_options(settings)
-    windows = Windows(settings.zone)
+    windows = wiring.build_windows(settings)
     exporter = BusinessExporter(
         reader, windows, settings.granularities, settings.max_label_values, options
     )

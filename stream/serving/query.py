@@ -1,7 +1,8 @@
 """Turn query parameters into a metric time series: shared by the HTTP API and ``stream query``.
 
 Parameters: ``start``/``end`` (RFC 3339 with offset, a date ``YYYY-MM-DD`` meaning local
-midnight, or epoch seconds), ``granularity`` (minute|hour|day), and dimension filters. Bad input
+midnight, or epoch seconds), ``granularity`` (minute|hour|day|week|month|quarter: the calendar
+periods start on their first local day, a week on ``week_start``), and dimension filters. Bad input
 raises :class:`~stream.metrics.reader.QueryError` with a message meant for the caller.
 """
 
@@ -13,7 +14,7 @@ from datetime import date, datetime
 from typing import Any
 
 from stream.contract.types import Family
-from stream.engine.windows import Windows
+from stream.engine.windows import QUERY_GRANULARITIES, Windows
 from stream.metrics import accounts
 from stream.metrics.catalog import CATALOG
 from stream.metrics.reader import QueryError, Reader
@@ -33,7 +34,14 @@ __all__ = [
 #: What the customer API and ``stream query --customer`` answer where no scores are kept.
 SCORE_OFF = "customer scores are off in this deployment (score.enabled = false)"
 MAX_POINTS = 2000
-DEFAULT_SPAN = {"minute": 3600, "hour": 48 * 3600, "day": 30 * 86400}
+DEFAULT_SPAN = {
+    "minute": 3600,
+    "hour": 48 * 3600,
+    "day": 30 * 86400,
+    "week": 13 * 7 * 86400,
+    "month": 365 * 86400,
+    "quarter": 365 * 86400,
+}
 RESERVED = frozenset({"start", "end", "granularity"})
 
 
@@ -74,9 +82,10 @@ async def run_query(
     spec = CATALOG.get(name)
     if spec is None:
         raise UnknownMetric(name)
-    granularity = params.get("granularity", spec.granularities[-1])
+    default = "day" if "day" in spec.granularities else spec.granularities[-1]
+    granularity = params.get("granularity", default)
     if granularity not in DEFAULT_SPAN:
-        raise QueryError("granularity must be minute, hour or day")
+        raise QueryError(f"granularity must be one of {', '.join(QUERY_GRANULARITIES)}")
     now = time.time() if now is None else now
     end = parse_time(params["end"], windows) if params.get("end") else now
     start = (

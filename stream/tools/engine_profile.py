@@ -31,6 +31,7 @@ from stream.config.wiring import (
     build_keyed_states,
     build_keys,
     build_layout,
+    build_windows,
     relay_config,
 )
 from stream.contract.identity import key_partition
@@ -42,7 +43,6 @@ from stream.engine.dedupe import PartitionWindow
 from stream.engine.deltas import build_call
 from stream.engine.fold import FoldResult, fold_records
 from stream.engine.relay import collect as collect_relay
-from stream.engine.windows import Windows
 from stream.infra.connections import redis_target
 from stream.infra.runtime import tune_gc, with_infrastructure
 from stream.tools.bench import MIXES, simulated
@@ -149,7 +149,7 @@ def partitioned(
 async def profile(
     settings: Settings, parts: Sequence[Partition], batch_records: int, footprint: bool = False
 ) -> Profile:
-    windows = Windows(settings.zone)
+    windows = build_windows(settings)
     keyed_states = build_keyed_states(settings)
     ctx = build_fold_context(settings, windows, keyed_states)
     layout = build_layout(settings, windows)

@@ -15,9 +15,8 @@ from typing import Any
 import redis
 
 from stream.config.settings import Settings
-from stream.config.wiring import build_keys, metric_options
+from stream.config.wiring import build_keys, build_windows, metric_options
 from stream.engine import store
-from stream.engine.windows import Windows
 from stream.infra.connections import redis_target
 from stream.metrics.catalog import CATALOG
 from stream.metrics.reader import Reader
@@ -92,14 +91,14 @@ def filter_sets(ref: Reference, metric: str) -> list[dict[str, str]]:
 async def compare_all(
     settings: Settings,
     ref: Reference,
-    granularities: tuple[str, ...] = ("hour", "day"),
+    granularities: tuple[str, ...] = ("hour", "day", "week", "month", "quarter"),
     metrics: Iterable[str] | None = None,
 ) -> list[str]:
     """Every metric (or those named) × granularity × filter over the reference's windows;
     returns mismatches."""
     client = store.connect(redis_target(settings))
-    reader = Reader(client, build_keys(settings))
-    windows = Windows(settings.zone)
+    windows = build_windows(settings)
+    reader = Reader(client, build_keys(settings), windows)
     problems: list[str] = []
     checked = 0
     oracle = HllOracle(settings)

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
@@ -194,24 +194,54 @@ def customer_transitions(
     return out
 
 
-def window_end(start: int, granularity: str, zone: ZoneInfo) -> int:
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+def _calendar_first_day(local: datetime, granularity: str, week_start: str) -> date:
+    """First local date of the week (from ``week_start``), month or quarter holding ``local``."""
+    today = local.date()
+    if granularity == "week":
+        back = (today.isoweekday() - 1 - WEEKDAYS.index(week_start)) % 7
+        return today - timedelta(days=back)
+    if granularity == "month":
+        return date(today.year, today.month, 1)
+    if granularity == "quarter":
+        first_months = {1: 1, 2: 1, 3: 1, 4: 4, 5: 4, 6: 4, 7: 7, 8: 7, 9: 7}
+        return date(today.year, first_months.get(today.month, 10), 1)
+    raise KeyError(granularity)
+
+
+def _midnight(d: date, zone: ZoneInfo) -> int:
+    return int(datetime(d.year, d.month, d.day, tzinfo=zone).timestamp())
+
+
+def window_end(start: int, granularity: str, zone: ZoneInfo, week_start: str = "mon") -> int:
     if granularity == "minute":
         return start + 60
     if granularity == "hour":
         return start + 3600
-    d = datetime.fromtimestamp(start, zone).date() + timedelta(days=1)
-    return int(datetime(d.year, d.month, d.day, tzinfo=zone).timestamp())
+    first = datetime.fromtimestamp(start, zone).date()
+    if granularity == "day":
+        return _midnight(first + timedelta(days=1), zone)
+    if granularity == "week":
+        return _midnight(first + timedelta(weeks=1), zone)
+    # the first day of the month/quarter after: step past its last day and floor
+    later = datetime.combine(first + timedelta(days=32 if granularity == "month" else 93),
+                             datetime.min.time(), zone)  # fmt: skip
+    return _midnight(_calendar_first_day(later, granularity, week_start), zone)
 
 
-def window_start(ts_ms: int, granularity: str, zone: ZoneInfo) -> int:
+def window_start(ts_ms: int, granularity: str, zone: ZoneInfo, week_start: str = "mon") -> int:
     """Start (epoch s) of the window holding ts_ms, cut with datetime in the zone."""
     local = datetime.fromtimestamp(ts_ms / 1000, UTC).astimezone(zone)
     if granularity == "minute":
         floored = local.replace(second=0, microsecond=0)
     elif granularity == "hour":
         floored = local.replace(minute=0, second=0, microsecond=0)
-    else:
+    elif granularity == "day":
         floored = datetime(local.year, local.month, local.day, tzinfo=zone)
+    else:
+        return _midnight(_calendar_first_day(local, granularity, week_start), zone)
     return int(floored.timestamp())
 
 
@@ -224,6 +254,7 @@ class FamiliesReference:
     transitions: list[tuple[int, str, str]] = field(default_factory=list)
     touchpoints: frozenset[str] = frozenset()
     platforms: frozenset[str] = frozenset()
+    week_start: str = "mon"
     _index: dict[str, dict[int, list[dict[str, Any]]]] = field(default_factory=dict)
 
     @classmethod
@@ -235,6 +266,7 @@ class FamiliesReference:
         lateness = int(settings.allowed_lateness_seconds * 1000)
         marks = partition_watermarks(events, family_of, partition, lateness)
         ref = cls(zone, events)
+        ref.week_start = settings.week_start
         ref.touchpoints = frozenset(settings.feedback_touchpoints)
         ref.platforms = frozenset(settings.social_platforms)
         hours = settings.support_business_hours
@@ -262,14 +294,14 @@ class FamiliesReference:
 
     # ---- values named like the catalog ----------------------------------------------------
     def _in(self, ts: int, g: str, start: int) -> bool:
-        return window_start(ts, g, self.zone) == start
+        return window_start(ts, g, self.zone, self.week_start) == start
 
     def _events(self, g: str, start: int, types: set[str]) -> list[dict[str, Any]]:
         index = self._index.get(g)
         if index is None:  # one pass per granularity: the comparison asks for many points
             index = self._index[g] = defaultdict(list)
             for e in self.events:
-                index[window_start(e["ts"], g, self.zone)].append(e)
+                index[window_start(e["ts"], g, self.zone, self.week_start)].append(e)
         return [e for e in index.get(start, []) if e["type"] in types]
 
     def _ticket_slice(self, filters: dict[str, str]) -> list[TicketFact]:
@@ -338,7 +370,7 @@ class FamiliesReference:
             imps = counts["post_impressions"]
             return engaged / imps * 100 if imps else None
         if metric in ("followers", "follower_growth"):
-            end = window_end(start, g, self.zone) * 1000
+            end = window_end(start, g, self.zone, self.week_start) * 1000
             first, last = self._followers(start * 1000, filters), self._followers(end, filters)
             if metric == "followers":
                 return last
@@ -362,7 +394,7 @@ class FamiliesReference:
             )
         if metric in ("new_customers", "lost_customers", "customers", "churn_rate",
                       "retention_rate", "retention_rate_classic"):  # fmt: skip
-            end = window_end(start, g, self.zone) * 1000
+            end = window_end(start, g, self.zone, self.week_start) * 1000
             at_start = self._customers(start * 1000)
             at_end = self._customers(end)
             new = sum(1 for ts, _, k in self.transitions if k == "new" and self._in(ts, g, start))

@@ -21,6 +21,8 @@ from stream.config.settings import Settings
 from tests.support.bucket_reference import bucketed_median
 from tests.support.families_reference import FamiliesReference, window_start
 
+#: Stored windows and calendar periods, each cut on its own here (never a union of days).
+GRANULARITIES = ("minute", "hour", "day", "week", "month", "quarter")
 SESSION_METRICS = {
     "sessions",
     "session_duration_avg",
@@ -221,12 +223,14 @@ class Reference:
     bounce_definition: str = "ga4"
     _session_index: dict[str, dict[int, list[RefSession]]] = field(default_factory=dict)
     families: FamiliesReference | None = None
+    week_start: str = "mon"
 
     @classmethod
     def build(cls, events: list[dict[str, Any]], settings: Settings) -> Reference:
         """Every metric from on-time events (publish order), as configured in ``settings``."""
         zone = ZoneInfo(settings.timezone)
         ref = cls(zone, frozenset(settings.tracked_pages))
+        ref.week_start = settings.week_start
         ref.engaged_after_ms = int(settings.engaged_session_seconds * 1000)
         ref.bounce_definition = settings.bounce_definition
         ref.sessions = sessionize(
@@ -243,8 +247,8 @@ class Reference:
         pairs: dict[tuple[int, str, str, str], list[int]] = defaultdict(lambda: [0, 0])
         for e in events:
             t, user, props = e["type"], e["user_id"], e.get("properties", {})
-            for g in ("minute", "hour", "day"):
-                w = (g, window_start(e["ts"], g, zone))
+            for g in GRANULARITIES:
+                w = (g, window_start(e["ts"], g, zone, ref.week_start))
                 c = counts[w]
                 c["ev|" + t] += 1
                 if done_by_the_user(e):
@@ -360,7 +364,7 @@ class Reference:
         if index is None:
             index = self._session_index[g] = defaultdict(list)
             for s in self.sessions:
-                index[window_start(s.first, g, self.zone)].append(s)
+                index[window_start(s.first, g, self.zone, self.week_start)].append(s)
         chosen = [
             s
             for s in index.get(start, [])
