@@ -10,6 +10,7 @@ Read side: the specs (API, CLI) and the Prometheus export over the same fields, 
                             placement by that user on that local day)
     conv                    conversions        feat|<feature>  feature_used events
     users set ``feat|<feature>``: distinct users of a feature
+    users set ``conv``: distinct users with a conversion (``user_conversion_rate``)
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ IMPRESSIONS = "imp"
 CLICKS = "clk"
 ORPHAN_CLICKS = "orph"
 CONVERSIONS = "conv"
+#: Users set of those with at least one conversion in the window.
+CONVERTED_USERS = "conv"
 FEATURE = "feat"
 CAMPAIGN_DIMS = ("campaign", "placement")
 CLICKSTREAM = ("clickstream",)
@@ -114,6 +117,7 @@ class ClickstreamFold:
 
     def conversion(self, event: Event, minute: int, deltas: Deltas) -> None:
         deltas.count(minute, CONVERSIONS)
+        deltas.add_user(minute, CONVERTED_USERS, event.user_id)
 
     def feature_used(self, event: Event, minute: int, deltas: Deltas) -> None:
         feature = event.props.feature
@@ -162,6 +166,13 @@ async def _feature_adoption(q: Query, r: Reader) -> list[Value]:
     users = await _feature_users(q, r)
     active = await active_users(q, r, None)
     return [ratio(u, a, 100) for u, a in zip(users, active, strict=True)]
+
+
+async def _user_conversion_rate(q: Query, r: Reader) -> list[Value]:
+    shards = await r.shards(CLICKSTREAM)
+    converted = await r.distinct(shards, q.granularity, [[s] for s in q.starts], [CONVERTED_USERS])
+    active = await active_users(q, r, None)
+    return [ratio(c, a, 100) for c, a in zip(converted, active, strict=True)]
 
 
 def _ctr(clicks: float, impressions: float) -> Value:
@@ -224,6 +235,20 @@ SPECS = [
         dimensions=("feature",),
     ),
     FEATURE_ADOPTION,
+    MetricSpec(
+        "user_conversion_rate",
+        "Users with at least one conversion / active users × 100 (conversion per visitor; "
+        "session_conversion_rate is per session).",
+        "percent",
+        _user_conversion_rate,
+        granularities=("day", "week", "month", "quarter"),
+        gauge=Gauge(
+            "engagement_user_conversion_ratio",
+            "Users with a conversion / active users, current day.",
+            "today",
+            0.01,
+        ),
+    ),
 ]
 
 

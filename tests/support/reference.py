@@ -265,6 +265,7 @@ class Reference:
                         pairs[(w[1], user, camp, place)][0 if t == "impression" else 1] += 1
                 elif t == "conversion":
                     c["conv"] += 1
+                    users[(*w, "converted")].add(user)
                 elif t == "feature_used":
                     feature = props.get("feature") or NOT_SET
                     c["feat:" + feature] += 1
@@ -334,6 +335,10 @@ class Reference:
             )
         if metric == "conversions":
             return c.get("conv", 0)
+        if metric == "user_conversion_rate":  # converting users / active users of the window
+            active = self._active(g, [start])
+            converted = self.users.get((g, start, "converted"), set())
+            return self.distinct(converted) / active * 100 if active else None
         if metric == "feature_events":
             return self._sum(g, start, "feat", filters)
         if metric in ("feature_users", "feature_adoption"):

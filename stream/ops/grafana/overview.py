@@ -122,6 +122,12 @@ OVERVIEW = Dashboard(
                         Target(f"max(engagement_page_views{{{W}}})", "page views"),
                     ),
                 ),
+                business(
+                    "Visitor conversion today (users converted / active users)",
+                    "max(engagement_user_conversion_ratio)",
+                    "users converted / active",
+                    unit="percentunit",
+                ),
             ),
         ),
         Row(
