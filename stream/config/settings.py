@@ -343,6 +343,13 @@ class Settings(BaseSettings):
         default_factory=lambda: sorted(DEFAULT_PASSIVE_EVENTS),
         description="Event types that do not make a user active (DAU/WAU/MAU).",
     )
+    gross_margin: float = Field(
+        default=1.0,
+        gt=0,
+        le=1,
+        description="Share of revenue kept after the cost of sales: predicted_clv = ARPU × "
+        "this / churn rate (1: revenue is margin).",
+    )
     csat_scale: Literal["1-5", "0-5"] = Field(
         default="1-5",
         description="CSAT answer scale: 1–5 (the industry default) or 0–5 (a 0 is unsatisfied); "

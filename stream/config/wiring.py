@@ -71,6 +71,7 @@ def metric_options(settings: Settings) -> MetricOptions:
         settings.score.enabled,
         settled_minutes=settings.retention.minute
         > settings.allowed_lateness_seconds + settings.session_timeout_seconds,
+        gross_margin=settings.gross_margin,
     )
 
 

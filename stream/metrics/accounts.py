@@ -26,6 +26,11 @@ the start of its window there (the state keeps the customer's last quarter of tr
 tell): ``acc.churned.<g>``, ``acc.gone.<g>`` and
 ``acc.returned.<g>`` (:func:`starting_changes`). The textbook (E − N) / S, which goes negative
 when new customers leave within the window, stays as ``retention_rate_classic``.
+
+Customer value: purchasing customers are a users set (``acc.buyers``); the state also keeps a
+customer's purchase times of the last quarter, so that a purchase sharing a day, week, month or
+quarter with another one adds the customer to that period's repeat-buyer set
+(:func:`repeat_windows`). ARPU and predicted CLV combine revenue, active users and churn.
 """
 
 from __future__ import annotations
@@ -40,7 +45,13 @@ from stream.engine.deltas import Deltas, pair_digest
 from stream.engine.fold import Handler
 from stream.engine.keyed import NEVER_DUE
 from stream.engine.windows import GRANULARITY_CODE, LONGEST_SECONDS, QUERY_GRANULARITIES, Windows
-from stream.metrics.compute import counter_spec, counters, level_windows, sums_spec
+from stream.metrics.compute import (
+    active_users,
+    counter_spec,
+    counters,
+    level_windows,
+    sums_spec,
+)
 from stream.metrics.reader import Reader
 from stream.metrics.spec import Gauge, MetricSpec, Query, Sums, Value, ratio
 
@@ -62,6 +73,9 @@ NEW_CUSTOMERS, LOST_CUSTOMERS = "acc.new", "acc.lost"
 #: those lost in it (once each), their losses and their returns (losses − returns: 1 per such
 #: customer absent at the window's end).
 CHURNED, GONE, RETURNED = "acc.churned.", "acc.gone.", "acc.returned."
+#: Users sets: customers with a purchase in the window (``acc.buyers``), and per period code
+#: those with two or more in that period (``acc.repeat.d``, ``.w``, ``.mo``, ``.q``).
+BUYERS, REPEAT_BUYERS = "acc.buyers", "acc.repeat."
 #: Event type -> counter field of the events themselves.
 EVENT_FIELDS: dict[str, str] = {
     EventType.SUBSCRIPTION_STARTED.value: STARTED,
@@ -80,6 +94,9 @@ _REVENUE_TYPES = frozenset(
     }
 )
 START, CANCEL = 0, 1  # same-millisecond start and cancel: the start first (a real, short stint)
+BOUGHT = 2  # a purchase: not a status change, applied at once (repeat buyers are a union)
+#: Periods whose repeat buyers are kept (``acc.repeat.<code>`` users sets, in day windows).
+REPEAT_GRANULARITIES = ("day", "week", "month", "quarter")
 
 
 def minor_units(amount: float | None) -> int:
@@ -103,6 +120,8 @@ class AccountsFold:
                 if event.type == PURCHASE:
                     deltas.count(minute, PURCHASE_REVENUE, cents)
                 deltas.total(LTV, customer_key(event.user_id), cents)
+        if event.type == PURCHASE:
+            deltas.add_user(minute, BUYERS, event.user_id)
 
 
 # ---- per-customer subscription status ----------------------------------------------------
@@ -171,36 +190,61 @@ def starting_changes(
     return fields
 
 
-def pack(active: bool, pending: list[Pending], history: list[int] | None = None) -> str:
+def repeat_windows(
+    purchases: Iterable[int], ts: int, periods: Iterable[tuple[str, int, int]]
+) -> list[str]:
+    """Users-set names (``acc.repeat.<g>``) a purchase at ``ts`` adds its customer to: those
+    of the periods (code, start ms, end ms) holding it that also hold another of the customer's
+    ``purchases``. Sets are unions, so whichever of two purchases comes second in arrival
+    order adds the customer, in a day of the period they share."""
+    known = list(purchases)
+    return [
+        REPEAT_BUYERS + code for code, start, end in periods if any(start <= p < end for p in known)
+    ]
+
+
+def pack(
+    active: bool,
+    pending: list[Pending],
+    history: list[int] | None = None,
+    purchases: list[int] | None = None,
+) -> str:
     head = str(int(active))
     if history:
         head += "@" + ",".join(map(str, history))
+    if purchases:
+        head += "$" + ",".join(map(str, purchases))
     return ";".join([head, *(f"{ts},{kind}" for ts, kind in pending)])
 
 
-def unpack(value: bytes | str | None) -> tuple[bool, list[Pending], list[int]]:
-    """(active, pending, transition history). A value written before the history was kept
-    reads as an empty history: a customer then counts as present since before any window."""
+def unpack(value: bytes | str | None) -> tuple[bool, list[Pending], list[int], list[int]]:
+    """(active, pending, transition history, purchase times). A value written before the
+    history was kept reads as an empty history: a customer then counts as present since before
+    any window; one written before purchases were kept reads as no earlier purchase."""
     if not value:
-        return False, [], []
+        return False, [], [], []
     text = value.decode() if isinstance(value, bytes) else value
     head, *rest = text.split(";")
+    head, _, bought = head.partition("$")
     status, _, times = head.partition("@")
     pending = []
     for part in rest:
         ts, kind = part.split(",")
         pending.append((int(ts), int(kind)))
-    return status == "1", pending, [int(t) for t in times.split(",")] if times else []
+    history = [int(t) for t in times.split(",")] if times else []
+    return status == "1", pending, history, [int(t) for t in bought.split(",")] if bought else []
 
 
 _KIND = {
     EventType.SUBSCRIPTION_STARTED.value: START,
     EventType.SUBSCRIPTION_CANCELLED.value: CANCEL,
+    EventType.PURCHASE.value: BOUGHT,
 }
 
 
 class SubscriptionState:
-    """Keyed state: one hash field per customer (digest of the user id) with status + pending."""
+    """Keyed state: one hash field per customer (digest of the user id) with status, pending
+    subscription events, the last quarter's transitions and purchase times (repeat buyers)."""
 
     name = "cust"
     families = frozenset({Family.ACCOUNT.value})
@@ -222,6 +266,14 @@ class SubscriptionState:
         start_of = self.windows.start_of
         return [(GRANULARITY_CODE[g], start_of(g, ts_ms / 1000) * 1000) for g in self.granularities]
 
+    def repeat_periods(self, ts_ms: int) -> list[tuple[str, int, int]]:
+        """(code, start ms, end ms) of each repeat-buyer period holding ``ts_ms``."""
+        out = []
+        for g in REPEAT_GRANULARITIES:
+            start = self.windows.start_of(g, ts_ms / 1000)
+            out.append((GRANULARITY_CODE[g], start * 1000, self.windows.end_of(g, start) * 1000))
+        return out
+
     def plan(self, items: Mapping[str, object], watermark: int) -> list[str]:
         """Every touched customer is read (:meth:`stream.engine.keyed.KeyedState.plan`)."""
         return list(items)
@@ -230,7 +282,11 @@ class SubscriptionState:
         return {t: self.subscription for t in _KIND}
 
     def subscription(self, event: Event, minute: int, deltas: Deltas) -> None:
-        deltas.keyed_item(self.name, event.user_id, (event.ts_ms, _KIND[event.type]))
+        kind = _KIND[event.type]
+        # A purchase carries its user id: the repeat-buyer sets hold ids, as every users set
+        # does, while the state is stored under the id's digest.
+        item = (event.ts_ms, kind, event.user_id) if kind == BOUGHT else (event.ts_ms, kind)
+        deltas.keyed_item(self.name, event.user_id, item)
 
     def field_of(self, key: str) -> str:
         return customer_key(key)
@@ -245,9 +301,17 @@ class SubscriptionState:
         updates: dict[str, tuple[str | None, int | None]] = {}
         for name in stored.keys() | items.keys():
             before = stored.get(name)
-            was_active, pending, history = unpack(before)
+            was_active, pending, history, purchases = unpack(before)
+            arrived = items.get(name, ())
+            for ts, _, user in sorted(i for i in arrived if i[1] == BOUGHT):
+                minute = ts // 60_000 * 60
+                for set_name in repeat_windows(purchases, ts, self.repeat_periods(ts)):
+                    deltas.add_user(minute, set_name, user)
+                purchases.append(ts)
+            # A later purchase can share a period only with those of the last quarter.
+            purchases = sorted(p for p in purchases if p >= watermark - self.history_ms)
             active, transitions, rest = settle_subscription(
-                was_active, [*pending, *items.get(name, ())], watermark
+                was_active, [*pending, *(i for i in arrived if i[1] != BOUGHT)], watermark
             )
             for ts, kind in transitions:
                 minute = ts // 60_000 * 60
@@ -259,17 +323,18 @@ class SubscriptionState:
                 history.append(ts)
             # Later transitions are at or after the watermark: their windows start after this.
             history = [h for h in history if h >= watermark - self.history_ms]
+            last = max([*history[-1:], *purchases[-1:]], default=None)
             if rest:
                 due = min(ts for ts, _ in rest) + 1
-            elif history and not active:
-                due = history[-1] + self.history_ms + 1  # then forgotten: inactive and idle
             elif active:
                 due = NEVER_DUE
+            elif last is not None:
+                due = last + self.history_ms + 1  # then forgotten: inactive and idle
             else:
                 if before is not None:
                     updates[name] = (None, None)  # inactive and idle: the same as no state
                 continue
-            updates[name] = (pack(active, rest, history), due)
+            updates[name] = (pack(active, rest, history, purchases), due)
         return updates
 
 
@@ -357,6 +422,39 @@ def _counted(
     )
 
 
+async def _distinct(q: Query, r: Reader, set_name: str) -> list[float]:
+    shards = await r.shards(ACCOUNT)
+    counts = await r.distinct(shards, q.granularity, [[s] for s in q.starts], [set_name])
+    return [float(c) for c in counts]
+
+
+async def _purchase_frequency(q: Query, r: Reader) -> list[Value]:
+    buyers = await _distinct(q, r, BUYERS)
+    windows = await counters(q, r, ACCOUNT)
+    return [ratio(w.get(PURCHASES, 0), b) for w, b in zip(windows, buyers, strict=True)]
+
+
+async def _repeat_purchase_rate(q: Query, r: Reader) -> list[Value]:
+    buyers = await _distinct(q, r, BUYERS)
+    repeat = await _distinct(q, r, REPEAT_BUYERS + GRANULARITY_CODE[q.granularity])
+    return [ratio(n, b, 100) for n, b in zip(repeat, buyers, strict=True)]
+
+
+async def _arpu(q: Query, r: Reader) -> list[Value]:
+    active = await active_users(q, r, None)
+    windows = await counters(q, r, ACCOUNT)
+    return [ratio(w.get(REVENUE, 0), a, 0.01) for w, a in zip(windows, active, strict=True)]
+
+
+async def _predicted_clv(q: Query, r: Reader) -> list[Value]:
+    arpu = await _arpu(q, r)
+    churn = await _churn(q, r)
+    return [
+        None if a is None or not c else a * q.options.gross_margin / (c / 100)
+        for a, c in zip(arpu, churn, strict=True)
+    ]
+
+
 def _from_minor_units(cents: float) -> Value:
     return cents / 100
 
@@ -395,6 +493,55 @@ SPECS = [
         Sums((PURCHASE_REVENUE, PURCHASES), _average_order),
         ACCOUNT,
         gauge=Gauge("engagement_avg_order_value", "Purchase revenue / purchases.", "settled"),
+    ),
+    MetricSpec(
+        "purchase_frequency",
+        "Purchases / purchasing customers (distinct users with a purchase in the window).",
+        "ratio",
+        _purchase_frequency,
+        families=ACCOUNT,
+        gauge=Gauge(
+            "engagement_purchase_frequency",
+            "Purchases per purchasing customer, current month.",
+            "month",
+        ),
+    ),
+    MetricSpec(
+        "repeat_purchase_rate",
+        "Customers with two or more purchases in the period / purchasing customers × 100.",
+        "percent",
+        _repeat_purchase_rate,
+        granularities=REPEAT_GRANULARITIES,
+        families=ACCOUNT,
+        gauge=Gauge(
+            "engagement_repeat_purchase_ratio",
+            "Customers with 2+ purchases / purchasing customers, current month.",
+            "month",
+            0.01,
+        ),
+    ),
+    MetricSpec(
+        "arpu",
+        "Average revenue per active user: revenue / active users of the window (GA4's ARPU).",
+        "currency",
+        _arpu,
+        families=None,
+        gauge=Gauge("engagement_arpu", "Revenue / active users, current month.", "month"),
+    ),
+    MetricSpec(
+        "predicted_clv",
+        "Predicted customer lifetime value: ARPU × gross_margin / (churn_rate / 100), over "
+        "the month's or quarter's own ARPU and churn (null without churn).",
+        "currency",
+        _predicted_clv,
+        granularities=("month", "quarter"),
+        families=None,
+        settled=True,
+        gauge=Gauge(
+            "engagement_predicted_clv",
+            "ARPU × gross margin / churn rate, current month.",
+            "month",
+        ),
     ),
     MetricSpec(
         "customers",

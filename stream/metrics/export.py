@@ -155,6 +155,8 @@ class ExportContext:
         day = self.windows.start_of("day", self.now)
         if which == "today":
             return [(None, "day", day)]
+        if which == "month":
+            return [("month", "month", self.windows.start_of("month", self.now))]
         kept = [
             g
             for g in self.options.granularities

@@ -64,6 +64,8 @@ class MetricOptions:
     #: session timeout). Otherwise facts settled on the watermark reach their minute windows
     #: after those expired, and the settled metrics have no minute series.
     settled_minutes: bool = True
+    #: Share of revenue kept after the cost of sales (``gross_margin``), for predicted CLV.
+    gross_margin: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -93,8 +95,9 @@ class Sums:
 
 #: Which windows a gauge exports: ``current`` — the current window of each configured
 #: granularity (label ``window``); ``settled`` — those plus ``previous_day``, for facts that
-#: settle an allowed lateness after they happen; ``today`` — the current day, no window label.
-GaugeWindows = Literal["current", "settled", "today"]
+#: settle an allowed lateness after they happen; ``today`` — the current day, no window label;
+#: ``month`` — the current calendar month (label ``window="month"``), for period figures.
+GaugeWindows = Literal["current", "settled", "today", "month"]
 
 
 @dataclass(frozen=True)

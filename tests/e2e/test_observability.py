@@ -13,10 +13,12 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
 from stream.config.settings import BusinessHoursSettings, ScoreActivity, ScoreSettings, Settings
+from stream.engine.windows import Windows
 from stream.metrics.business_hours import WEEKDAYS
 from stream.tools.simulate import SimulationConfig, Simulator
 from tests.support.events import event
@@ -121,6 +123,14 @@ async def test_dashboards_and_rules_have_data(settings: Settings, tmp_path: Path
             if sim_event.ts_ms > now_ms - 5_000:
                 break
             traffic.append(sim_event.event)
+        # A customer subscribed before this month and lost in it (a purchase of theirs moves
+        # the watermark past the cancellation), so that the month has churn and a predicted CLV.
+        zone = ZoneInfo(settings.timezone)
+        month_ms = Windows(zone).start_of("month", now.timestamp()) * 1000
+        traffic.insert(0, event("subscription_started", "u-churn", month_ms - 3_600_000))
+        cancel = event("subscription_cancelled", "u-churn", now_ms - 7_200_000)
+        traffic.insert(next(i for i, e in enumerate(traffic) if e["ts"] > cancel["ts"]), cancel)
+        traffic.append(event("purchase", "u-churn", now_ms - 4_500, amount=10.0))
         # Today, whatever the simulation drew: an orphan click and a conversion.
         traffic.append(event("click", "u-orphan", now_ms - 4_000, campaign="c1", placement="p1"))
         traffic.append(event("conversion", "u-orphan", now_ms - 3_000))

@@ -32,8 +32,11 @@ class Outcome:
     totals: Counter[tuple[str, str]] = field(default_factory=Counter)
     on_time: list[dict[str, Any]] = field(default_factory=list)
     stored: list[dict[str, str]] = field(default_factory=list)
+    users: set[tuple[int, str, str]] = field(default_factory=set)
 
     def add(self, deltas: Deltas) -> None:
+        for (minute, name), members in deltas.users.items():
+            self.users |= {(minute, name, m) for m in members}
         for minute, fields in deltas.counters.items():
             for k, v in fields.items():
                 self.counters[(minute, k)] += v

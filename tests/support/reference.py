@@ -23,6 +23,7 @@ from tests.support.families_reference import FamiliesReference, window_start
 
 #: Stored windows and calendar periods, each cut on its own here (never a union of days).
 GRANULARITIES = ("minute", "hour", "day", "week", "month", "quarter")
+CUSTOMER_VALUE_METRICS = {"purchase_frequency", "repeat_purchase_rate", "arpu", "predicted_clv"}
 SESSION_METRICS = {
     "sessions",
     "session_duration_avg",
@@ -224,6 +225,7 @@ class Reference:
     _session_index: dict[str, dict[int, list[RefSession]]] = field(default_factory=dict)
     families: FamiliesReference | None = None
     week_start: str = "mon"
+    gross_margin: float = 1.0
 
     @classmethod
     def build(cls, events: list[dict[str, Any]], settings: Settings) -> Reference:
@@ -231,6 +233,7 @@ class Reference:
         zone = ZoneInfo(settings.timezone)
         ref = cls(zone, frozenset(settings.tracked_pages))
         ref.week_start = settings.week_start
+        ref.gross_margin = settings.gross_margin
         ref.engaged_after_ms = int(settings.engaged_session_seconds * 1000)
         ref.bounce_definition = settings.bounce_definition
         ref.sessions = sessionize(
@@ -360,7 +363,34 @@ class Reference:
             return self._session_value(metric, g, start, filters)
         if self.families is None:
             raise KeyError(metric)
+        if metric in CUSTOMER_VALUE_METRICS:
+            return self._customer_value(metric, g, start)
         return self.families.value(metric, g, start, filters)
+
+    def _customer_value(self, metric: str, g: str, start: int) -> float | None:
+        """Purchase frequency, repeat buyers, ARPU and predicted CLV from the window's own
+        purchases, revenue, active users and churn."""
+        assert self.families is not None
+        orders = self.families._events(g, start, {"purchase"})
+        per_buyer: dict[str, int] = defaultdict(int)
+        for e in orders:
+            per_buyer[e["user_id"]] += 1
+        buyers = self.distinct(set(per_buyer))
+        if metric == "purchase_frequency":
+            return len(orders) / buyers if buyers else None
+        if metric == "repeat_purchase_rate":
+            repeat = self.distinct({u for u, n in per_buyer.items() if n >= 2})
+            return repeat / buyers * 100 if buyers else None
+        active = self._active(g, [start])
+        revenue = self.families.value("revenue", g, start, {})
+        assert revenue is not None
+        arpu = revenue / active if active else None
+        if metric == "arpu":
+            return arpu
+        churn = self.families.value("churn_rate", g, start, {})
+        if arpu is None or not churn:
+            return None
+        return arpu * self.gross_margin / (churn / 100)
 
     def _session_value(
         self, metric: str, g: str, start: int, filters: dict[str, str]

@@ -139,9 +139,10 @@ def test_customer_status_settles_in_event_time_order() -> None:
     # a cancel of a customer never seen starting loses nobody; a second start gains nobody
     assert accounts.settle_subscription(False, [(1, 1)], 10)[1] == []
     assert accounts.settle_subscription(True, [(1, 0)], 10)[1] == []
-    assert accounts.unpack(accounts.pack(True, [(5, 1)])) == (True, [(5, 1)], [])
-    assert accounts.unpack(accounts.pack(False, [], [3, 4])) == (False, [], [3, 4])
-    assert accounts.unpack(b"1;5,1") == (True, [(5, 1)], [])  # written before the history
+    assert accounts.unpack(accounts.pack(True, [(5, 1)])) == (True, [(5, 1)], [], [])
+    assert accounts.unpack(accounts.pack(False, [], [3, 4])) == (False, [], [3, 4], [])
+    assert accounts.unpack(accounts.pack(False, [], [3], [7, 9])) == (False, [], [3], [7, 9])
+    assert accounts.unpack(b"1;5,1") == (True, [(5, 1)], [], [])  # written before the history
 
 
 def _customers(events: list[dict[str, Any]], cuts: list[int]) -> tuple[Outcome, Counter[Any]]:
@@ -224,7 +225,10 @@ def test_churn_and_retention_count_only_the_customers_present_at_the_start(
         kinds = [k for ts, k in timeline[user] if ts < before_ms]
         return bool(kinds) and kinds[-1] == "new"
 
-    for g, code in (("minute", "m"), ("hour", "h"), ("day", "d")):
+    for g, code in (
+        ("minute", "m"), ("hour", "h"), ("day", "d"), ("week", "w"), ("month", "mo"),
+        ("quarter", "q"),
+    ):  # fmt: skip
         starts = {window_start(ts, g, UTC) for changes in timeline.values() for ts, _ in changes}
         for start in starts:
             end = window_end(start, g, UTC)
@@ -263,3 +267,58 @@ def test_a_new_customer_lost_in_the_window_is_not_churn() -> None:
             first_hour[k] += v
     assert first_hour.get("acc.lost") == 2
     assert "acc.churned.h" not in first_hour and "acc.gone.h" not in first_hour
+
+
+@st.composite
+def purchases(draw: st.DrawFn) -> tuple[list[dict[str, Any]], list[int]]:
+    """Purchases over ~100 days (past a quarter, so the state forgets old ones), some minutes
+    apart, arriving out of order within the lateness, cut into random batches."""
+    day = 24 * 60 * MIN
+    events = [
+        event(
+            "purchase",
+            draw(st.sampled_from(["ann", "bob", "cyd", "dan"])),
+            T0 + draw(st.integers(0, 200)) * day // 2 + draw(st.integers(0, 3)) * 7 * MIN,
+            amount=10.0,
+        )
+        for _ in range(draw(st.integers(1, 40)))
+    ]
+    events.sort(key=lambda e: e["ts"])
+    rng = random.Random(draw(st.integers(0, 2**32)))
+    arrival = sorted(events, key=lambda e: e["ts"] + rng.randint(0, 45 * MIN))
+    cuts = draw(st.lists(st.integers(0, len(arrival)), max_size=6))
+    return arrival, cuts
+
+
+@given(purchases())
+def test_repeat_buyers_are_the_customers_with_two_purchases_in_the_period(
+    case: tuple[list[dict[str, Any]], list[int]],
+) -> None:
+    """Whatever the arrival order and batch cuts: per day, week, month and quarter, the union
+    of the period's repeat-buyer sets is exactly the customers with two or more on-time
+    purchases in it, and the buyers set those with one or more."""
+    state = SubscriptionState()
+    handlers = {**state.handlers()}
+    account = AccountsFold().account_event
+
+    def both(e: Any, minute: int, deltas: Any) -> None:
+        account(e, minute, deltas)
+        state.subscription(e, minute, deltas)
+
+    handlers["purchase"] = both
+    out = run_keyed(state, handlers, *case, partitions=PARTITIONS, lateness_ms=LATENESS)
+    for g, code in (("day", "d"), ("week", "w"), ("month", "mo"), ("quarter", "q")):
+        per_period: dict[int, Counter[str]] = {}
+        for e in out.on_time:
+            start = window_start(e["ts"], g, UTC)
+            per_period.setdefault(start, Counter())[e["user_id"]] += 1
+        for start, bought in per_period.items():
+            end = window_end(start, g, UTC)
+
+            def members(name: str, start: int = start, end: int = end) -> set[str]:
+                return {u for m, n, u in out.users if n == name and start <= m < end}
+
+            assert members(accounts.REPEAT_BUYERS + code) == {
+                u for u, n in bought.items() if n >= 2
+            }
+            assert members(accounts.BUYERS) == set(bought)

@@ -289,6 +289,28 @@ OVERVIEW = Dashboard(
                 ),
                 business("Customers", f"max(engagement_customers{{{W}}})", "customers"),
                 Panel(
+                    "Customer value, current month",
+                    (
+                        Target('max(engagement_arpu{window="month"})', "ARPU"),
+                        Target('max(engagement_predicted_clv{window="month"})', "predicted CLV"),
+                    ),
+                    description="ARPU: revenue / active users. Predicted CLV: ARPU × "
+                    "gross_margin / churn rate of the month (no value without churn).",
+                ),
+                Panel(
+                    "Purchases per buyer and repeat buyers, current month",
+                    (
+                        Target(
+                            'max(engagement_purchase_frequency{window="month"})',
+                            "purchases per buyer",
+                        ),
+                        Target(
+                            'max(engagement_repeat_purchase_ratio{window="month"})',
+                            "repeat buyers (share)",
+                        ),
+                    ),
+                ),
+                Panel(
                     "Churn and retention, current $window",
                     (
                         Target(f"max(engagement_churn_ratio{{{W}}})", "churn"),
