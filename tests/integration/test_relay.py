@@ -156,7 +156,8 @@ async def test_other_families_move_scores_and_health_as_the_reference_says(
         for user, scores in series.items():
             mine = [e for e in evs if e["user_id"] == user]
             score = scores[-1][1]
-            want[user] = (score, reference_health(mine, score, weights, 2 * HOUR))
+            health = reference_health(mine, score, weights, 2 * HOUR, watermark=watermark)
+            want[user] = (score, health)
     # every customer's score depends on another family, except c0's (control)
     assert not {"c2", "c5", "c6"} & {e["user_id"] for e in everything if e["type"] in CLICKS}
     assert (want["c1"][0], want["c2"][0], want["c5"][0], want["c6"][0]) == (33, 27, 40, 20)

@@ -115,6 +115,72 @@ def reference_scores(
     return series, transitions
 
 
+#: Same-millisecond order of a ticket's events, as the ticket metrics apply them.
+TICKET_EVENT_ORDER = ("ticket_created", "ticket_replied", "ticket_solved", "ticket_reopened",
+                      "ticket_closed")  # fmt: skip
+
+
+def _support(
+    events: list[dict[str, Any]], reply_target_ms: int, business_hours: BruteBusinessHours | None
+) -> int | None:
+    """The support part from a customer's ticket events, replayed ticket by ticket in event-time
+    order (Zendesk semantics, as docs/metrics.md words them for the ticket metrics)."""
+    tickets: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for e in events:
+        if e["type"] in TICKET_EVENT_ORDER:
+            tickets[e["properties"].get("ticket_id") or ""].append(e)
+    if not any(e["type"] != "ticket_replied" for evs in tickets.values() for e in evs):
+        return None  # replies alone are no support experience
+    open_now = 0
+    first_replies: list[tuple[int, int]] = []  # (reply ts, first reply time) per ticket
+    for evs in tickets.values():
+        evs.sort(key=lambda e: (e["ts"], TICKET_EVENT_ORDER.index(e["type"])))
+        # of duplicate creations in one millisecond, one not by an agent counts
+        creation = min(
+            (e for e in evs if e["type"] == "ticket_created"),
+            key=lambda e: (e["ts"], e["properties"].get("author") == "agent"),
+            default=None,
+        )
+        # open or not: walk the lifecycle; a creation only opens a ticket nothing ended before
+        state = "unseen"
+        for e in evs:
+            kind = e["type"]
+            if kind == "ticket_created" and state == "unseen":
+                state = "open"
+            elif kind == "ticket_solved" and state != "closed":
+                state = "solved"
+            elif kind == "ticket_reopened" and state in ("unseen", "solved"):
+                state = "open"
+            elif kind == "ticket_closed":
+                state = "closed"
+        open_now += state == "open"
+        if creation is None:
+            continue
+        # the first public agent reply after the creation; the second for an agent's ticket
+        public_agent = [
+            e for e in evs
+            if e["type"] == "ticket_replied"
+            and e["properties"].get("author") == "agent"
+            and e["properties"].get("public", True) is not False
+            and (e["ts"], 1) > (creation["ts"], 0)
+        ]  # fmt: skip
+        nth = 2 if creation["properties"].get("author") == "agent" else 1
+        if len(public_agent) >= nth:
+            reply = public_agent[nth - 1]
+            took = (
+                reply["ts"] - creation["ts"]
+                if business_hours is None
+                else business_hours.business_ms(creation["ts"], reply["ts"])
+            )
+            first_replies.append((reply["ts"], took))
+    penalty = Fraction(20 * min(open_now, 5))
+    if first_replies:
+        latest = max(first_replies, key=lambda r: r[0])[1]
+        if latest > reply_target_ms:
+            penalty += 40 * min(Fraction(latest - reply_target_ms, 2 * reply_target_ms), 1)
+    return max(0, int(100 - penalty + Fraction(1, 2)))
+
+
 def reference_health(
     events: list[dict[str, Any]],
     score: int,
@@ -122,13 +188,14 @@ def reference_health(
     reply_target_ms: int,
     business_hours: BruteBusinessHours | None = None,
     csat_low: int = 1,
+    watermark: int | None = None,
 ) -> int:
-    """One customer's health score as of all their events (in event-time order), given their
-    engagement score: the latest NPS (x10) or CSAT (on 1-5: (s-1) x 25; on 0-5: s x 20) answer;
-    support = 100 - 20 per open ticket (at most 5) - up to 40 as the latest first agent reply
-    takes up to 3x its target; a part without data is left out and the weights renormalised
-    (round half up). With ``business_hours``, the reply time (and so its target) is business
-    time."""
+    """One customer's health score given their engagement score: the latest NPS (x10) or CSAT
+    (on 1-5: (s-1) x 25; on 0-5: s x 20) answer; support = 100 - 20 per open ticket (at most
+    5) - up to 40 as the latest first reply takes up to 3x its target, from the ticket events
+    before ``watermark`` (None: all; later ones are still waiting to settle); a part without
+    data is left out and the weights renormalised (round half up). With ``business_hours``, the
+    reply time (and so its target) is business time."""
     answers = [
         (e["ts"], e["properties"]["score"] * 10 if e["type"] == "nps_response"
          else (e["properties"]["score"] - csat_low) * 100 // (5 - csat_low))
@@ -136,33 +203,8 @@ def reference_health(
         if e["type"] in ("nps_response", "csat_response")
     ]  # fmt: skip
     feedback = max(answers)[1] if answers else None
-    opened: dict[str, int | None] = {}  # ticket -> created ts, None once first replied to
-    reply: int | None = None
-    touched = False
-    for e in sorted(events, key=lambda e: e["ts"]):
-        ticket = e.get("properties", {}).get("ticket_id")
-        if e["type"] in ("ticket_created", "ticket_reopened"):
-            touched = True
-            if ticket not in opened and len(opened) < 8:
-                opened[ticket] = e["ts"]
-        elif e["type"] == "ticket_replied" and e["properties"].get("author") == "agent":
-            created = opened.get(ticket)
-            if created is not None:
-                reply = (
-                    e["ts"] - created
-                    if business_hours is None
-                    else business_hours.business_ms(created, e["ts"])
-                )
-                opened[ticket] = None
-        elif e["type"] in ("ticket_solved", "ticket_closed"):
-            touched = True
-            opened.pop(ticket, None)
-    support = None
-    if touched:
-        penalty = Fraction(20 * min(len(opened), 5))
-        if reply is not None and reply > reply_target_ms:
-            penalty += 40 * min(Fraction(reply - reply_target_ms, 2 * reply_target_ms), 1)
-        support = max(0, int(100 - penalty + Fraction(1, 2)))
+    settled = [e for e in events if watermark is None or e["ts"] < watermark]
+    support = _support(settled, reply_target_ms, business_hours)
     parts = [
         (w, v) for w, v in zip(weights, (score, feedback, support), strict=True) if v is not None
     ]

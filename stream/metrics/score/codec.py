@@ -19,7 +19,7 @@ from typing import Any
 
 import msgspec
 
-from stream.metrics.score.evaluation import Customer
+from stream.metrics.score.evaluation import OPEN, Customer, SupportHit
 from stream.metrics.score.pending import absorb_pending
 from stream.metrics.score.rules import ScoreRules
 
@@ -45,6 +45,10 @@ class _Packed(msgspec.Struct, array_like=True):
     rp: int
     sup: bool
     d: list[tuple[int, int]] = []  # (decayed activity, amount); absent in older values
+    #: tickets (see evaluation.TICKET_CREATED) and pending ticket events; absent in older
+    #: values, whose ``t`` held open tickets only (ticket -> created ts, -1 once replied to)
+    tk: dict[str, list[int]] = {}
+    sp: list[tuple[int, int, str, bool]] = []
 
 
 _encoder = msgspec.json.Encoder()
@@ -72,8 +76,8 @@ def _runs(c: Customer) -> list[tuple[int, int, str | list[int]]]:
 def pack(c: Customer) -> str:
     p = _Packed(
         c.user, c.evaluated, c.score, c.health, c.first_ts, c.channel, c.last_ts, _runs(c),
-        c.history, c.recent, (c.feedback, c.feedback_ts), c.open_tickets, c.last_reply_ms,
-        c.had_support, sorted(c.decayed.items()),
+        c.history, c.recent, (c.feedback, c.feedback_ts), {}, c.last_reply_ms,
+        c.had_support, sorted(c.decayed.items()), c.tickets, list(c.support_pending),
     )  # fmt: skip
     return _encoder.encode(p).decode()
 
@@ -100,9 +104,14 @@ def unpack(value: bytes | str, n_activities: int) -> Customer:
                 if counts is None:
                     counts = buckets[k] = [0] * n_activities
                 counts[i] = v
+    tickets = {k: list(v) for k, v in p.tk.items()}
+    for ticket, created in p.t.items():  # a value written before tickets kept their lifecycle
+        replies = -1 if created < 0 else 0
+        tickets.setdefault(ticket, [created, replies, 0, OPEN, max(created, -1)])
     return Customer(
         p.u, p.e, p.s, p.h, p.f, p.ch, p.l, buckets, list(p.hi), list(p.r), p.fb[0], p.fb[1],
-        dict(p.t), p.rp, p.sup, {i: d for i, d in p.d if i < n_activities},
+        tickets, p.rp, p.sup, {i: d for i, d in p.d if i < n_activities},
+        [SupportHit(*h) for h in p.sp],
     )  # fmt: skip
 
 

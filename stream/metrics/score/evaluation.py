@@ -32,6 +32,14 @@ Definitions (metric-definitions.md, "Engagement score and churn risk"):
   20 per open ticket - a penalty growing with the latest first-reply time beyond its target --
   business time when the business-hours mode is on, target included); a factor the customer
   has no data for is dropped and the other weights renormalised. Same bands.
+* Support experience follows the ticket metrics' semantics (:mod:`stream.metrics.support`):
+  ticket events wait until the watermark passes them, then apply in event-time order (same
+  millisecond: created, replied, solved, reopened, closed). A ticket is open from its creation
+  or a reopen until a solve or close (a close is final; a creation does not reopen a ticket
+  solved before it); its first reply is the first *public agent* reply after its creation, the
+  second one for a ticket an agent created (of duplicate creations in one millisecond, one not
+  by an agent counts); the latest first reply (in event time) is scored.
+  So the part does not depend on arrival order or batch cuts.
 
 Why boundaries: a boundary ``b`` is only evaluated once the partition watermark has reached
 ``b * bucket_ms``; every event accepted later has ``ts >= watermark``, so buckets before ``b`` are
@@ -70,10 +78,12 @@ __all__ = [
     "DROPPED",
     "DUE_SEARCH",
     "ENTERED_AT_RISK",
-    "MAX_OPEN_TICKETS",
+    "MAX_TICKETS",
+    "OPEN",
     "RECENT_TRANSITIONS",
     "ActivityHit",
     "Customer",
+    "SupportHit",
     "Transition",
     "activity_index",
     "advance",
@@ -88,8 +98,10 @@ __all__ = [
 ]
 
 ENTERED_AT_RISK, DROPPED = "entered_at_risk", "dropped"
-#: Health inputs kept per customer: open tickets remembered at most (by a short digest).
-MAX_OPEN_TICKETS = 8
+#: Tickets remembered per customer: when a new one would exceed this, the ended (or never
+#: opened) ticket touched longest ago makes room; with all of them open, the new one is not
+#: remembered (the support part counts at most 5 open tickets).
+MAX_TICKETS = 16
 #: Transitions remembered per customer for the read side.
 RECENT_TRANSITIONS = 3
 #: The due-time search walks at most this many boundaries ahead; a customer whose score cannot
@@ -161,7 +173,24 @@ class ActivityHit(NamedTuple):
     channel: str  # bounded acquisition-channel label
     ticket: str  # ticket id (support events) or ""
     value: int  # survey score or -1
-    author: str  # ticket_replied author or ""
+    author: str  # ticket event author or ""
+    public: bool = True  # ticket_replied: not a private note
+
+
+class SupportHit(NamedTuple):
+    """A ticket event waiting for the watermark; sorts in the order it is applied."""
+
+    ts: int
+    order: int  # same-millisecond order: created, replied, solved, reopened, closed
+    ticket: str
+    flag: bool  # created: by an agent; replied: (always) a public agent reply
+
+
+#: One remembered ticket: [created ts (-1: not seen), public agent replies since the creation
+#: (-1: first reply measured), created by an agent (0/1), status, last event ts].
+TICKET_CREATED, TICKET_REPLIES, TICKET_BY_AGENT, TICKET_STATUS, TICKET_LAST = range(5)
+#: Ticket status: seen only in a reply, open, solved, closed (final).
+UNSEEN, OPEN, SOLVED, CLOSED = range(4)
 
 
 class Transition(NamedTuple):
@@ -189,11 +218,18 @@ class Customer:
     recent: list[tuple[int, str, int, int]] = field(default_factory=list)  # transitions
     feedback: int = -1  # latest NPS/CSAT on 0-100 (-1: none)
     feedback_ts: int = -1
-    open_tickets: dict[str, int] = field(default_factory=dict)  # ticket digest -> created ts
+    #: ticket id -> [created, replies, by agent, status, last ts] (see :data:`TICKET_CREATED`)
+    tickets: dict[str, list[int]] = field(default_factory=dict)
     last_reply_ms: int = -1  # latest first-reply time (-1: none)
     had_support: bool = False
     #: decayed activity -> its amount at ``evaluated`` (buckets before it are folded in; absent: 0)
     decayed: dict[int, int] = field(default_factory=dict)
+    #: ticket events not yet passed by the watermark
+    support_pending: list[SupportHit] = field(default_factory=list)
+
+    @property
+    def open_tickets(self) -> int:
+        return sum(1 for t in self.tickets.values() if t[TICKET_STATUS] == OPEN)
 
     @property
     def band(self) -> str | None:
@@ -232,7 +268,7 @@ class Customer:
         we, wf, ws = rules.health_weights
         fb = None if self.feedback < 0 else self.feedback
         reply = None if self.last_reply_ms < 0 else self.last_reply_ms
-        sup = support_part(len(self.open_tickets), reply, rules) if self.had_support else None
+        sup = support_part(self.open_tickets, reply, rules) if self.had_support else None
         return blend([(we, score), (wf, fb), (ws, sup)])
 
 
@@ -243,9 +279,17 @@ def activity_index(rules: ScoreRules) -> dict[str, list[int]]:
 
 # Plain strings: Enum attribute access costs ~0.3 µs, paid per event here.
 _NPS, _CSAT = EventType.NPS_RESPONSE.value, EventType.CSAT_RESPONSE.value
-_OPENS = frozenset({EventType.TICKET_CREATED.value, EventType.TICKET_REOPENED.value})
 _REPLIED = EventType.TICKET_REPLIED.value
-_ENDS = frozenset({EventType.TICKET_SOLVED.value, EventType.TICKET_CLOSED.value})
+_CREATED = EventType.TICKET_CREATED.value
+#: Ticket event -> its same-millisecond order (the ticket metrics' order).
+_TICKET_ORDER = {
+    _CREATED: 0,
+    _REPLIED: 1,
+    EventType.TICKET_SOLVED.value: 2,
+    EventType.TICKET_REOPENED.value: 3,
+    EventType.TICKET_CLOSED.value: 4,
+}
+_CREATE, _REPLY, _SOLVE, _REOPEN, _CLOSE = range(5)
 
 
 def _absorb(
@@ -269,18 +313,74 @@ def _absorb(
         part = feedback_part(kind, hit.value, rules.csat_min)
         if (hit.ts, part) > (c.feedback_ts, c.feedback):  # latest wins; ties: the higher
             c.feedback, c.feedback_ts = part, hit.ts
-    elif kind in _OPENS:
-        c.had_support = True
-        if hit.ticket not in c.open_tickets and len(c.open_tickets) < MAX_OPEN_TICKETS:
-            c.open_tickets[hit.ticket] = hit.ts
-    elif kind == _REPLIED:
-        created = c.open_tickets.get(hit.ticket)
-        if hit.author == "agent" and created is not None and created >= 0:
-            c.last_reply_ms = rules.reply_ms(created, hit.ts)
-            c.open_tickets[hit.ticket] = -1  # replied: first reply already measured
-    elif kind in _ENDS:
-        c.had_support = True
-        c.open_tickets.pop(hit.ticket, None)
+    else:
+        order = _TICKET_ORDER.get(kind)
+        if order is None:
+            return
+        if order == _REPLY:
+            if hit.author != "agent" or not hit.public:
+                return  # bot, requester and private replies never count
+            flag = True
+        else:
+            flag = order == _CREATE and hit.author == "agent"
+        c.support_pending.append(SupportHit(hit.ts, order, hit.ticket, flag))
+
+
+def _settle_support(c: Customer, watermark: int, rules: ScoreRules) -> None:
+    """Apply the ticket events the watermark passed, in event-time order (see the module doc):
+    no later-arriving event can precede them, so the result is final."""
+    pending = c.support_pending
+    if not pending or min(pending).ts >= watermark:
+        return
+    ready = sorted(h for h in pending if h.ts < watermark)
+    c.support_pending = [h for h in pending if h.ts >= watermark]
+    for hit in ready:
+        _apply_ticket_event(c, hit, rules)
+
+
+def _ticket(c: Customer, ticket: str) -> list[int] | None:
+    """The remembered ticket, remembering it if there is room (see :data:`MAX_TICKETS`)."""
+    t = c.tickets.get(ticket)
+    if t is not None:
+        return t
+    if len(c.tickets) >= MAX_TICKETS:
+        ended = [(v[TICKET_LAST], k) for k, v in c.tickets.items() if v[TICKET_STATUS] != OPEN]
+        if not ended:
+            return None
+        del c.tickets[min(ended)[1]]
+    t = c.tickets[ticket] = [-1, 0, 0, UNSEEN, -1]
+    return t
+
+
+def _apply_ticket_event(c: Customer, hit: SupportHit, rules: ScoreRules) -> None:
+    t = _ticket(c, hit.ticket)
+    if t is None:
+        return
+    t[TICKET_LAST] = hit.ts
+    order, status = hit.order, t[TICKET_STATUS]
+    if order == _REPLY:
+        # only replies after the creation count; an agent-created ticket's first public agent
+        # reply is the agent's opening comment, so its second one is the first reply
+        if t[TICKET_CREATED] >= 0 and t[TICKET_REPLIES] >= 0:
+            t[TICKET_REPLIES] += 1
+            if t[TICKET_REPLIES] == (2 if t[TICKET_BY_AGENT] else 1):
+                c.last_reply_ms = rules.reply_ms(t[TICKET_CREATED], hit.ts)
+                t[TICKET_REPLIES] = -1
+        return
+    c.had_support = True
+    if order == _CREATE:
+        if t[TICKET_CREATED] < 0:  # of duplicate creations, the first in event time counts
+            t[TICKET_CREATED], t[TICKET_BY_AGENT] = hit.ts, int(hit.flag)
+        if status == UNSEEN:  # a creation never reopens a ticket solved or closed before it
+            t[TICKET_STATUS] = OPEN
+    elif order == _SOLVE:
+        if status != CLOSED:
+            t[TICKET_STATUS] = SOLVED
+    elif order == _REOPEN:
+        if status in (UNSEEN, SOLVED):
+            t[TICKET_STATUS] = OPEN
+    else:  # closed: final
+        t[TICKET_STATUS] = CLOSED
 
 
 def change_boundaries(c: Customer, after: int, until: int, rules: ScoreRules) -> list[int]:
@@ -440,6 +540,7 @@ def advance(
     index = activity_index(rules)
     for hit in hits:
         _absorb(c, hit, rules, index)
+    _settle_support(c, watermark, rules)
     current = watermark // rules.bucket_ms
     transitions: list[Transition] = []
     if rules.decays:
@@ -458,12 +559,18 @@ def advance(
     del c.recent[:-RECENT_TRANSITIONS]
     keep_from = current - rules.max_lookback  # the lookbacks at `current` still need it
     c.buckets = {k: v for k, v in c.buckets.items() if k >= keep_from}
+    # a ticket event settles once the watermark is past it
+    support_due = min(c.support_pending).ts + 1 if c.support_pending else None
     if rules.decays:
         _fold_decayed(c, rules)
         due = _due_walk(c, current, rules)
-        return transitions, (None if due is None else due * rules.bucket_ms)
+        return transitions, _earliest(None if due is None else due * rules.bucket_ms, support_due)
     nxt = change_boundaries(c, max(current, c.evaluated), 1 << 62, rules)
-    return transitions, (nxt[0] * rules.bucket_ms if nxt else None)
+    return transitions, _earliest(nxt[0] * rules.bucket_ms if nxt else None, support_due)
+
+
+def _earliest(a: int | None, b: int | None) -> int | None:
+    return b if a is None else (a if b is None else min(a, b))
 
 
 def _fold_decayed(c: Customer, rules: ScoreRules) -> None:

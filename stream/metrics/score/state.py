@@ -171,6 +171,7 @@ class ScoreState:
             props.ticket_id or "",
             -1 if props.score is None else props.score,
             props.author or "",
+            props.public is not False,
         )
 
     def plan(self, items: Mapping[str, list[Event]], watermark: int) -> list[str]:
