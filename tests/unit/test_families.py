@@ -162,6 +162,16 @@ def _customers(events: list[dict[str, Any]], cuts: list[int]) -> tuple[Outcome, 
     return out, want
 
 
+def out_of_order_batches(
+    draw: st.DrawFn, events: list[dict[str, Any]]
+) -> tuple[list[dict[str, Any]], list[int]]:
+    """The events in an arrival order up to 45 minutes off event time, and batch cuts."""
+    events.sort(key=lambda e: e["ts"])
+    rng = random.Random(draw(st.integers(0, 2**32)))
+    arrival = sorted(events, key=lambda e: e["ts"] + rng.randint(0, 45 * MIN))
+    return arrival, draw(st.lists(st.integers(0, len(arrival)), max_size=6))
+
+
 @st.composite
 def subscriptions(draw: st.DrawFn) -> tuple[list[dict[str, Any]], list[int]]:
     events = [
@@ -172,11 +182,7 @@ def subscriptions(draw: st.DrawFn) -> tuple[list[dict[str, Any]], list[int]]:
         )
         for _ in range(draw(st.integers(1, 30)))
     ]
-    events.sort(key=lambda e: e["ts"])
-    rng = random.Random(draw(st.integers(0, 2**32)))
-    arrival = sorted(events, key=lambda e: e["ts"] + rng.randint(0, 45 * MIN))
-    cuts = draw(st.lists(st.integers(0, len(arrival)), max_size=6))
-    return arrival, cuts
+    return out_of_order_batches(draw, events)
 
 
 @given(subscriptions())
@@ -283,11 +289,7 @@ def purchases(draw: st.DrawFn) -> tuple[list[dict[str, Any]], list[int]]:
         )
         for _ in range(draw(st.integers(1, 40)))
     ]
-    events.sort(key=lambda e: e["ts"])
-    rng = random.Random(draw(st.integers(0, 2**32)))
-    arrival = sorted(events, key=lambda e: e["ts"] + rng.randint(0, 45 * MIN))
-    cuts = draw(st.lists(st.integers(0, len(arrival)), max_size=6))
-    return arrival, cuts
+    return out_of_order_batches(draw, events)
 
 
 @given(purchases())
