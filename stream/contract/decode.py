@@ -127,6 +127,16 @@ class Decoder:
         try:
             raw = _decoder.decode(data)
         except msgspec.ValidationError as exc:
+            # The typed decoder judges types while it parses: `7 garbage` fails on the 7 (an
+            # int, not an object) before the garbage. Bad input is rare: parse it again untyped
+            # to tell a JSON document of the wrong shape from bytes that are no JSON at all.
+            try:
+                msgspec.json.decode(data)
+            except (msgspec.DecodeError, UnicodeDecodeError) as not_json:
+                if "Number out of range" not in str(not_json):  # 1e400 is JSON, too big
+                    return Rejection(Reason.NOT_JSON, str(not_json))
+            except RecursionError:
+                return Rejection(Reason.SCHEMA, "nesting too deep")
             text = str(exc)
             for needle, reason in _PATH_REASON:
                 if needle in text:

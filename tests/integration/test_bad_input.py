@@ -71,6 +71,15 @@ async def test_every_reason_goes_to_dlq_and_is_counted(settings: Settings) -> No
     assert not problems, problems
 
 
+async def test_garbage_that_starts_like_a_number_is_not_json(settings: Settings) -> None:
+    garbage = [b"7 garbage", b"1e5x", b"-3,4", b"0\xff\x00", b"42}"]
+    async with EngineHarness(settings):
+        await publish_raw(settings, settings.topics.clickstream, [(b"u1", g) for g in garbage])
+        await wait_caught_up(settings)
+        dlq = await read_dlq(settings, expected=len(garbage))
+    assert [r["reason"] for r in dlq] == ["not_json"] * len(garbage)
+
+
 async def test_segment_messages_round_trip(settings: Settings) -> None:
     now_ms = int(time.time() * 1000)
     iso = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(now_ms / 1000 - 120))

@@ -57,6 +57,8 @@ def test_every_event_type_is_accepted(event_type: EventType) -> None:
         (b"x" * 70_000, Reason.OVERSIZED),
         (b"{nope", Reason.NOT_JSON),
         (b"\xff\xfe", Reason.NOT_JSON),
+        (b"7 garbage", Reason.NOT_JSON),  # starts like a number: still no JSON document
+        (b"12", Reason.SCHEMA),  # a JSON document, of the wrong shape
         (b"[1, 2]", Reason.SCHEMA),
         (native("page_view", user_id=7), Reason.SCHEMA),
         (native("page_view", properties={"page": 5}), Reason.SCHEMA),
@@ -218,3 +220,14 @@ json_values = st.recursive(
 )
 def test_arbitrary_envelopes_never_raise(body: dict[str, object]) -> None:
     assert isinstance(DECODER.decode(json.dumps(body).encode(), NOW), Event | Rejection)
+
+
+@given(st.binary(max_size=64))
+def test_bytes_that_are_no_json_document_are_not_json(raw: bytes) -> None:
+    """Whatever they start with (a digit, a quote, a bracket): bytes that the standard
+    library cannot parse as one JSON document are ``not_json``, never ``schema``."""
+    try:
+        json.loads(raw)
+    except ValueError:
+        out = DECODER.decode(raw, NOW)
+        assert isinstance(out, Rejection) and out.reason == Reason.NOT_JSON, (raw, out)
