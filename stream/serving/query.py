@@ -49,22 +49,33 @@ class UnknownMetric(LookupError):
     pass
 
 
+#: Times a query may name, in epoch seconds: 1970-01-01 up to 3000-01-01. Window arithmetic
+#: past year 9999 overflows, and no event is stamped outside this range.
+TIME_RANGE = (0.0, 32_503_680_000.0)
+
+
 def parse_time(text: str, windows: Windows) -> float:
     text = text.strip()
     try:
-        return float(text)
+        seconds = float(text)
     except ValueError:
-        pass
-    try:
-        if len(text) == 10:
-            d = date.fromisoformat(text)
-            return datetime(d.year, d.month, d.day, tzinfo=windows.zone).timestamp()
-        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise QueryError(f"cannot parse time {text!r} (RFC 3339, YYYY-MM-DD or epoch s)") from None
-    if parsed.tzinfo is None:
-        raise QueryError(f"time {text!r} needs a UTC offset")
-    return parsed.timestamp()
+        try:
+            if len(text) == 10:
+                d = date.fromisoformat(text)
+                seconds = datetime(d.year, d.month, d.day, tzinfo=windows.zone).timestamp()
+            else:
+                parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+                if parsed.tzinfo is None:
+                    raise QueryError(f"time {text!r} needs a UTC offset")
+                seconds = parsed.timestamp()
+        except (ValueError, OverflowError):
+            raise QueryError(
+                f"cannot parse time {text!r} (RFC 3339, YYYY-MM-DD or epoch s)"
+            ) from None
+    low, high = TIME_RANGE
+    if not low <= seconds < high:  # NaN fails both comparisons
+        raise QueryError(f"time {text!r} is outside 1970-01-01 .. 3000-01-01")
+    return seconds
 
 
 def rfc3339(ts: int, windows: Windows) -> str:

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from urllib.parse import quote, urlencode
 
 import pytest
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
 from stream.config.settings import Settings
@@ -84,8 +88,60 @@ async def test_api_metrics_and_health(settings: Settings, tmp_path: Path) -> Non
             assert required in names, required
         # Prometheus hygiene: no per-user label anywhere
         assert not any("user" in k for _, labels in samples for k, _ in labels)
+
+        # ids the decoder accepts that a URL path has to encode
+        odd_ids = ["u{1}", "{x}", "a/b", "50%", "sp ace", "ü?#", "a..b", "}{"]
+        await publish_events(settings, [event("click", u, now - 30_000) for u in odd_ids])
+        await wait_caught_up(settings)
+        for user in odd_ids:
+            status, body = worker.get(f"/api/v1/customers/{quote(user, safe='')}")
+            assert status == 200 and body["customer"] == user, (user, status, body)
+
+        # the reported 500s are JSON 400s now
+        for query in (
+            "start=NaN",
+            "start=-99999999999999999999",
+            "start=9999-12-31&end=9999-12-31T23:59:59Z",
+        ):
+            status, body = worker.get(f"/api/v1/metrics/page_views?{query}")
+            assert status == 400 and isinstance(body, dict) and "error" in body, (query, body)
+        fuzz_every_route(worker)
     finally:
         assert worker.stop() == 0
+
+
+#: Values a hostile or careless caller sends: overflowing, non-finite, far-off, malformed.
+NASTY = st.sampled_from(
+    ["NaN", "inf", "-inf", "1e400", "-99999999999999999999", "9999-12-31", "0001-01-01",
+     "9999-12-31T23:59:59Z", "2026-02-30", "2026-01-01T00:00:00", "", " ", "%", "{}", "0",
+     "-1", "1:2", "99999999999999999999:x", "at_risk", "day", "quarter"]
+)  # fmt: skip
+PARAM = st.sampled_from(
+    ["start", "end", "granularity", "limit", "cursor", "band", "page", "campaign", "type",
+     "feature", "platform", "channel", "priority", "touchpoint", "x"]
+)  # fmt: skip
+QUERIES = st.dictionaries(PARAM, st.one_of(NASTY, st.text(max_size=12)), max_size=4)
+
+
+def fuzz_every_route(worker: WorkerProcess) -> None:
+    """Every route's query parameters (hypothesis): any input gets a JSON answer, never a 500."""
+    from stream.metrics.catalog import CATALOG
+
+    routes = st.one_of(
+        st.sampled_from(sorted(CATALOG)).map(lambda m: f"/api/v1/metrics/{m}"),
+        st.just("/api/v1/customers"),
+        st.text(min_size=1, max_size=12).map(lambda u: f"/api/v1/customers/{quote(u, safe='')}"),
+        st.just("/api/v1/metrics"),
+    )
+
+    @hypothesis_settings(max_examples=300, deadline=None, database=None)
+    @given(routes, QUERIES)
+    def one(route: str, params: dict[str, str]) -> None:
+        status, body = worker.get(f"{route}?{urlencode(params)}")
+        assert status in (200, 400, 404), (route, params, status, body)
+        assert isinstance(body, dict), (route, params, body)
+
+    one()
 
 
 async def test_a_worker_without_sessions_and_scores(settings: Settings, tmp_path: Path) -> None:
