@@ -79,5 +79,6 @@ async def test_calendar_periods_match_the_batch_reference(settings: Settings) ->
     ]
     monthly = [ref.value("active_users", "month", m, {}) or 0 for m in months]
     assert any(n < daily for n, daily in zip(monthly, daily_sums, strict=True))
-    problems = await compare_all(s, ref, granularities=("day", "week", "month", "quarter"))
+    # days are compared by every other stream-equals-batch test
+    problems = await compare_all(s, ref, granularities=("week", "month", "quarter"))
     assert not problems, "\n".join(problems[:20])

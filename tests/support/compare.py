@@ -91,7 +91,7 @@ def filter_sets(ref: Reference, metric: str) -> list[dict[str, str]]:
 async def compare_all(
     settings: Settings,
     ref: Reference,
-    granularities: tuple[str, ...] = ("hour", "day", "week", "month", "quarter"),
+    granularities: tuple[str, ...] = ("hour", "day"),
     metrics: Iterable[str] | None = None,
 ) -> list[str]:
     """Every metric (or those named) × granularity × filter over the reference's windows;
