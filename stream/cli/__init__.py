@@ -18,7 +18,7 @@ import click
 from stream.cli.data import check, replay, simulate, simulation_config
 from stream.cli.reading import query
 from stream.cli.running import bench, demo, engine_profile, worker
-from stream.cli.storage import store_group
+from stream.cli.storage import reset, store_group
 
 __all__ = ["cli", "main", "simulation_config"]
 
@@ -46,6 +46,7 @@ cli.add_command(query)
 cli.add_command(engine_profile)
 cli.add_command(bench)
 cli.add_command(store_group)
+cli.add_command(reset)
 
 
 def main() -> None:

@@ -425,6 +425,12 @@ class Settings(BaseSettings):
     # --- engine ---------------------------------------------------------------------------
     batch_max_records: int = Field(default=20_000, ge=1)
     batch_timeout_ms: int = Field(default=200, ge=1)
+    store_check_interval_seconds: float = Field(
+        default=2.0,
+        gt=0,
+        description="How often a worker compares every owned partition's stored progress with "
+        "what it applied (a store that lost it is rebuilt from the log).",
+    )
     dedupe_window_events: int = Field(
         default=50_000,
         ge=0,

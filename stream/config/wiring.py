@@ -306,6 +306,7 @@ def build_engine(
         client_kwargs=kafka_client_kwargs(settings),
         dlq_policy=DlqPolicy(give_up_after_s=settings.dlq_give_up_seconds),
         relay=relay_config(settings),
+        store_check_interval_s=settings.store_check_interval_seconds,
     )
     engine_config = dataclasses.replace(engine_config, **config)
     return BatchEngine(

@@ -65,6 +65,9 @@ class EngineConfig:
     client_kwargs: dict[str, Any] | None = None  # TLS / SASL settings passed to aiokafka
     dlq_policy: DlqPolicy = field(default_factory=DlqPolicy)
     relay: RelayConfig | None = None  # other families' score inputs into the home topic
+    #: How often every owned partition's stored progress is compared with what this worker
+    #: applied, idle partitions included (a store that lost it is rebuilt from the log).
+    store_check_interval_s: float = 2.0
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -113,6 +116,12 @@ class BatchEngine(mode.Service):
         self._held: HeldBatch | None = None  # folded, its keyed read in flight (see _process)
         #: partitions of the home topic (relay lanes); 0 until known
         self.home_partitions = 0
+        #: last offset this worker saw applied (acknowledged by Redis) per owned partition
+        self._applied: dict[TopicPartition, int] = {}
+        #: partitions re-read after a lost store -> the log's last offset when the loss was seen
+        self.rebuilding: dict[TopicPartition, int] = {}
+        #: owned partitions not consumed: their stored offset is past the log's end
+        self.ahead: dict[TopicPartition, str] = {}
         super().__init__(**kwargs)
 
     # ---- lifecycle -------------------------------------------------------------------------
@@ -166,6 +175,66 @@ class BatchEngine(mode.Service):
                     await self._drain()
             await self._commit()
 
+    @mode.Service.task
+    async def _watch_store(self) -> None:
+        """Notice a store that lost this worker's progress, on every partition it owns.
+
+        A refused apply re-seeks a partition, but only one that receives records: after Redis
+        restarted empty, idle partitions would stay unapplied (every read 0) for as long as they
+        stay idle. So the stored offsets are read every few seconds and compared with the last
+        offsets Redis acknowledged to this worker (taken before the read: an apply that lands
+        meanwhile only moves the stored offset up). Lower means lost: re-seek and rebuild.
+        """
+        while not self.should_stop:
+            await self.sleep(self.config.store_check_interval_s)
+            try:
+                await self._check_store()
+                await self._release_reset()
+            except Exception as exc:  # Redis down or failing over: the batch path retries
+                log.warning(
+                    "store check failed (%s); next in %.0f s",
+                    exc,
+                    self.config.store_check_interval_s,
+                )
+
+    async def _check_store(self) -> None:
+        acknowledged = {tp: off for tp, off in self._applied.items() if off >= 0}
+        tps = [tp for tp in sorted(acknowledged) if tp in self.partitions]
+        if not tps:
+            return
+        shards = [self.partitions[tp].shard for tp in tps]
+        stored = await store.read_offsets(self.redis, self.keys, shards)
+        lost = [tp for tp, off in zip(tps, stored, strict=True) if off < acknowledged[tp]]
+        if not lost:
+            return
+        assert self._consumer is not None
+        async with self._lock:
+            await self._drain()  # what is in flight lands (or is refused and re-seeked) first
+            for tp in lost:
+                state = self.partitions.get(tp)
+                if state is None or self._applied.get(tp, -1) != acknowledged[tp]:
+                    continue  # revoked, or re-seeked by a refused apply meanwhile
+                progress = await store.read_progress(self.redis, self.keys, state.shard)
+                if progress.offset >= acknowledged[tp]:
+                    continue
+                self.metrics.store_lost.labels(tp.topic).inc()
+                log.error(
+                    "stored progress of %s went back from offset %d to %d (Redis lost data: "
+                    "restarted empty, or a failover lost writes): re-reading the partition",
+                    state.shard,
+                    acknowledged[tp],
+                    progress.offset,
+                )
+                await self._seek_to(tp, state.shard, progress)
+                end = (await self._consumer.end_offsets([tp]))[tp]
+                if end - 1 > progress.offset:
+                    self.rebuilding[tp] = end - 1
+            # the shard registry and the placement marker went with the rest
+            shards_now = [st.shard for st in self.partitions.values()]
+            await store.register_shards(self.redis, self.keys, shards_now)
+            await store.check_placement(self.redis, self.keys)
+            self.metrics.rebuilding.set(len(self.rebuilding))
+
     # ---- rebalance -------------------------------------------------------------------------
     async def on_revoked(self, revoked: set[TopicPartition]) -> None:
         async with self._lock:  # let what was folded land before giving partitions up
@@ -174,27 +243,74 @@ class BatchEngine(mode.Service):
             for tp in revoked:
                 self.partitions.pop(tp, None)
                 self._to_commit.pop(tp, None)
+                self._applied.pop(tp, None)
+                self.rebuilding.pop(tp, None)
                 labels = (tp.topic, str(tp.partition))
+                if self.ahead.pop(tp, None) is not None:
+                    self.metrics.offset_ahead.remove(*labels)
                 if labels in self._lag_seen:  # a departed partition's lag is not ours to report
                     self._lag_seen.discard(labels)
                     self.metrics.consumer_lag.remove(*labels)
             self.metrics.assigned_partitions.set(len(self.partitions))
+            self.metrics.rebuilding.set(len(self.rebuilding))
 
     async def on_assigned(self, assigned: set[TopicPartition]) -> None:
         assert self._consumer is not None
         shards = []
+        ends = await self._consumer.end_offsets(sorted(assigned)) if assigned else {}
         for tp in sorted(assigned):
             shard = self.keys.shard(self.config.topic_family[tp.topic], tp.partition)
             shards.append(shard)
             progress = await self._redis_retry(
                 lambda s=shard: store.read_progress(self.redis, self.keys, s)  # type: ignore[misc]
             )
+            if progress.offset >= ends[tp]:
+                self._refuse_ahead(tp, shard, progress.offset, ends[tp])
+                continue
             await self._seek_to(tp, shard, progress)
         await self._redis_retry(lambda: store.register_shards(self.redis, self.keys, shards))
         self._refresh_home_partitions()
         self.metrics.assigned_partitions.set(len(self.partitions))
         log.info("assigned %d partitions", len(assigned))
         self.ready.set()
+
+    def _refuse_ahead(self, tp: TopicPartition, shard: str, stored: int, end: int) -> None:
+        """Stored offset ``stored`` was applied, but the log ends before it: the records the
+        log will get next have offsets the store counts as applied, and would be skipped. So the
+        partition is paused until an operator clears its stored state (``stream reset``)."""
+        assert self._consumer is not None
+        self._consumer.pause(tp)
+        self.ahead[tp] = shard
+        self.metrics.offset_ahead.labels(tp.topic, str(tp.partition)).set(1)
+        log.error(
+            "%s[%d]: Redis holds offset %d as applied but the log's next offset is %d (recreated, "
+            "wiped or another cluster?): not consuming it. To start it over, run "
+            "`stream reset --topic %s --partition %d --apply` (runbook of the alert "
+            "EngagementStreamPartitionOffsetAhead)",
+            tp.topic,
+            tp.partition,
+            stored,
+            end,
+            tp.topic,
+            tp.partition,
+        )
+
+    async def _release_reset(self) -> None:
+        """Resume the refused partitions whose stored state an operator cleared."""
+        assert self._consumer is not None
+        for tp, shard in list(self.ahead.items()):
+            progress = await store.read_progress(self.redis, self.keys, shard)
+            if progress.offset >= 0:
+                continue  # still there: only `stream reset` (no progress at all) releases it
+            labels = (tp.topic, str(tp.partition))
+            async with self._lock:
+                if self.ahead.pop(tp, None) is None:
+                    continue
+                self.metrics.offset_ahead.remove(*labels)
+                await self._seek_to(tp, shard, progress)
+                await store.register_shards(self.redis, self.keys, [shard])
+                self._consumer.resume(tp)
+                log.info("%s[%d]: stored state reset; consuming from the start", *labels)
 
     async def _seek_to(
         self, tp: TopicPartition, shard: str, progress: store.PartitionProgress
@@ -211,6 +327,7 @@ class BatchEngine(mode.Service):
             progress.offset,
             dict(progress.relay_hw) if home else None,
         )
+        self._applied[tp] = progress.offset
         if progress.offset >= 0:
             # Re-read the records before the stored position into the duplicate window first:
             # the fold only rebuilds the window from them (warm_until), it counts nothing twice.
@@ -391,6 +508,13 @@ class BatchEngine(mode.Service):
                     await self._seek_to(tp, state.shard, progress)
                 continue
             self._to_commit[tp] = result.last_offset + 1
+            if self.partitions.get(tp) is state:
+                self._applied[tp] = result.last_offset
+                target = self.rebuilding.get(tp)
+                if target is not None and result.last_offset >= target:
+                    del self.rebuilding[tp]
+                    self.metrics.rebuilding.set(len(self.rebuilding))
+                    log.info("%s rebuilt through offset %d", state.shard, target)
             self._observe(tp, result, applied_at)
         self.batches_applied += 1
         self.metrics.batch_size.observe(held.total)

@@ -186,6 +186,15 @@ async def read_progress(client: RedisClient, keys: Keys, shard: str) -> Partitio
     )
 
 
+async def read_offsets(client: RedisClient, keys: Keys, shards: list[str]) -> list[int]:
+    """Each shard's stored offset (-1: none), in one round trip."""
+    async with client.pipeline(transaction=False) as pipe:
+        for shard in shards:
+            pipe.hget(keys.state(shard), "offset")
+        replies = await pipe.execute()
+    return [-1 if v is None else int(v) for v in replies]
+
+
 async def apply_calls(client: RedisClient, calls: list[PendingCall]) -> list[ApplyOutcome]:
     """Run every partition's apply in one round trip; report which were refused as stale."""
     outcomes, _ = await apply_then_read(client, calls, [])

@@ -68,6 +68,18 @@ class WorkerMetrics:
             ["topic"],
             registry=r,
         )
+        self.store_lost = Counter(
+            "stream_store_lost_partitions",
+            "Partitions whose stored progress vanished or went back (Redis restarted empty, a "
+            "failover that lost writes); the worker re-seeks them and rebuilds from the log.",
+            ["topic"],
+            registry=r,
+        )
+        self.rebuilding = Gauge(
+            "stream_partitions_rebuilding",
+            "Partitions this worker is rebuilding after a lost store (/readyz is 503 meanwhile).",
+            registry=r,
+        )
         self.redis_errors = Counter(
             "stream_redis_errors", "Failed Redis round trips (retried with backoff).", registry=r
         )
@@ -114,6 +126,14 @@ class WorkerMetrics:
         self.consumer_lag = Gauge(
             "stream_consumer_lag_messages",
             "High watermark minus applied position, per owned input partition.",
+            ["topic", "partition"],
+            registry=r,
+        )
+        self.offset_ahead = Gauge(
+            "stream_partition_offset_ahead",
+            "1 for an owned partition whose offset stored in Redis is at or past the log's end "
+            "(topic recreated, broker data wiped, wrong cluster): not consumed until `stream "
+            "reset` clears its stored state.",
             ["topic", "partition"],
             registry=r,
         )

@@ -126,7 +126,8 @@ def build_app(settings: Settings) -> Application:
 
     rules = wiring.score_rules(settings)
 
-    @app.page("/api/v1/customers/{user_id}")
+    # `.+`: any id the decoder accepts ({, }, an encoded /…); the default pattern stops at braces
+    @app.page("/api/v1/customers/{user_id:.+}")
     async def customer_page(view: faust.web.View, request: faust.web.Request, user_id: str) -> Any:
         if not settings.score.enabled:
             return view.json({"error": SCORE_OFF}, status=404)
@@ -166,6 +167,9 @@ def build_app(settings: Settings) -> Application:
             return view.json({"ready": False, "reason": "redis unreachable"}, status=503)
         if not engine.ready.is_set():
             return view.json({"ready": False, "reason": "no partition assignment yet"}, status=503)
+        if engine.rebuilding:
+            body = {"ready": False, "reason": "rebuilding", "partitions": len(engine.rebuilding)}
+            return view.json(body, status=503)
         return view.json({"ready": True, "partitions": len(engine.partitions)})
 
     return Application(app, engine, metrics, settings)
