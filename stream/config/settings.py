@@ -310,6 +310,13 @@ class Settings(BaseSettings):
         default=1, ge=1, description="Replication factor when this process creates the topics."
     )
     consumer_group: str = "engagement-stream"
+    consumer_session_timeout_seconds: float = Field(
+        default=6.0,
+        ge=1,
+        description="How long the group waits for a silent worker before giving its partitions "
+        "to the others: the handover time after a crash. Kafka refuses values below the "
+        "broker's group.min.session.timeout.ms (6 s by default).",
+    )
     key_prefix: str = Field(
         default="es",
         pattern=r"^[A-Za-z0-9_.-]{1,32}$",

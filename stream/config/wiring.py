@@ -307,6 +307,7 @@ def build_engine(
         dlq_policy=DlqPolicy(give_up_after_s=settings.dlq_give_up_seconds),
         relay=relay_config(settings),
         store_check_interval_s=settings.store_check_interval_seconds,
+        session_timeout_ms=int(settings.consumer_session_timeout_seconds * 1000),
     )
     engine_config = dataclasses.replace(engine_config, **config)
     return BatchEngine(

@@ -16,6 +16,7 @@ escape the loop (a Redis or Kafka outage is retried with backoff until the servi
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -27,7 +28,7 @@ import redis.exceptions
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 
-from stream.engine import store
+from stream.engine import log_end, store
 from stream.engine.batch import Folded, HeldBatch, PartitionState, plan_keyed_reads, settle_keyed
 from stream.engine.dedupe import PartitionWindow
 from stream.engine.deltas import Layout, build_call
@@ -58,7 +59,7 @@ class EngineConfig:
     batch_max_records: int
     batch_timeout_ms: int
     commit_interval_s: float = 1.0
-    session_timeout_ms: int = 10_000
+    session_timeout_ms: int = 6_000
     heartbeat_interval_ms: int = 1_000
     rebalance_timeout_ms: int = 5_000
     dedupe_window_events: int = 50_000  # per partition; 0: no duplicate detection
@@ -246,7 +247,8 @@ class BatchEngine(mode.Service):
                 self._applied.pop(tp, None)
                 self.rebuilding.pop(tp, None)
                 labels = (tp.topic, str(tp.partition))
-                if self.ahead.pop(tp, None) is not None:
+                self.ahead.pop(tp, None)
+                with contextlib.suppress(KeyError):  # never set: revoked before its check
                     self.metrics.offset_ahead.remove(*labels)
                 if labels in self._lag_seen:  # a departed partition's lag is not ours to report
                     self._lag_seen.discard(labels)
@@ -257,16 +259,24 @@ class BatchEngine(mode.Service):
     async def on_assigned(self, assigned: set[TopicPartition]) -> None:
         assert self._consumer is not None
         shards = []
-        ends = await self._consumer.end_offsets(sorted(assigned)) if assigned else {}
+        found: dict[TopicPartition, tuple[str, store.PartitionProgress]] = {}
         for tp in sorted(assigned):
             shard = self.keys.shard(self.config.topic_family[tp.topic], tp.partition)
             shards.append(shard)
-            progress = await self._redis_retry(
-                lambda s=shard: store.read_progress(self.redis, self.keys, s)  # type: ignore[misc]
+            found[tp] = (
+                shard,
+                await self._redis_retry(
+                    lambda s=shard: store.read_progress(self.redis, self.keys, s)  # type: ignore[misc]
+                ),
             )
-            if progress.offset >= ends[tp]:
+        stored = {tp: progress.offset for tp, (_, progress) in found.items()}
+        ends = await log_end.ends_if_behind(self._consumer, self.config, stored)
+        for tp, (shard, progress) in found.items():
+            labels = (tp.topic, str(tp.partition))
+            if tp in ends:
                 self._refuse_ahead(tp, shard, progress.offset, ends[tp])
                 continue
+            self.metrics.offset_ahead.labels(*labels).set(0)
             await self._seek_to(tp, shard, progress)
         await self._redis_retry(lambda: store.register_shards(self.redis, self.keys, shards))
         self._refresh_home_partitions()
@@ -306,7 +316,7 @@ class BatchEngine(mode.Service):
             async with self._lock:
                 if self.ahead.pop(tp, None) is None:
                     continue
-                self.metrics.offset_ahead.remove(*labels)
+                self.metrics.offset_ahead.labels(*labels).set(0)
                 await self._seek_to(tp, shard, progress)
                 await store.register_shards(self.redis, self.keys, [shard])
                 self._consumer.resume(tp)

@@ -126,8 +126,9 @@ def build_app(settings: Settings) -> Application:
 
     rules = wiring.score_rules(settings)
 
-    # `.+`: any id the decoder accepts ({, }, an encoded /…); the default pattern stops at braces
-    @app.page("/api/v1/customers/{user_id:.+}")
+    # any id the decoder accepts ({, }, an encoded / or newline…): the default pattern stops at
+    # braces, and `.` at a newline
+    @app.page(r"/api/v1/customers/{user_id:[\s\S]+}")
     async def customer_page(view: faust.web.View, request: faust.web.Request, user_id: str) -> Any:
         if not settings.score.enabled:
             return view.json({"error": SCORE_OFF}, status=404)

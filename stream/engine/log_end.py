@@ -1,0 +1,67 @@
+"""Which partitions' logs end before the offset stored for them (Redis ahead of Kafka).
+
+``ListOffsets`` alone cannot decide it: Tansu 0.6 answers the *base* offset of the last record
+batch + 1, so after a batched publish the reported end lags the real one by up to a batch, and a
+healthy partition would look like one whose log was wiped. So a reported end at or before the
+stored offset is only a suspicion: the tail is fetched from one before it (one fetch returns the
+whole last batch) and the highest offset actually read decides. On a broker that answers
+correctly this reads one record per suspicious partition, and only those.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+__all__ = ["ends_if_behind"]
+
+
+class _Config(Protocol):
+    @property
+    def bootstrap_servers(self) -> str: ...
+
+    @property
+    def client_kwargs(self) -> dict[str, Any] | None: ...
+
+
+async def ends_if_behind(
+    consumer: AIOKafkaConsumer, config: _Config, stored: dict[TopicPartition, int]
+) -> dict[TopicPartition, int]:
+    """Log end (next offset) of each partition whose stored offset is at or past it."""
+    wanted = sorted(tp for tp, offset in stored.items() if offset >= 0)
+    if not wanted:
+        return {}
+    reported: dict[TopicPartition, int] = dict(await consumer.end_offsets(wanted))
+    suspects = {tp: end for tp, end in reported.items() if stored[tp] >= end}
+    tails = [tp for tp, end in suspects.items() if end > 0]
+    if tails:
+        suspects.update(await _read_tails(config, {tp: suspects[tp] for tp in tails}))
+    return {tp: end for tp, end in suspects.items() if stored[tp] >= end}
+
+
+async def _read_tails(
+    config: _Config, reported: dict[TopicPartition, int]
+) -> dict[TopicPartition, int]:
+    tail = AIOKafkaConsumer(
+        bootstrap_servers=config.bootstrap_servers,
+        enable_auto_commit=False,
+        **(config.client_kwargs or {}),
+    )
+    await tail.start()
+    try:
+        tail.assign(list(reported))
+        for tp, end in reported.items():
+            tail.seek(tp, end - 1)
+        ends = dict(reported)
+        pending = set(reported)
+        for _ in range(10):  # each fetch returns a partition's whole last batch, if anything
+            batch: dict[TopicPartition, list[Any]] = await tail.getmany(timeout_ms=500)
+            for tp, records in batch.items():
+                ends[tp] = max(ends[tp], records[-1].offset + 1)
+                pending.discard(tp)
+            if not pending or not batch:
+                break
+        return ends
+    finally:
+        await tail.stop()
