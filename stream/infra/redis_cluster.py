@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import logging
 import shutil
 import signal
 import subprocess
@@ -42,6 +43,8 @@ from stream.infra.cluster_nodes import (
     parse_cluster_nodes,
     pick_cluster_ports,
 )
+
+log = logging.getLogger(__name__)
 
 
 class LocalRedisCluster:
@@ -448,6 +451,39 @@ class LocalRedisCluster:
             raise ValueError(f"node {port} is running")
         child.start(self.start_timeout)
         self._killed_replicas.pop(port, None)
+
+    def rejoin(self, port: int, timeout: float = 90.0) -> None:
+        """Restart a stopped node and wait until the cluster is healthy with it; once, restart
+        it again if it does not settle within half the timeout.
+
+        A former primary restarted while another failed-over primary is still down has been
+        seen (Redis 7.0, loaded 2-core CI machine) to stay at ``cluster_state:fail`` for over a
+        minute. A second restart makes it re-read ``nodes.conf`` and re-handshake, which the
+        healthy cluster then settles quickly; what it looked like first is logged.
+        """
+        self.restart_node(port)
+        try:
+            self.wait_ok(timeout / 2)
+            return
+        except RedisClusterError as exc:
+            log.warning(
+                "node %d did not rejoin (%s); restarting it once more:\n%s",
+                port,
+                exc,
+                self.diagnose(port),
+            )
+        self._children[port].stop()
+        self.restart_node(port)
+        self.wait_ok(timeout / 2)
+
+    def diagnose(self, port: int) -> str:
+        """The node's own ``CLUSTER NODES`` view and the tail of its log, for error messages."""
+        try:
+            view = self._command(port, "CLUSTER", "NODES")
+        except redis.RedisError as exc:
+            view = f"(no answer: {exc})"
+        tail = self._children[port].log_path.read_text(errors="replace")[-3000:]
+        return f"CLUSTER NODES of {port}:\n{view}\nlog tail:\n{tail}"
 
     def reshard(self, slots: int, from_port: int, to_port: int, timeout: float = 60.0) -> None:
         """Move ``slots`` slots (with their keys) from one primary to another, live.
