@@ -32,6 +32,13 @@ __all__ = ["check", "replay", "simulate", "simulation_config"]
 @click.option("--count", type=int, default=None, help="Stop after N events.")
 @click.option("--rate", type=float, default=None, help="Max events/s (batch mode).")
 @click.option("--live", is_flag=True, help="Stamp events with the wall clock, paced in real time.")
+@click.option(
+    "--catch-up-speed",
+    type=float,
+    default=None,
+    help="Live mode: publish events stamped before now at this many times real time "
+    "(default: all at once).",
+)
 @click.option("--activity", default=1.0, show_default=True)
 @click.option(
     "--start",
@@ -66,6 +73,7 @@ def simulate(
     count: int | None,
     rate: float | None,
     live: bool,
+    catch_up_speed: float | None,
     activity: float,
     start_ms: int | None,
     out: Path | None,
@@ -73,7 +81,9 @@ def simulate(
     fade_after: float,
 ) -> None:
     """Generate realistic engagement traffic (deterministic with --seed). In live mode, events
-    stamped before now (a --start in the past) are published at once: a warm start."""
+    stamped before now (a --start in the past) are a warm start: published at once, or at
+    --catch-up-speed times real time in event-time order (what relayed activities need to
+    arrive within the allowed lateness)."""
     from stream.tools.emit import EmitPlan, write_jsonl
     from stream.tools.simulate import Simulator
 
@@ -85,7 +95,13 @@ def simulate(
         fade_seconds=fade_seconds, fade_after=fade_after,
     )  # fmt: skip
     sim = Simulator(config)
-    plan = EmitPlan(count=count, rate=rate, live=live, stop_at_ms=None if live else now_ms)
+    plan = EmitPlan(
+        count=count,
+        rate=rate,
+        live=live,
+        stop_at_ms=None if live else now_ms,
+        catch_up_speed=catch_up_speed if live else None,
+    )
     if out is not None:
         n = write_jsonl(sim.events(), plan, out)
         console.print(f"wrote {n} events to {out}")

@@ -10,11 +10,12 @@ correctly this reads one record per suspicious partition, and only those.
 
 from __future__ import annotations
 
+import time
 from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-__all__ = ["ends_if_behind"]
+__all__ = ["ends_if_behind", "read_tail_ends"]
 
 
 class _Config(Protocol):
@@ -43,6 +44,7 @@ async def ends_if_behind(
 async def _read_tails(
     config: _Config, reported: dict[TopicPartition, int]
 ) -> dict[TopicPartition, int]:
+    # A consumer of its own, outside the group: the engine's consumer must not seek.
     tail = AIOKafkaConsumer(
         bootstrap_servers=config.bootstrap_servers,
         enable_auto_commit=False,
@@ -50,18 +52,40 @@ async def _read_tails(
     )
     await tail.start()
     try:
-        tail.assign(list(reported))
-        for tp, end in reported.items():
-            tail.seek(tp, end - 1)
-        ends = dict(reported)
-        pending = set(reported)
-        for _ in range(10):  # each fetch returns a partition's whole last batch, if anything
-            batch: dict[TopicPartition, list[Any]] = await tail.getmany(timeout_ms=500)
-            for tp, records in batch.items():
-                ends[tp] = max(ends[tp], records[-1].offset + 1)
-                pending.discard(tp)
-            if not pending or not batch:
-                break
-        return ends
+        return await read_tail_ends(tail, reported, until_quiet=False)
     finally:
         await tail.stop()
+
+
+async def read_tail_ends(
+    consumer: AIOKafkaConsumer,
+    reported: dict[TopicPartition, int],
+    *,
+    until_quiet: bool,
+    timeout_s: float = 30.0,
+) -> dict[TopicPartition, int]:
+    """The real end of each partition: read from one before the reported end, keep the highest
+    offset fetched.
+
+    ``consumer`` must be a started consumer outside any group (it is assigned and seeks). With
+    ``until_quiet`` it reads until a fetch returns nothing (a log still being written has no
+    end to find before ``timeout_s``); otherwise it stops once every partition answered, which
+    is all a check of a partition that is not being written needs.
+    """
+    tails = [tp for tp, end in reported.items() if end > 0]
+    ends = dict(reported)
+    if not tails:
+        return ends
+    consumer.assign(tails)
+    for tp in tails:
+        consumer.seek(tp, reported[tp] - 1)
+    pending = set(tails)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        batch: dict[TopicPartition, list[Any]] = await consumer.getmany(timeout_ms=300)
+        for tp, records in batch.items():
+            ends[tp] = max(ends[tp], records[-1].offset + 1)
+            pending.discard(tp)
+        if not batch or (not pending and not until_quiet):
+            break
+    return ends

@@ -61,7 +61,6 @@ class Windows:
 
     def __init__(self, zone: ZoneInfo, week_start: Weekday = "mon") -> None:
         self.zone = zone
-        self.week_start = week_start
         self._first_weekday = WEEKDAYS.index(week_start)
         self._hour_cache: dict[int, int] = {}
         self._day_cache: dict[int, int] = {}

@@ -32,7 +32,7 @@ from stream.infra.localstack import die_with_parent, free_port
 from stream.infra.runtime import child_environment, with_infrastructure
 from stream.service.web_auth import load_token
 
-__all__ = ["DEMO_TIMING", "DemoTraffic", "render", "run_demo", "scrape", "total"]
+__all__ = ["DEMO_TIMING", "DemoTraffic", "render", "run_demo", "scrape", "total", "worker_ready"]
 
 Samples = dict[str, list[tuple[dict[str, str], float]]]
 
@@ -137,13 +137,13 @@ DEMO_TIMING = {
 class DemoTraffic:
     """The demo's simulator: live, after a warm start.
 
-    It starts ``history_seconds`` in the past (published at once), so that scores are settled
-    -- longer than the lookback -- when the live part begins. The fading cohort starts to fade
-    ``fade_after_seconds`` into that history and stops coming back over ``fade_seconds``: its
-    last sessions leave the 6-minute lookback during the first live minutes, so the at-risk
-    count climbs by most of the cohort (~10 % of users) within about 5 minutes, each crossing
-    counted as an ``entered_at_risk`` transition (tests/unit/test_demo.py checks it against the
-    batch reference)."""
+    It starts ``history_seconds`` in the past (published at ``catch_up_speed``), so that scores
+    are settled -- longer than the lookback -- when the live part begins. The fading cohort
+    starts to fade ``fade_after_seconds`` into that history and stops coming back over
+    ``fade_seconds``: its last sessions leave the 6-minute lookback during the first live
+    minutes, so the at-risk count climbs by most of the cohort (~10 % of users) within about 5
+    minutes, each crossing counted as an ``entered_at_risk`` transition (tests/unit/test_demo.py
+    checks it against the batch reference)."""
 
     users: int = 3000
     activity: float = 600.0
@@ -151,6 +151,10 @@ class DemoTraffic:
     fade_seconds: float = 60.0
     history_seconds: float = 600.0
     fade_after_seconds: float = 300.0
+    #: The history is published at this many times real time (about 30 s for 10 minutes),
+    #: in event-time order across topics: relayed likes and email opens then reach the home
+    #: partitions within the 1-minute lateness of the clicks of the same minute.
+    catch_up_speed: float = 20.0
 
     def start_ms(self, now_ms: int) -> int:
         return now_ms - int(self.history_seconds * 1000)
@@ -161,6 +165,7 @@ class DemoTraffic:
             "simulate", "--live", "--users", str(self.users), "--activity", str(self.activity),
             "--seed", str(self.seed), "--start", str(self.start_ms(now_ms)),
             "--fade-seconds", str(self.fade_seconds), "--fade-after", str(self.fade_after_seconds),
+            "--catch-up-speed", str(self.catch_up_speed),
         ]  # fmt: skip
 
 
@@ -311,6 +316,15 @@ def render(samples: Samples, events_per_s: float, urls: Iterable[str]) -> Group:
     )
 
 
+def worker_ready(base: str) -> bool:
+    """Whether the worker's ``/readyz`` answers 200 (partitions assigned, Redis reachable)."""
+    try:
+        with urllib.request.urlopen(f"{base}/readyz", timeout=2) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
 def run_demo(settings: Settings, traffic: DemoTraffic, *, web_port: int) -> None:
     console = Console()
     settings, stack = with_infrastructure(settings)
@@ -319,10 +333,7 @@ def run_demo(settings: Settings, traffic: DemoTraffic, *, web_port: int) -> None
     port = web_port if web_port else free_port()
     env = {**child_environment(settings), "STREAM_WEB_PORT": str(port), **DEMO_TIMING}
     env.update({k: v for k, v in os.environ.items() if k in DEMO_TIMING})  # yours win
-    children = [
-        spawn(["--log-level", "info", "worker"], env, workdir / "worker.log"),
-        spawn(traffic.args(int(time.time() * 1000)), env, workdir / "simulator.log"),
-    ]
+    children = [spawn(["--log-level", "info", "worker"], env, workdir / "worker.log")]
     base = f"http://{settings.web_host}:{port}"
     urls = [
         f"metrics     {base}/metrics",
@@ -347,6 +358,15 @@ def run_demo(settings: Settings, traffic: DemoTraffic, *, web_port: int) -> None
                 for child in children:
                     if child.poll() is not None:
                         raise SystemExit(f"a child process exited ({child.args!r}); see {workdir}")
+                if len(children) == 1:
+                    # Traffic starts once the worker holds its partitions: a backlog built up
+                    # during its group join would be read clicks first, relayed activities after.
+                    if not worker_ready(base):
+                        live.update(Panel("waiting for the worker…\n" + "\n".join(urls)))
+                        time.sleep(0.5)
+                        continue
+                    now_ms = int(time.time() * 1000)
+                    children.append(spawn(traffic.args(now_ms), env, workdir / "simulator.log"))
                 try:
                     samples = scrape(f"{base}/metrics", token)
                 except OSError:

@@ -10,12 +10,10 @@ answers correctly this reads one record per partition and agrees with it.
 
 from __future__ import annotations
 
-import time
-from typing import Any
-
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from stream.config.settings import Settings
+from stream.engine.log_end import read_tail_ends
 from stream.infra.connections import kafka_client_kwargs
 
 __all__ = ["log_ends", "partitions_of"]
@@ -46,20 +44,6 @@ async def log_ends(
     try:
         tps = await partitions_of(consumer, topics or settings.topics.inputs())
         reported: dict[TopicPartition, int] = dict(await consumer.end_offsets(tps))
-        tails = [tp for tp, end in reported.items() if end > 0]
-        if not tails:
-            return reported
-        consumer.assign(tails)
-        for tp in tails:
-            consumer.seek(tp, reported[tp] - 1)
-        ends = dict(reported)
-        deadline = time.monotonic() + 30  # a log still being written has no end to find
-        while time.monotonic() < deadline:
-            batch: dict[Any, list[Any]] = await consumer.getmany(timeout_ms=300)
-            if not batch:
-                break
-            for tp, records in batch.items():
-                ends[tp] = max(ends[tp], records[-1].offset + 1)
-        return ends
+        return await read_tail_ends(consumer, reported, until_quiet=True)
     finally:
         await consumer.stop()
