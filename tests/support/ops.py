@@ -17,11 +17,16 @@ RULE_FILES = sorted((PROMETHEUS / "rules").glob("*.yml"))
 DASHBOARDS = sorted((DEPLOY / "grafana" / "dashboards").glob("*.json"))
 TOOLS_BIN = ROOT / ".venv-tools" / "bin"
 
-#: Recording rules that compare with the same window a day or a week earlier (``offset``): a
-#: test run has no such history, so the e2e test only requires them to evaluate.
+#: Recording rules that compare with the same window on earlier days (``offset``): a test run
+#: has no such history, so the e2e test only requires them to evaluate.
 NEEDS_HISTORY = frozenset({"job:stream_churn_risk_transitions:rate30m_baseline"})
+#: The lag exporter's series, as its release exports them (a Go binary: not run by the tests).
+LAG_EXPORTER = PROMETHEUS / "exporters" / "kminion-v2.3.5.json"
+EXPORTER_PREFIX = "kminion_"
 
-_METRIC = re.compile(r"\b(?:[a-z_]+:)?(?:stream|engagement)_[a-z0-9_]+(?::[a-z0-9_]+)?\b|\bup\b")
+_METRIC = re.compile(
+    r"\b(?:[a-z_]+:)?(?:stream|engagement|kminion)_[a-z0-9_]+(?::[a-z0-9_]+)?\b|\bup\b"
+)
 
 
 def load_yaml(path: Path) -> Any:
@@ -66,6 +71,16 @@ def raw_series(expr: str) -> set[str]:
     for name in series_in(expr):
         out |= derived.get(name, {name})
     return out
+
+
+def exporter_metrics() -> dict[str, list[str]]:
+    """kminion series name -> its labels."""
+    metrics: dict[str, list[str]] = json.loads(LAG_EXPORTER.read_text())["metrics"]
+    return metrics
+
+
+def from_exporter(names: set[str]) -> set[str]:
+    return {n for n in names if n.startswith(EXPORTER_PREFIX)}
 
 
 def dashboards() -> list[dict[str, Any]]:
