@@ -45,6 +45,7 @@ from stream.metrics.score import AT_RISK_SET, OUTBOX, TOTALS
 from stream.metrics.score import STATE as SCORE_STATE
 from stream.metrics.sessions import SessionState
 from stream.tools.bench_report import BenchResult
+from stream.tools.health import worker_ready
 from stream.tools.offsets import log_ends, partitions_of
 from stream.tools.publish import BatchPublisher
 from stream.tools.simulate import SimulationConfig, Simulator
@@ -158,22 +159,12 @@ def start_worker(settings: Settings, log: Path) -> tuple[subprocess.Popen[bytes]
     return proc, port
 
 
-def _is_ready(port: int) -> bool:
-    import urllib.request
-
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as r:
-            return bool(r.status == 200)
-    except OSError:
-        return False
-
-
 async def wait_ready(port: int, proc: subprocess.Popen[bytes], limit_s: float = 120) -> None:
     deadline = time.monotonic() + limit_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError("worker exited during start-up")
-        if await asyncio.to_thread(_is_ready, port):
+        if await asyncio.to_thread(worker_ready, f"http://127.0.0.1:{port}", 1.0):
             return
         await asyncio.sleep(0.01)
     raise TimeoutError("worker not ready")

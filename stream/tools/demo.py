@@ -31,8 +31,9 @@ from stream.infra.connections import redacted_url
 from stream.infra.localstack import die_with_parent, free_port
 from stream.infra.runtime import child_environment, with_infrastructure
 from stream.service.web_auth import load_token
+from stream.tools.health import worker_ready
 
-__all__ = ["DEMO_TIMING", "DemoTraffic", "render", "run_demo", "scrape", "total", "worker_ready"]
+__all__ = ["DEMO_TIMING", "DemoTraffic", "render", "run_demo", "scrape", "total"]
 
 Samples = dict[str, list[tuple[dict[str, str], float]]]
 
@@ -314,15 +315,6 @@ def render(samples: Samples, events_per_s: float, urls: Iterable[str]) -> Group:
         side,
         Panel("\n".join(urls), title="endpoints (Ctrl-C stops everything)"),
     )
-
-
-def worker_ready(base: str) -> bool:
-    """Whether the worker's ``/readyz`` answers 200 (partitions assigned, Redis reachable)."""
-    try:
-        with urllib.request.urlopen(f"{base}/readyz", timeout=2) as response:
-            return bool(response.status == 200)
-    except OSError:
-        return False
 
 
 def run_demo(settings: Settings, traffic: DemoTraffic, *, web_port: int) -> None:
