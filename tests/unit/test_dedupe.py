@@ -59,6 +59,33 @@ def test_a_window_rebuilt_from_the_log_decides_like_the_original(
     assert _decide(log, size, stored + 1, warm_from) == _decide(log, size, stored + 1)
 
 
+def _naive(log: list[str | None], size: int) -> list[bool]:
+    """The rule as stated: a duplicate when the same id decoded less than `size` offsets before
+    (none with `size` 0)."""
+    return [
+        not any(log[j] == ident for j in range(max(0, offset - size + 1), offset)) or not size
+        for offset, ident in enumerate(log)
+        if ident is not None
+    ]
+
+
+@given(
+    log=st.lists(st.one_of(st.none(), st.sampled_from("abcdefghij")), min_size=1, max_size=200),
+    size=st.integers(0, 12),
+)
+def test_decisions_follow_the_stated_rule(log: list[str | None], size: int) -> None:
+    """Whatever the bulk eviction did before, each decision equals the rule's."""
+    assert _decide(log, size, 0) == _naive(log, size)
+
+
+def test_the_window_stays_bounded() -> None:
+    w = PartitionWindow(100)
+    for offset in range(10_000):
+        assert w.admit(offset, f"id{offset}")
+    assert len(w) == 100
+    assert len(w._last) <= 200  # expired ids are dropped (in bulk), not kept for ever
+
+
 class Rec:
     def __init__(self, offset: int, value: bytes) -> None:
         self.offset, self.value, self.key, self.timestamp = offset, value, b"u", 0
