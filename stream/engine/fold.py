@@ -87,6 +87,11 @@ class FoldResult:
 #: Event types whose ``author`` property says who did it (support: agent, requester, bot).
 SUPPORT_EVENT_TYPES = frozenset(str(t) for t, f in FAMILY_OF.items() if f is Family.SUPPORT)
 
+#: Whether an event type makes its user active: never, always, or unless its ``author`` is one
+#: of the passive authors (compared by identity in the fold: module constants).
+PASSIVE, ACTIVE, AUTHORED = "passive", "active", "authored"
+DispatchEntry = tuple[str, str, tuple[Handler, ...]]
+
 
 @dataclass(frozen=True)
 class FoldContext:
@@ -100,6 +105,20 @@ class FoldContext:
     lag_sample_every: int = 64
     #: handlers of relayed records (customer state only: they were counted on their own topic)
     relay_handlers: Mapping[str, tuple[Handler, ...]] = field(default_factory=dict)
+    #: event type -> (counter field, whether it makes the user active, handlers): one lookup
+    #: per event instead of four (filled on first sight of a type)
+    dispatch: dict[str, DispatchEntry] = field(default_factory=dict, compare=False, repr=False)
+
+    def dispatch_entry(self, kind: str) -> DispatchEntry:
+        if kind in self.passive_events:
+            activity = PASSIVE
+        elif kind in SUPPORT_EVENT_TYPES and self.passive_authors:
+            activity = AUTHORED  # ``author`` says who did it: active unless a passive author
+        else:
+            activity = ACTIVE
+        entry = (EVENT_FIELD_PREFIX + kind, activity, tuple(self.handlers.get(kind, ())))
+        self.dispatch[kind] = entry
+        return entry
 
 
 def _reject(record: Record, value: bytes, reason: Reason, detail: str) -> Rejected:
@@ -141,10 +160,8 @@ def fold_records(
     deltas = result.deltas
     admit = window.admit if window is not None else _admit_all
     decode = ctx.decoder.decode
-    handlers = ctx.handlers
-    passive = ctx.passive_events
+    dispatch = ctx.dispatch
     passive_authors = ctx.passive_authors
-    authored = SUPPORT_EVENT_TYPES  # ``author`` means "who did it" on these only
     lateness = ctx.lateness_ms
     sample_every = ctx.lag_sample_every
     rejected = result.rejected
@@ -152,6 +169,11 @@ def fold_records(
     users = deltas.users
     accepted = result.accepted
     relays = result.relay_hw is not None
+    # The previous event's minute (its start in ms: lo), its counters and its active users:
+    # consecutive events of a partition mostly share a minute, so most events skip the lookups.
+    lo = hi = minute = 0
+    bucket: dict[str, int] = {}
+    members: set[str] | None = None
     for record in records:
         if relays and record.headers and _fold_relayed(record, result, ctx, max_ts, now_ms):
             continue
@@ -174,21 +196,29 @@ def fold_records(
             detail = f"ts {ts} behind watermark {max_ts - lateness}"
             rejected.append(_reject(record, value, Reason.LATE, detail))
             continue
-        minute = ts // 60_000 * 60
-        # Inlined Deltas.count / add_user: this loop is the hot path.
-        bucket = counters.get(minute)
-        if bucket is None:
-            bucket = counters[minute] = {}
-        name = EVENT_FIELD_PREFIX + event.type
-        bucket[name] = bucket.get(name, 0) + 1
-        if event.type not in passive and not (
-            event.type in authored and event.props.author in passive_authors
-        ):
+        if not lo <= ts < hi:
+            lo = ts // 60_000 * 60_000
+            hi = lo + 60_000
+            minute = lo // 1000
+            found = counters.get(minute)
+            if found is None:
+                found = counters[minute] = {}
+            bucket = found
             members = users.get((minute, ACTIVE_SET))
+        kind = event.type
+        entry = dispatch.get(kind)
+        if entry is None:
+            entry = ctx.dispatch_entry(kind)
+        name, activity, handlers = entry
+        # Inlined Deltas.count / add_user: this loop is the hot path.
+        bucket[name] = bucket.get(name, 0) + 1
+        if activity is ACTIVE or (
+            activity is AUTHORED and event.props.author not in passive_authors
+        ):
             if members is None:
-                members = users[(minute, ACTIVE_SET)] = set()
+                members = users.setdefault((minute, ACTIVE_SET), set())
             members.add(event.user_id)
-        for handler in handlers.get(event.type, ()):
+        for handler in handlers:
             handler(event, minute, deltas)
         accepted += 1
         if accepted % sample_every == 1:
