@@ -176,13 +176,16 @@ def settle(
     timeout, cap = rules.timeout_ms, rules.cap_ms
     latest = sessions[-1] if sessions else None
     for hit in sorted(hits, key=_by_ts):
-        if latest is not None:  # add_hit's fast path, inlined: it runs once per event
-            ts = hit[0]
-            if latest.first < ts and 0 <= ts - latest.last < timeout and ts - latest.first < cap:
-                latest.last = ts
-                latest.page_views += hit[1]
-                latest.conversions += hit[2]
-                continue
+        if latest is None:  # the key's first session (add_hit with no sessions, inlined)
+            latest = Session.of(hit)
+            sessions.append(latest)
+            continue
+        ts = hit[0]  # add_hit's fast path, inlined: it runs once per event
+        if latest.first < ts and 0 <= ts - latest.last < timeout and ts - latest.first < cap:
+            latest.last = ts
+            latest.page_views += hit[1]
+            latest.conversions += hit[2]
+            continue
         add_hit(sessions, hit, rules)
         latest = sessions[-1]
     open_: list[Session] = []
