@@ -305,3 +305,15 @@ def test_health_judges_first_replies_in_business_time_when_the_mode_is_on(busine
     brute = BruteBusinessHours.of(week, "Europe/Berlin") if business else None
     want = reference_health(events, 0, (0, 0, 100), 8 * 3_600_000, brute)
     assert c.health_at(0, rules) == want == (80 if business else 40)  # t1 is still open
+
+
+@given(
+    kind=st.sampled_from(["page_view", "feature_used", "like"]),
+    ts=st.integers(0, 10**13),
+    channel=st.sampled_from([None, "organic", "paid"]),
+)
+def test_one_event_summary_is_the_general_one(kind: str, ts: int, channel: str | None) -> None:
+    """A customer's single touch in a batch takes a short path to its pending record."""
+    state = ScoreState(rules_of(), frozenset({"organic"}))
+    e = Event("e", kind, ts, "u1", None, None, Properties(channel=channel))
+    assert state._summary([e]) == state._summary_of_many([e])

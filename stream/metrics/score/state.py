@@ -190,6 +190,19 @@ class ScoreState:
         """One customer's batch activity as a pending record, and its earliest bucket."""
         index = self._index
         bucket_ms = self.rules.bucket_ms
+        if len(events) == 1:  # the usual touch in a batch: what the loop below gives for one
+            e = events[0]
+            ts = e.ts_ms
+            bucket = ts // bucket_ms
+            rec: list[Any] = [e.user_id, ts, ts, self._channel(e)]
+            for i in index[e.type]:
+                rec += (bucket, i, 1)
+            return rec, bucket
+        return self._summary_of_many(events)
+
+    def _summary_of_many(self, events: list[Event]) -> tuple[list[Any], int]:
+        index = self._index
+        bucket_ms = self.rules.bucket_ms
         n = len(self.rules.activities)
         counts: dict[int, int] = {}
         first = last = events[0].ts_ms
@@ -204,7 +217,7 @@ class ScoreState:
                 key = base + i
                 counts[key] = counts.get(key, 0) + 1
         channel = min(self._channel(e) for e in events if e.ts_ms == first)
-        rec: list[Any] = [events[0].user_id, last, first, channel]
+        rec = [events[0].user_id, last, first, channel]
         for key, count in counts.items():
             k, i = divmod(key, n)
             rec += (k, i, count)
