@@ -107,6 +107,12 @@ def _keyed_switches(command: Callable[..., Any]) -> Callable[..., Any]:
 @click.option(
     "--footprint", is_flag=True, help="Also the stored bytes per user by kind of key (slower)."
 )
+@click.option(
+    "--setup-only",
+    is_flag=True,
+    hidden=True,
+    help="Everything but the batches: the baseline of deploy/local/count-instructions.sh.",
+)
 @_keyed_switches
 def engine_profile(
     events: int,
@@ -115,6 +121,7 @@ def engine_profile(
     mix: str,
     seed: int,
     footprint: bool,
+    setup_only: bool,
     sessions: bool | None,
     score: bool | None,
 ) -> None:
@@ -129,6 +136,7 @@ def engine_profile(
         seed=seed,
         partitions=partitions,
         footprint=footprint,
+        batches=not setup_only,
     )
     click.echo(result.report())
 

@@ -147,8 +147,14 @@ def partitioned(
 
 
 async def profile(
-    settings: Settings, parts: Sequence[Partition], batch_records: int, footprint: bool = False
+    settings: Settings,
+    parts: Sequence[Partition],
+    batch_records: int,
+    footprint: bool = False,
+    batches: bool = True,
 ) -> Profile:
+    """``batches`` False: everything but the batch loop (the baseline of an instruction count,
+    see ``deploy/local/count-instructions.sh``)."""
     windows = build_windows(settings)
     keyed_states = build_keyed_states(settings)
     ctx = build_fold_context(settings, windows, keyed_states)
@@ -165,7 +171,7 @@ async def profile(
     positions = [0] * len(parts)
     cpu0 = time.process_time()
     try:
-        while True:
+        while batches:
             t0 = time.perf_counter()
             folds: list[tuple[Partition, FoldResult]] = []
             for i, part in enumerate(parts):
@@ -233,13 +239,14 @@ def run(
     seed: int,
     partitions: int,
     footprint: bool = False,
+    batches: bool = True,
 ) -> Profile:
     settings, stack = with_infrastructure(base)
     settings = settings.with_overrides(key_prefix=f"prof{int(time.time())}")
     try:
         parts = partitioned(settings, events, users, mix, seed, partitions)
         tune_gc()  # as a worker does
-        return asyncio.run(profile(settings, parts, settings.batch_max_records, footprint))
+        return asyncio.run(profile(settings, parts, settings.batch_max_records, footprint, batches))
     finally:
         if stack is not None:
             stack.stop()

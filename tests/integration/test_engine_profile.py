@@ -48,3 +48,16 @@ async def test_footprint_accounts_for_every_stored_key(settings: Settings) -> No
     assert sum(s for _, s in kinds.values()) == total
     assert result.users == len({r.key for p in parts for r in p.records})
     assert "B/user" in result.report()
+
+
+async def test_setup_only_applies_nothing(settings: Settings) -> None:
+    """The baseline of deploy/local/count-instructions.sh: the same setup, no batch."""
+    parts = partitioned(settings, 2_000, 100, "clickstream", seed=3, partitions=2)
+    result = await profile(settings, parts, 1_000, batches=False)
+    assert result.events == 0 and result.batches == 0
+    assert result.users == len({r.key for p in parts for r in p.records})  # same setup as a run
+    client = store.connect(redis_target(settings))
+    try:
+        assert [k async for k in client.scan_iter(match=f"{settings.key_prefix}:*")] == []
+    finally:
+        await client.aclose()
