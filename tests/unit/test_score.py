@@ -16,6 +16,7 @@ from stream.config.wiring import score_rules
 from stream.contract.decode import Event, Properties
 from stream.engine.deltas import Deltas
 from stream.engine.keyed import fields_to_read
+from stream.metrics.labels import NOT_SET, OTHER
 from stream.metrics.score import ScoreRules, ScoreState
 from stream.metrics.score.codec import pack, unpack
 from stream.metrics.score.evaluation import Customer, blend, engagement_score
@@ -307,13 +308,41 @@ def test_health_judges_first_replies_in_business_time_when_the_mode_is_on(busine
     assert c.health_at(0, rules) == want == (80 if business else 40)  # t1 is still open
 
 
+def _summary_by_definition(state: ScoreState, events: list[Event]) -> tuple[list[Any], int]:
+    """A customer's pending record as the rule says, event by event (buckets in the order the
+    events first reach them)."""
+    counts: dict[tuple[int, int], int] = {}
+    for e in events:
+        for i in state._index[e.type]:
+            key = (e.ts_ms // state.rules.bucket_ms, i)
+            counts[key] = counts.get(key, 0) + 1
+    first = min(e.ts_ms for e in events)
+    channels = [e.props.channel for e in events if e.ts_ms == first]
+    labels = [NOT_SET if c is None else c if c == "organic" else OTHER for c in channels]
+    rec: list[Any] = [events[0].user_id, max(e.ts_ms for e in events), first, min(labels)]
+    for (bucket, i), count in counts.items():
+        rec += (bucket, i, count)
+    return rec, min(bucket for bucket, _ in counts)
+
+
 @given(
-    kind=st.sampled_from(["page_view", "feature_used", "like"]),
-    ts=st.integers(0, 10**13),
-    channel=st.sampled_from([None, "organic", "paid"]),
+    touches=st.lists(
+        st.tuples(
+            st.sampled_from(["page_view", "feature_used", "like"]),
+            st.integers(0, 5 * DAY),
+            st.sampled_from([None, "organic", "paid"]),
+        ),
+        min_size=1,
+        max_size=12,
+    )
 )
-def test_one_event_summary_is_the_general_one(kind: str, ts: int, channel: str | None) -> None:
-    """A customer's single touch in a batch takes a short path to its pending record."""
+def test_a_batch_summary_follows_the_definition(
+    touches: list[tuple[str, int, str | None]],
+) -> None:
+    """One customer's additive touches in a batch become its pending record (op A)."""
     state = ScoreState(rules_of(), frozenset({"organic"}))
-    e = Event("e", kind, ts, "u1", None, None, Properties(channel=channel))
-    assert state._summary([e]) == state._summary_of_many([e])
+    events = [
+        Event(f"e{j}", kind, ts, "u1", None, None, Properties(channel=channel))
+        for j, (kind, ts, channel) in enumerate(touches)
+    ]
+    assert state._summary(events) == _summary_by_definition(state, events)
