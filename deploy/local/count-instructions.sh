@@ -2,7 +2,7 @@
 # Instructions per event of the engine's batch path: a figure that does not vary from run to run.
 #
 # On shared 2-core machines the CPU time of one and the same `stream engine-profile` run varies by
-# 15-20 %, more than most hot-path changes save. This runs it under valgrind's callgrind twice,
+# 15-40 %, more than most hot-path changes save. This runs it under valgrind's callgrind twice,
 # with and without the batches, and prints the difference per event: compare it before and
 # after a change to the fold, settle or build (docs/architecture.md, "Where a worker's time
 # goes"). About 50x slower than the plain run; Redis and the broker run outside valgrind.
