@@ -12,11 +12,12 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 command -v valgrind > /dev/null || { echo "needs valgrind (apt-get install valgrind)" >&2; exit 2; }
 args=("$@")
-[ ${#args[@]} -gt 0 ] || args=(--events 200000)
-events=200000
+events=""
 for ((i = 0; i < ${#args[@]}; i++)); do
-    [ "${args[$i]}" = "--events" ] && events=${args[$((i + 1))]}
+    if [ "${args[$i]}" = "--events" ]; then events=${args[$((i + 1))]}; fi
 done
+# The divisor must be the run's own event count: pass it explicitly when not given.
+[ -n "$events" ] || { events=200000; args+=(--events "$events"); }
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 count() {  # $1: output name, rest: extra options; prints the collected instruction count

@@ -14,8 +14,8 @@ driven by the consumer) before it counts anything, so it decides exactly as the 
 would have, whatever the batch boundaries.
 
 Ids are kept as Python hashes (64-bit, salted per process — consistent within one worker's
-life, which is all a window lives): ~70 bytes per id instead of the id string, for at most
-2 × ``size`` ids (expired ones are dropped in bulk). Two different
+life, which is all a window lives), not the id strings: ~170 bytes per ``size`` on average, 240
+at most (tracemalloc), as expired ids are dropped in bulk once 2 × ``size`` are held. Two different
 ids collide with a probability of about size² / 2⁶⁴ per window (≈ 10⁻¹⁰ for 50,000), in which
 case the later event is reported as a duplicate — to the dead-letter topic, never silently.
 """
