@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from stream.engine.compiled import CORES
+
 __all__ = ["WorkerMetrics"]
 
 
@@ -17,6 +19,15 @@ class WorkerMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry(auto_describe=True)
         r = self.registry
+        self.compiled_core = Gauge(
+            "stream_compiled_core",
+            "1 when a hot-path module runs its compiled build, 0 when it runs its Python source "
+            "(no compiler at install time, or a build older than the source).",
+            ["module"],
+            registry=r,
+        )
+        for module, is_compiled in CORES.items():
+            self.compiled_core.labels(module).set(int(is_compiled))
         self.consumed = Counter(
             "stream_events_consumed", "Messages read from input topics.", ["topic"], registry=r
         )

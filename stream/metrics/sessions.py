@@ -26,18 +26,18 @@ aggregates do not keep every timestamp). In-order streams match the greedy batch
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from operator import itemgetter
-from typing import NamedTuple
-from urllib.parse import unquote
+from typing import TYPE_CHECKING
 
 from stream.contract.decode import Event
 from stream.contract.types import EventType, Family
+from stream.engine import compiled
 from stream.engine.deltas import Deltas, pair_digest
 from stream.engine.fold import Handler
 from stream.engine.keys import FIELD_SEP, escape, field
+from stream.metrics import session_core
 from stream.metrics.buckets import bucket_counts, bucket_field
 from stream.metrics.compute import counters, hash_median, one_dim_slice
 from stream.metrics.export import ExportContext, cap_labels, histogram_buckets, labelled
@@ -45,7 +45,33 @@ from stream.metrics.labels import NOT_SET, OTHER
 from stream.metrics.reader import Reader
 from stream.metrics.spec import Gauge, MetricOptions, MetricSpec, Query, Value, ratio
 
-__all__ = ["DIMENSIONS", "SPECS", "SessionRules", "SessionState", "export"]
+__all__ = [
+    "CORE",
+    "DIMENSIONS",
+    "SPECS",
+    "Session",
+    "SessionHit",
+    "SessionRules",
+    "SessionState",
+    "export",
+    "pack",
+    "settle",
+    "unpack",
+]
+
+# The sessionizer's core: the compiled build of session_core.py when there is a current one
+# (same code, same names; typed as the source).
+if TYPE_CHECKING:
+    from stream.metrics.session_core import Session, SessionHit, pack, unpack
+
+    core = session_core
+else:
+    core = compiled.load(session_core)
+    Session, pack, unpack = core.Session, core.pack, core.unpack
+    SessionHit = session_core.SessionHit
+#: Which build of the core this process runs: "compiled" or "python".
+CORE = "compiled" if compiled.CORES.get(session_core.__name__) else "python"
+
 
 #: Counter-field stem of session measures (``ses.<measure>`` and ``ses.<measure>|<dim>|<v>``).
 STEM = "ses."
@@ -77,156 +103,16 @@ class SessionRules:
         return value if value in self.channels else OTHER
 
 
-class SessionHit(NamedTuple):
-    """One clickstream event as the sessionizer needs it (a tuple: built once per event)."""
-
-    ts: int
-    page_view: bool
-    conversion: bool
-    platform: str  # already bounded
-    channel: str
-
-
-#: Builds a SessionHit without NamedTuple's Python-level ``__new__`` (the fold's hot path).
-_new_hit = tuple.__new__
-_by_ts = itemgetter(0)
-
-
-@dataclass(slots=True)
-class Session:
-    first: int  # ms
-    last: int  # ms
-    page_views: int
-    conversions: int
-    platform: str  # of the first event (ties broken by the smaller label: deterministic)
-    channel: str
-
-    @classmethod
-    def of(cls, hit: SessionHit) -> Session:
-        return cls(
-            hit.ts, hit.ts, int(hit.page_view), int(hit.conversion), hit.platform, hit.channel
-        )
-
-    def absorb(self, other: Session) -> None:
-        if (other.first, other.platform, other.channel) < (self.first, self.platform, self.channel):
-            self.first, self.platform, self.channel = other.first, other.platform, other.channel
-        self.last = max(self.last, other.last)
-        self.page_views += other.page_views
-        self.conversions += other.conversions
-
-    def closes_at(self, rules: SessionRules) -> int:
-        """Once the watermark reaches this, no event can join the session any more."""
-        return min(self.last + rules.timeout_ms, self.first + rules.cap_ms)
-
-    @property
-    def duration_ms(self) -> int:
-        return self.last - self.first
-
-    def engaged(self, rules: SessionRules) -> bool:
-        return (
-            self.duration_ms > rules.engaged_after_ms
-            or self.conversions > 0
-            or self.page_views >= 2
-        )
-
-
 def add_hit(sessions: list[Session], hit: SessionHit, rules: SessionRules) -> None:
     """Put one event into a key's open sessions (kept sorted by first event)."""
-    timeout, cap = rules.timeout_ms, rules.cap_ms
-    if sessions:
-        latest = sessions[-1]
-        ts = hit.ts
-        # Fast path, the common case: in order, continuing the latest session.
-        gap = ts - latest.last
-        if latest.first < ts and 0 <= gap < timeout and ts - latest.first < cap:
-            latest.last = ts
-            latest.page_views += hit.page_view
-            latest.conversions += hit.conversion
-            return
-    near = [s for s in sessions if hit.ts - s.last < timeout and s.first - hit.ts < timeout]
-    new = Session.of(hit)
-    if not near:
-        sessions.append(new)
-        sessions.sort(key=lambda s: s.first)
-        return
-    lo = min(hit.ts, min(s.first for s in near))
-    hi = max(hit.ts, max(s.last for s in near))
-    if hi - lo < cap:  # join, bridging (merging) every session the event touches
-        target = near[0]
-        target.absorb(new)
-        for s in near[1:]:
-            target.absorb(s)
-            sessions.remove(s)
-        sessions.sort(key=lambda s: s.first)
-        return
-    # Over the cap: the latest session it still fits in, else a new one (the greedy cut in order).
-    for s in reversed(near):
-        if max(s.last, hit.ts) - min(s.first, hit.ts) < cap:
-            s.absorb(new)
-            sessions.sort(key=lambda s: s.first)
-            return
-    sessions.append(new)
-    sessions.sort(key=lambda s: s.first)
+    core.add_hit(sessions, hit, rules.timeout_ms, rules.cap_ms)
 
 
 def settle(
-    sessions: list[Session], hits: Iterable[SessionHit], watermark: int, rules: SessionRules
+    sessions: list[Session], hits: Sequence[SessionHit], watermark: int, rules: SessionRules
 ) -> tuple[list[Session], list[Session]]:
     """Add a batch's hits (any order), then split into (still open, closed by the watermark)."""
-    timeout, cap = rules.timeout_ms, rules.cap_ms
-    latest = sessions[-1] if sessions else None
-    for hit in sorted(hits, key=_by_ts):
-        if latest is None:  # the key's first session (add_hit with no sessions, inlined)
-            latest = Session.of(hit)
-            sessions.append(latest)
-            continue
-        ts = hit[0]  # add_hit's fast path, inlined: it runs once per event
-        if latest.first < ts and 0 <= ts - latest.last < timeout and ts - latest.first < cap:
-            latest.last = ts
-            latest.page_views += hit[1]
-            latest.conversions += hit[2]
-            continue
-        add_hit(sessions, hit, rules)
-        latest = sessions[-1]
-    open_: list[Session] = []
-    closed: list[Session] = []
-    for s in sessions:
-        closes_at = min(s.last + timeout, s.first + cap)  # Session.closes_at
-        (closed if closes_at <= watermark else open_).append(s)
-    return open_, closed
-
-
-# ---- storage format of a key's open sessions ----------------------------------------------
-# "first,duration,page_views,conversions,platform,channel" per session, ";"-separated. Labels are
-# escaped (no "," or ";"). About 35 bytes per session.
-
-
-# Labels come from bounded sets, so their escaped and unescaped forms are cached.
-_escaped = lru_cache(maxsize=4096)(escape)
-_unescaped = lru_cache(maxsize=4096)(unquote)
-
-
-def pack(sessions: Sequence[Session]) -> str:
-    return ";".join(
-        f"{s.first},{s.last - s.first},{s.page_views},{s.conversions},"
-        f"{_escaped(s.platform)},{_escaped(s.channel)}"
-        for s in sessions
-    )
-
-
-def unpack(value: bytes | str | None) -> list[Session]:
-    if not value:
-        return []
-    text = value.decode() if isinstance(value, bytes) else value
-    out = []
-    for part in text.split(";"):
-        first, duration, pv, conv, platform, channel = part.split(",")
-        start = int(first)
-        out.append(
-            Session(start, start + int(duration), int(pv), int(conv), _unescaped(platform),
-                    _unescaped(channel))
-        )  # fmt: skip
-    return out
+    return core.settle(sessions, hits, watermark, rules.timeout_ms, rules.cap_ms)
 
 
 # ---- metric facts of closed sessions ------------------------------------------------------
@@ -322,9 +208,7 @@ class SessionState:
         platform = self._platforms.get(props.platform) or self.rules.platform_label(props.platform)
         channel = self._channels.get(props.channel) or self.rules.channel_label(props.channel)
         kind = event.type
-        item = _new_hit(
-            SessionHit, (event.ts_ms, kind in _PAGE_VIEWS, kind == "conversion", platform, channel)
-        )
+        item = (event.ts_ms, kind in _PAGE_VIEWS, kind == "conversion", platform, channel)
         items = per_key.get(key)
         if items is None:
             per_key[key] = [item]
@@ -350,15 +234,15 @@ class SessionState:
     ) -> dict[str, tuple[str | None, int | None]]:
         rules = self.rules
         timeout, cap = rules.timeout_ms, rules.cap_ms
+        settle_field = core.settle_field
         updates: dict[str, tuple[str | None, int | None]] = {}
         for name in stored.keys() | items.keys():
             before = stored.get(name)
-            open_, closed = settle(unpack(before), items.get(name, ()), watermark, rules)
+            value, due, closed = settle_field(before, items.get(name, ()), watermark, timeout, cap)
             for session in closed:
                 record_closed(session, rules, deltas)
-            if open_:
-                due = min(min(s.last + timeout, s.first + cap) for s in open_)  # closes_at
-                updates[name] = (pack(open_), due)
+            if value is not None:
+                updates[name] = (value, due)
             elif before is not None:
                 updates[name] = (None, None)
         return updates

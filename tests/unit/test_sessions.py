@@ -35,7 +35,7 @@ RULES = SessionRules(timeout_ms=30 * MIN, cap_ms=24 * 60 * MIN)
 
 
 def hit(ts: int, *, pv: bool = True, conv: bool = False, platform: str = "web") -> SessionHit:
-    return SessionHit(ts, pv, conv, platform, "organic")
+    return (ts, pv, conv, platform, "organic")
 
 
 def run(hits: list[SessionHit], watermark: int) -> tuple[list[Session], list[Session]]:
@@ -157,7 +157,7 @@ def _stream_sessions(
             on_time.append(e)
             name = state.field_of((e["user_id"], e["session_id"]))
             per_part[p].setdefault(name, []).append(
-                SessionHit(e["ts"], e["type"] == "page_view", e["type"] == "conversion",
+                (e["ts"], e["type"] == "page_view", e["type"] == "conversion",
                     e["platform"], "organic")
             )  # fmt: skip
         for p in range(PARTITIONS):

@@ -1,0 +1,230 @@
+"""The per-key core of sessionizing: open sessions, adding events, closing on the watermark and
+the stored form of open sessions. Pure; the definitions: :mod:`stream.metrics.sessions`.
+
+This module is the one source of the sessionizer and runs as it is. The setup also compiles it
+with Cython (``deploy/local/build-core.sh``): ``session_core.pxd`` beside it declares C types
+for the same code (``Session`` becomes an extension type with C integer fields, the loops get
+typed locals), so the compiled module and this file cannot disagree. Which one a process runs is
+:data:`stream.metrics.sessions.CORE` (exported as ``stream_build_info{core=...}``); the tests run
+whichever is built and, in CI, check that it is the compiled one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import lru_cache
+from operator import itemgetter
+from typing import TYPE_CHECKING
+from urllib.parse import unquote
+
+from stream.engine.keys import escape
+
+if TYPE_CHECKING:
+    from stream.metrics.sessions import SessionRules
+
+__all__ = ["Session", "SessionHit", "add_hit", "pack", "settle", "settle_field", "unpack"]
+
+
+#: One clickstream event as the sessionizer needs it: (event time in ms, page or screen view,
+#: conversion, platform, channel), labels already bounded. A plain tuple, built once per event
+#: (the compiled core reads its items without a type check).
+SessionHit = tuple[int, bool, bool, str, str]
+
+_by_ts = itemgetter(0)
+
+
+class Session:
+    """A run of one key's events; mergeable (see :meth:`absorb`)."""
+
+    # With Cython these are C fields (session_core.pxd); as plain Python, slots.
+    __slots__ = ("channel", "conversions", "first", "last", "page_views", "platform")
+
+    def __init__(
+        self, first: int, last: int, page_views: int, conversions: int, platform: str, channel: str
+    ) -> None:
+        self.first = first  # ms
+        self.last = last  # ms
+        self.page_views = page_views
+        self.conversions = conversions
+        self.platform = platform  # of the first event (ties: the smaller label, deterministic)
+        self.channel = channel
+
+    def _fields(self) -> tuple[int, int, int, int, str, str]:
+        return (
+            self.first, self.last, self.page_views, self.conversions, self.platform, self.channel
+        )  # fmt: skip
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Session) and self._fields() == other._fields()
+
+    __hash__ = None  # type: ignore[assignment]  # mutable
+
+    def __repr__(self) -> str:
+        return "Session(first={}, last={}, page_views={}, conversions={}, platform={!r}, " \
+            "channel={!r})".format(*self._fields())  # fmt: skip
+
+    def absorb(self, other: Session) -> None:
+        if (other.first, other.platform, other.channel) < (self.first, self.platform, self.channel):
+            self.first, self.platform, self.channel = other.first, other.platform, other.channel
+        self.last = max(self.last, other.last)
+        self.page_views += other.page_views
+        self.conversions += other.conversions
+
+    def closes_at(self, rules: SessionRules) -> int:
+        """Once the watermark reaches this, no event can join the session any more."""
+        return min(self.last + rules.timeout_ms, self.first + rules.cap_ms)
+
+    @property
+    def duration_ms(self) -> int:
+        return self.last - self.first
+
+    def engaged(self, rules: SessionRules) -> bool:
+        return (
+            self.last - self.first > rules.engaged_after_ms
+            or self.conversions > 0
+            or self.page_views >= 2
+        )
+
+
+def _session_of(hit: SessionHit) -> Session:
+    """A new session of one event (fields set directly: no argument parsing when compiled)."""
+    s = Session.__new__(Session)
+    s.first = s.last = hit[0]
+    s.page_views = 1 if hit[1] else 0
+    s.conversions = 1 if hit[2] else 0
+    s.platform = hit[3]
+    s.channel = hit[4]
+    return s
+
+
+def _first_of(s: Session) -> int:
+    return s.first
+
+
+def add_hit(sessions: list[Session], hit: SessionHit, timeout: int, cap: int) -> None:
+    """Put one event into a key's open sessions (kept sorted by first event)."""
+    ts: int = hit[0]
+    if sessions:
+        latest: Session = sessions[-1]
+        # Fast path, the common case: in order, continuing the latest session.
+        gap = ts - latest.last
+        if latest.first < ts and 0 <= gap < timeout and ts - latest.first < cap:
+            latest.last = ts
+            latest.page_views += hit[1]
+            latest.conversions += hit[2]
+            return
+    # (Loops, not comprehensions: Cython compiles no closures into cpdef functions.)
+    near: list[Session] = []
+    lo = hi = ts
+    for s in sessions:
+        if ts - s.last < timeout and s.first - ts < timeout:
+            near.append(s)
+            lo = min(lo, s.first)
+            hi = max(hi, s.last)
+    new = _session_of(hit)
+    if not near:
+        sessions.append(new)
+        sessions.sort(key=_first_of)
+        return
+    if hi - lo < cap:  # join, bridging (merging) every session the event touches
+        target: Session = near[0]
+        target.absorb(new)
+        for s in near[1:]:
+            target.absorb(s)
+            sessions.remove(s)
+        sessions.sort(key=_first_of)
+        return
+    # Over the cap: the latest session it still fits in, else a new one (the greedy cut in order).
+    for s in reversed(near):
+        if max(s.last, ts) - min(s.first, ts) < cap:
+            s.absorb(new)
+            sessions.sort(key=_first_of)
+            return
+    sessions.append(new)
+    sessions.sort(key=_first_of)
+
+
+def settle(
+    sessions: list[Session], hits: Sequence[SessionHit], watermark: int, timeout: int, cap: int
+) -> tuple[list[Session], list[Session]]:
+    """Add a batch's hits (any order), then split into (still open, closed by the watermark)."""
+    latest: Session | None = sessions[-1] if sessions else None
+    if len(hits) > 1:
+        hits = sorted(hits, key=_by_ts)
+    for hit in hits:
+        if latest is None:  # the key's first session (add_hit with no sessions, inlined)
+            latest = _session_of(hit)
+            sessions.append(latest)
+            continue
+        ts: int = hit[0]  # add_hit's fast path, inlined: it runs once per event
+        if latest.first < ts and 0 <= ts - latest.last < timeout and ts - latest.first < cap:
+            latest.last = ts
+            latest.page_views += hit[1]
+            latest.conversions += hit[2]
+            continue
+        add_hit(sessions, hit, timeout, cap)
+        latest = sessions[-1]
+    open_: list[Session] = []
+    closed: list[Session] = []
+    for s in sessions:
+        if min(s.last + timeout, s.first + cap) <= watermark:  # Session.closes_at
+            closed.append(s)
+        else:
+            open_.append(s)
+    return open_, closed
+
+
+def settle_field(
+    before: bytes | str | None,
+    hits: Sequence[SessionHit],
+    watermark: int,
+    timeout: int,
+    cap: int,
+) -> tuple[str | None, int, list[Session]]:
+    """One stored field's whole settle: its open sessions, the batch's hits, the watermark ->
+    (new stored value or None when nothing stays open, due time of the earliest close (0 when
+    none), closed sessions)."""
+    open_, closed = settle(unpack(before), hits, watermark, timeout, cap)
+    if not open_:
+        return None, 0, closed
+    due: int = min(open_[0].last + timeout, open_[0].first + cap)
+    for s in open_:
+        at = min(s.last + timeout, s.first + cap)
+        if at < due:
+            due = at
+    return pack(open_), due, closed
+
+
+# ---- storage format of a key's open sessions ----------------------------------------------
+# "first,duration,page_views,conversions,platform,channel" per session, ";"-separated. Labels are
+# escaped (no "," or ";"). About 35 bytes per session.
+
+
+# Labels come from bounded sets, so their escaped and unescaped forms are cached.
+_escaped = lru_cache(maxsize=4096)(escape)
+_unescaped = lru_cache(maxsize=4096)(unquote)
+
+
+def pack(sessions: Sequence[Session]) -> str:
+    parts: list[str] = []
+    for s in sessions:
+        parts.append(
+            f"{s.first},{s.last - s.first},{s.page_views},{s.conversions},"
+            f"{_escaped(s.platform)},{_escaped(s.channel)}"
+        )
+    return ";".join(parts)
+
+
+def unpack(value: bytes | str | None) -> list[Session]:
+    if not value:
+        return []
+    text = value.decode() if isinstance(value, bytes) else value
+    out: list[Session] = []
+    for part in text.split(";"):
+        first, duration, pv, conv, platform, channel = part.split(",")
+        start = int(first)
+        out.append(
+            Session(start, start + int(duration), int(pv), int(conv), _unescaped(platform),
+                    _unescaped(channel))
+        )  # fmt: skip
+    return out

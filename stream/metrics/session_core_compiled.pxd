@@ -1,0 +1,34 @@
+# C types for the compiled build of session_core.py (Cython pure-Python mode: the .py is the
+# only source; setup.py compiles it into the module stream.metrics.session_core_compiled).
+import cython
+
+cdef class Session:
+    cdef public long long first
+    cdef public long long last
+    cdef public long long page_views
+    cdef public long long conversions
+    cdef public str platform
+    cdef public str channel
+    cpdef void absorb(self, Session other)
+
+cdef Session _session_of(tuple hit)
+
+cpdef long long _first_of(Session s)
+
+@cython.locals(ts=cython.longlong, gap=cython.longlong, latest=Session, new=Session, near=list,
+               target=Session, s=Session, lo=cython.longlong, hi=cython.longlong)
+cpdef void add_hit(list sessions, tuple hit, long long timeout, long long cap) except *
+
+@cython.locals(latest=Session, ts=cython.longlong, s=Session, open_=list, closed=list, hit=tuple)
+cpdef tuple settle(list sessions, object hits, long long watermark, long long timeout,
+                   long long cap)
+
+@cython.locals(due=cython.longlong, at=cython.longlong, s=Session, open_=list, closed=list)
+cpdef tuple settle_field(object before, object hits, long long watermark, long long timeout,
+                         long long cap)
+
+@cython.locals(s=Session, parts=list)
+cpdef str pack(object sessions)
+
+@cython.locals(start=cython.longlong, out=list, text=str)
+cpdef list unpack(object value)

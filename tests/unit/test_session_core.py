@@ -1,0 +1,143 @@
+"""The compiled sessionizer core against its Python source, and how a process picks one.
+
+``session_core.py`` is the only source; ``setup.py`` compiles it (typed by
+``session_core_compiled.pxd``) into ``session_core_compiled``. C integer fields and typed locals
+are where a compiled build could part from the source (overflow, bool arithmetic, a tuple
+subclass), so random streams go through both, batch by batch, each keeping its own stored string
+as Redis would, and every step must agree: stored value, due time and closed sessions.
+
+Set ``STREAM_REQUIRE_COMPILED=1`` (the README's test command does) to fail instead of skipping
+when the compiled build is missing or stale.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from stream.engine import compiled
+from stream.metrics import session_core as source
+from stream.metrics import sessions
+
+REQUIRED = os.environ.get("STREAM_REQUIRE_COMPILED") == "1"
+
+
+def _compiled_core() -> ModuleType:
+    try:
+        module = importlib.import_module("stream.metrics.session_core_compiled")
+    except ImportError:
+        if REQUIRED:
+            raise
+        pytest.skip("the compiled core is not built (pip install -e . builds it)")
+    return module
+
+
+def test_the_process_runs_the_compiled_core_when_it_is_built() -> None:
+    if not REQUIRED:
+        pytest.skip("STREAM_REQUIRE_COMPILED is not set")
+    assert sessions.CORE == "compiled"
+    assert sessions.core.__name__ == "stream.metrics.session_core_compiled"
+    assert type(sessions.unpack("1,0,1,0,web,paid")[0]).__module__ == sessions.core.__name__
+
+
+MIN = 60_000
+TIMEOUT, CAP = 30 * MIN, 3 * 60 * MIN  # a short cap, so that it cuts often
+
+hits_st = st.tuples(
+    st.integers(0, 12 * 60).map(lambda m: m * MIN // 2),  # 0..6 h on a 30-s grid
+    st.booleans(),
+    st.booleans(),
+    st.sampled_from(["web", "ios", "we,b;%"]),  # a label that needs escaping
+    st.sampled_from(["paid", "organic"]),
+)
+
+
+def _fields(s: source.Session) -> tuple[int, int, int, int, str, str]:
+    return (s.first, s.last, s.page_views, s.conversions, s.platform, s.channel)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.lists(hits_st, max_size=8), min_size=1, max_size=8), st.data())
+def test_compiled_core_settles_as_the_source_does(
+    batches: list[list[tuple[int, bool, bool, str, str]]], data: st.DataObject
+) -> None:
+    built = _compiled_core()
+    stored: dict[ModuleType, str | None] = {source: None, built: None}
+    watermark = -1
+    for batch in batches:
+        watermark = max(watermark, data.draw(st.integers(-1, 8 * 60)) * MIN)
+        results = {}
+        for module in (source, built):
+            value, due, closed = module.settle_field(
+                stored[module], list(batch), watermark, TIMEOUT, CAP
+            )
+            stored[module] = value
+            results[module] = (value, due, [_fields(s) for s in closed])
+        assert results[built] == results[source]
+
+
+def test_compiled_sessions_pack_and_compare_like_the_source() -> None:
+    built = _compiled_core()
+    text = "5,10,2,1,we%2Cb,paid;100,0,0,0,ios,organic"
+    a, b = source.unpack(text), built.unpack(text)
+    assert source.pack(a) == built.pack(b) == text
+    assert built.unpack(text.encode()) == b and built.unpack(None) == []
+    assert [s.duration_ms for s in b] == [10, 0]
+    assert b[0] != b[1] and b[0] == built.unpack(text)[0]
+
+
+# ---- which build a process loads ---------------------------------------------------------
+
+
+def _package(tmp_path: Path, name: str, compiled_text: str | None) -> ModuleType:
+    """A throw-away package with a source module and, optionally, a stand-in compiled build."""
+    pkg = tmp_path / name
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "core.py").write_text("BUILD = 'source'\n")
+    (pkg / "core_compiled.pxd").write_text("# types\n")
+    if compiled_text is not None:
+        (pkg / "core_compiled.py").write_text(compiled_text)
+    sys.path.insert(0, str(tmp_path))
+    try:
+        return importlib.import_module(f"{name}.core")
+    finally:
+        sys.path.remove(str(tmp_path))
+
+
+def _load(tmp_path: Path, module: ModuleType) -> ModuleType:
+    sys.path.insert(0, str(tmp_path))
+    try:
+        return compiled.load(module)
+    finally:
+        sys.path.remove(str(tmp_path))
+
+
+def test_a_current_build_is_loaded(tmp_path: Path) -> None:
+    module = _package(tmp_path, "pkg_current", "BUILD = 'compiled'\n")
+    stamp = os.path.getmtime(module.__file__ or "")
+    os.utime(tmp_path / "pkg_current" / "core_compiled.py", (stamp + 5, stamp + 5))
+    assert _load(tmp_path, module).BUILD == "compiled"
+    assert compiled.CORES["pkg_current.core"] is True
+
+
+def test_a_build_older_than_its_source_or_pxd_is_not_loaded(tmp_path: Path) -> None:
+    module = _package(tmp_path, "pkg_stale", "BUILD = 'compiled'\n")
+    stamp = os.path.getmtime(module.__file__ or "")
+    os.utime(tmp_path / "pkg_stale" / "core_compiled.py", (stamp + 5, stamp + 5))
+    os.utime(tmp_path / "pkg_stale" / "core_compiled.pxd", (stamp + 10, stamp + 10))
+    assert _load(tmp_path, module).BUILD == "source"
+    assert compiled.CORES["pkg_stale.core"] is False
+
+
+def test_no_build_runs_the_source(tmp_path: Path) -> None:
+    module = _package(tmp_path, "pkg_none", None)
+    assert _load(tmp_path, module) is module
+    assert compiled.CORES["pkg_none.core"] is False
