@@ -11,18 +11,39 @@ whichever is built and, in CI, check that it is the compiled one.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from operator import itemgetter
 from typing import TYPE_CHECKING
 from urllib.parse import unquote
 
-from stream.engine.keys import escape
+from stream.engine.keys import escape, field
+from stream.metrics.buckets import bucket_field
 
 if TYPE_CHECKING:
     from stream.metrics.sessions import SessionRules
 
-__all__ = ["Session", "SessionHit", "add_hit", "pack", "settle", "settle_field", "unpack"]
+__all__ = [
+    "DURATION_HASH",
+    "MEASURES",
+    "STEM",
+    "Session",
+    "SessionHit",
+    "add_hit",
+    "pack",
+    "record_closed",
+    "settle",
+    "settle_field",
+    "settle_fields",
+    "unpack",
+]
+
+#: Counter-field stem of session measures (``ses.<measure>`` and ``ses.<measure>|<dim>|<v>``).
+STEM = "ses."
+MEASURES = ("n", "ms", "eng", "conv", "pv", "1p")
+#: Hash (one per window) of duration counts per bucket (:mod:`stream.metrics.buckets`):
+#: ``all|b<i>`` / ``<dim>|<v>|b<i>`` (before the buckets: ``all|<s>``, read into their bucket).
+DURATION_HASH = "sesdur"
 
 
 #: One clickstream event as the sessionizer needs it: (event time in ms, page or screen view,
@@ -219,12 +240,101 @@ def unpack(value: bytes | str | None) -> list[Session]:
     if not value:
         return []
     text = value.decode() if isinstance(value, bytes) else value
+    # One split for all sessions (six fields each), not one per session.
+    parts = text.replace(";", ",").split(",")
     out: list[Session] = []
-    for part in text.split(";"):
-        first, duration, pv, conv, platform, channel = part.split(",")
-        start = int(first)
-        out.append(
-            Session(start, start + int(duration), int(pv), int(conv), _unescaped(platform),
-                    _unescaped(channel))
-        )  # fmt: skip
+    for i in range(0, len(parts), 6):
+        s = Session.__new__(Session)
+        s.first = int(parts[i])
+        s.last = s.first + int(parts[i + 1])
+        s.page_views = int(parts[i + 2])
+        s.conversions = int(parts[i + 3])
+        s.platform = _unescaped(parts[i + 4])
+        s.channel = _unescaped(parts[i + 5])
+        out.append(s)
     return out
+
+
+# ---- one state's whole batch, and the metric facts of closed sessions -----------------------
+
+
+def settle_fields(
+    stored: Mapping[str, bytes | None],
+    items: Mapping[str, list[SessionHit]],
+    watermark: int,
+    timeout: int,
+    cap: int,
+    engaged_after: int,
+    counters: dict[int, dict[str, int]],
+    hashes: dict[tuple[int, str], dict[str, int]],
+) -> dict[str, tuple[str | None, int | None]]:
+    """Settle every read or touched field (:meth:`stream.metrics.sessions.SessionState.settle`):
+    new value and due time per field (None, None: delete), closed sessions counted into
+    ``counters`` and ``hashes`` (those of :class:`stream.engine.deltas.Deltas`)."""
+    updates: dict[str, tuple[str | None, int | None]] = {}
+    for name in stored.keys() | items.keys():
+        before = stored.get(name)
+        value, due, closed = settle_field(before, items.get(name, ()), watermark, timeout, cap)
+        for session in closed:
+            record_closed(session, engaged_after, counters, hashes)
+        if value is not None:
+            updates[name] = (value, due)
+        elif before is not None:
+            updates[name] = (None, None)
+    return updates
+
+
+@lru_cache(maxsize=4096)
+def _closed_fields(platform: str, channel: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Counter fields per measure (all, by platform, by channel) and duration-hash prefixes.
+
+    Platform and channel come from bounded sets, so these strings are built once, not per
+    closed session (which, once the watermark starts closing sessions, is per few events).
+    """
+    suffixes = ("", field("", "platform", escape(platform)), field("", "channel", escape(channel)))
+    counters = tuple(STEM + measure + suffix for measure in MEASURES for suffix in suffixes)
+    durations = (
+        field("all", ""),
+        field("platform", escape(platform), ""),
+        field("channel", escape(channel), ""),
+    )
+    return counters, durations
+
+
+def _add(bucket: dict[str, int], names: tuple[str, ...], measure: int, n: int) -> None:
+    """Add ``n`` to one measure's three fields (all, platform, channel)."""
+    if n:
+        for i in range(3 * measure, 3 * measure + 3):
+            name = names[i]
+            bucket[name] = bucket.get(name, 0) + n
+
+
+def record_closed(
+    session: Session,
+    engaged_after: int,
+    counters: dict[int, dict[str, int]],
+    hashes: dict[tuple[int, str], dict[str, int]],
+) -> None:
+    """Count a closed session into the window (minute) of its first event."""
+    minute = session.first // 60_000 * 60
+    duration = session.last - session.first
+    page_views = session.page_views
+    names, prefixes = _closed_fields(session.platform, session.channel)
+    bucket = counters.get(minute)
+    if bucket is None:
+        bucket = counters[minute] = {}
+    # in MEASURES order: n, ms, eng, conv, pv, 1p
+    _add(bucket, names, 0, 1)
+    _add(bucket, names, 1, duration)
+    engaged = duration > engaged_after or session.conversions > 0 or page_views >= 2
+    _add(bucket, names, 2, 1 if engaged else 0)
+    _add(bucket, names, 3, 1 if session.conversions > 0 else 0)
+    _add(bucket, names, 4, page_views)
+    _add(bucket, names, 5, 1 if page_views <= 1 else 0)
+    durations = hashes.get((minute, DURATION_HASH))
+    if durations is None:
+        durations = hashes[(minute, DURATION_HASH)] = {}
+    suffix = bucket_field(duration // 1000)
+    for prefix in prefixes:
+        name = prefix + suffix
+        durations[name] = durations.get(name, 0) + 1

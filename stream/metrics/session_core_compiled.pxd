@@ -30,5 +30,18 @@ cpdef tuple settle_field(object before, object hits, long long watermark, long l
 @cython.locals(s=Session, parts=list)
 cpdef str pack(object sessions)
 
-@cython.locals(start=cython.longlong, out=list, text=str)
+@cython.locals(out=list, text=str, parts=list, i=cython.Py_ssize_t, s=Session)
 cpdef list unpack(object value)
+
+@cython.locals(value=object, due=object, closed=list, session=Session, updates=dict)
+cpdef dict settle_fields(object stored, object items, long long watermark, long long timeout,
+                         long long cap, long long engaged_after, dict counters, dict hashes)
+
+@cython.locals(i=cython.Py_ssize_t, name=str)
+cdef void _add(dict bucket, tuple names, Py_ssize_t measure, object n) except *
+
+@cython.locals(minute=cython.longlong, duration=cython.longlong, page_views=cython.longlong,
+               names=tuple, prefixes=tuple, bucket=dict, durations=dict, suffix=str, name=str,
+               engaged=cython.bint)
+cpdef void record_closed(Session session, long long engaged_after, dict counters,
+                         dict hashes) except *

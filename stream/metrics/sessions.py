@@ -28,7 +28,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from stream.contract.decode import Event
@@ -36,9 +35,9 @@ from stream.contract.types import EventType, Family
 from stream.engine import compiled
 from stream.engine.deltas import Deltas, pair_digest
 from stream.engine.fold import Handler
-from stream.engine.keys import FIELD_SEP, escape, field
+from stream.engine.keys import FIELD_SEP, field
 from stream.metrics import session_core
-from stream.metrics.buckets import bucket_counts, bucket_field
+from stream.metrics.buckets import bucket_counts
 from stream.metrics.compute import counters, hash_median, one_dim_slice
 from stream.metrics.export import ExportContext, cap_labels, histogram_buckets, labelled
 from stream.metrics.labels import NOT_SET, OTHER
@@ -73,13 +72,8 @@ else:
 CORE = "compiled" if compiled.CORES.get(session_core.__name__) else "python"
 
 
-#: Counter-field stem of session measures (``ses.<measure>`` and ``ses.<measure>|<dim>|<v>``).
-STEM = "ses."
-MEASURES = ("n", "ms", "eng", "conv", "pv", "1p")
 DIMENSIONS = ("platform", "channel")
-#: Hash (one per window) of duration counts per bucket (:mod:`stream.metrics.buckets`):
-#: ``all|b<i>`` / ``<dim>|<v>|b<i>`` (before the buckets: ``all|<s>``, read into their bucket).
-DURATION_HASH = "sesdur"
+STEM, MEASURES, DURATION_HASH = session_core.STEM, session_core.MEASURES, session_core.DURATION_HASH
 
 
 @dataclass(frozen=True)
@@ -118,46 +112,9 @@ def settle(
 # ---- metric facts of closed sessions ------------------------------------------------------
 
 
-@lru_cache(maxsize=4096)
-def _closed_fields(platform: str, channel: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """Counter fields per measure (all, by platform, by channel) and duration-hash prefixes.
-
-    Platform and channel come from bounded sets, so these strings are built once, not per
-    closed session (which, once the watermark starts closing sessions, is per few events).
-    """
-    suffixes = ("", field("", "platform", escape(platform)), field("", "channel", escape(channel)))
-    counters = tuple(STEM + measure + suffix for measure in MEASURES for suffix in suffixes)
-    durations = (
-        field("all", ""),
-        field("platform", escape(platform), ""),
-        field("channel", escape(channel), ""),
-    )
-    return counters, durations
-
-
 def record_closed(session: Session, rules: SessionRules, deltas: Deltas) -> None:
     """Count a closed session into the window of its first event."""
-    minute = session.first // 60_000 * 60
-    duration = session.duration_ms
-    values = (  # in MEASURES order
-        1,
-        duration,
-        int(session.engaged(rules)),
-        int(session.conversions > 0),
-        session.page_views,
-        int(session.page_views <= 1),
-    )
-    names, prefixes = _closed_fields(session.platform, session.channel)
-    bucket = deltas.counters.get(minute)
-    if bucket is None:
-        bucket = deltas.counters[minute] = {}
-    for i, n in enumerate(values):
-        if n:
-            for name in names[3 * i : 3 * i + 3]:
-                bucket[name] = bucket.get(name, 0) + n
-    suffix = bucket_field(duration // 1000)
-    for prefix in prefixes:
-        deltas.hash_count(minute, DURATION_HASH, prefix + suffix)
+    core.record_closed(session, rules.engaged_after_ms, deltas.counters, deltas.hashes)
 
 
 # ---- the engine side: fold handler and keyed state -----------------------------------------
@@ -233,19 +190,16 @@ class SessionState:
         deltas: Deltas,
     ) -> dict[str, tuple[str | None, int | None]]:
         rules = self.rules
-        timeout, cap = rules.timeout_ms, rules.cap_ms
-        settle_field = core.settle_field
-        updates: dict[str, tuple[str | None, int | None]] = {}
-        for name in stored.keys() | items.keys():
-            before = stored.get(name)
-            value, due, closed = settle_field(before, items.get(name, ()), watermark, timeout, cap)
-            for session in closed:
-                record_closed(session, rules, deltas)
-            if value is not None:
-                updates[name] = (value, due)
-            elif before is not None:
-                updates[name] = (None, None)
-        return updates
+        return core.settle_fields(
+            stored,
+            items,
+            watermark,
+            rules.timeout_ms,
+            rules.cap_ms,
+            rules.engaged_after_ms,
+            deltas.counters,
+            deltas.hashes,
+        )
 
 
 # ---- read side ---------------------------------------------------------------------------
