@@ -26,6 +26,7 @@ def extensions() -> list[Extension]:
         modules,
         compiler_directives={"language_level": 3, "annotation_typing": False},
         quiet=True,
+        build_dir="build/cython",  # the generated C stays out of the package (and the wheel)
     )
 
 

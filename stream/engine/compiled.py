@@ -2,10 +2,11 @@
 
 A hot-path module (``session_core.py``) is the only source of its code. ``setup.py`` compiles it
 with Cython, typed by a ``.pxd`` beside it, into a module of its own name plus ``_compiled``
-(``session_core_compiled``), so both can be imported: the tests compare them, and a process
-falls back to the Python source when no compiler was at hand at install time, or when the
-source was edited after the build (a stale build must never run code that is no longer in the
-repository). Which one runs is logged once and exported (``stream_compiled_core``).
+(``session_core_compiled``), so both can be imported: the tests compare them, and a process runs
+the Python source when it was installed without a build (``STREAM_PURE_PYTHON=1``, for a machine
+without a C compiler) or when the source was edited after the build (a stale build must never
+run code that is no longer in the repository). Which one runs is logged once and exported
+(``stream_compiled_core``).
 """
 
 from __future__ import annotations
@@ -50,5 +51,7 @@ def load(source: ModuleType) -> ModuleType:
                 source.__name__,
             )
             module = None
+    if module is not None:
+        log.info("%s: running its compiled build %s", source.__name__, module.__file__)
     CORES[source.__name__] = module is not None
     return module if module is not None else source

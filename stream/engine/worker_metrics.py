@@ -22,7 +22,7 @@ class WorkerMetrics:
         self.compiled_core = Gauge(
             "stream_compiled_core",
             "1 when a hot-path module runs its compiled build, 0 when it runs its Python source "
-            "(no compiler at install time, or a build older than the source).",
+            "(installed without a build, or a build older than the source).",
             ["module"],
             registry=r,
         )
