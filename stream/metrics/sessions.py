@@ -97,11 +97,6 @@ class SessionRules:
         return value if value in self.channels else OTHER
 
 
-def add_hit(sessions: list[Session], hit: SessionHit, rules: SessionRules) -> None:
-    """Put one event into a key's open sessions (kept sorted by first event)."""
-    core.add_hit(sessions, hit, rules.timeout_ms, rules.cap_ms)
-
-
 def settle(
     sessions: list[Session], hits: Sequence[SessionHit], watermark: int, rules: SessionRules
 ) -> tuple[list[Session], list[Session]]:
