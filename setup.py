@@ -10,7 +10,7 @@ import os
 
 from setuptools import Extension, setup
 
-COMPILED = ["stream/metrics/session_core.py"]
+COMPILED = ["stream/metrics/session_core.py", "stream/metrics/score/summary_core.py"]
 
 
 def extensions() -> list[Extension]:

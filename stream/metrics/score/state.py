@@ -24,15 +24,16 @@ Redis key and field parts: changing one orphans the data already written.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from stream.contract.decode import Event
 from stream.contract.types import EventType
+from stream.engine import compiled
 from stream.engine.deltas import Deltas, pair_digest
 from stream.engine.fold import Handler
-from stream.metrics.labels import NOT_SET, OTHER
+from stream.metrics.score import summary_core as summary_source
 from stream.metrics.score.codec import pack, unpack
 from stream.metrics.score.evaluation import (
     ActivityHit,
@@ -43,6 +44,7 @@ from stream.metrics.score.evaluation import (
 )
 from stream.metrics.score.pending import absorb_pending
 from stream.metrics.score.rules import AT_RISK, HOME_FAMILY, ScoreRules, band_of, bucket_label
+from stream.metrics.score.summary_core import channel_label
 
 __all__ = [
     "AT_RISK_SET",
@@ -55,6 +57,12 @@ __all__ = [
     "transition_message",
 ]
 
+
+# The per-touch loop: the compiled build of summary_core.py when there is a current one.
+if TYPE_CHECKING:
+    summary_core = summary_source
+else:
+    summary_core = compiled.load(summary_source)
 
 #: The keyed state's name: its hash, due set and pending records are stored under it.
 STATE = "cus"
@@ -158,16 +166,12 @@ class ScoreState:
             digest = self._fields[key] = pair_digest("customer", key)
         return digest
 
-    def _channel(self, event: Event) -> str:
-        ch = event.props.channel
-        return NOT_SET if ch is None else (ch if ch in self.channels else OTHER)
-
     def _hit(self, event: Event) -> ActivityHit:
         props = event.props
         return ActivityHit(
             event.ts_ms,
             event.type,
-            self._channel(event),
+            channel_label(props.channel, self.channels),
             props.ticket_id or "",
             -1 if props.score is None else props.score,
             props.author or "",
@@ -188,40 +192,10 @@ class ScoreState:
 
     def _summary(self, events: list[Event]) -> tuple[list[Any], int]:
         """One customer's batch activity as a pending record, and its earliest bucket."""
-        index = self._index
-        bucket_ms = self.rules.bucket_ms
-        if len(events) == 1:  # the usual touch in a batch: what the loop below gives for one
-            e = events[0]
-            ts = e.ts_ms
-            bucket = ts // bucket_ms
-            rec: list[Any] = [e.user_id, ts, ts, self._channel(e)]
-            for i in index[e.type]:
-                rec += (bucket, i, 1)
-            return rec, bucket
-        return self._summary_of_many(events)
-
-    def _summary_of_many(self, events: list[Event]) -> tuple[list[Any], int]:
-        index = self._index
-        bucket_ms = self.rules.bucket_ms
-        n = len(self.rules.activities)
-        counts: dict[int, int] = {}
-        first = last = events[0].ts_ms
-        for e in events:
-            ts = e.ts_ms
-            if ts > last:
-                last = ts
-            elif ts < first:
-                first = ts
-            base = ts // bucket_ms * n
-            for i in index[e.type]:
-                key = base + i
-                counts[key] = counts.get(key, 0) + 1
-        channel = min(self._channel(e) for e in events if e.ts_ms == first)
-        rec = [events[0].user_id, last, first, channel]
-        for key, count in counts.items():
-            k, i = divmod(key, n)
-            rec += (k, i, count)
-        return rec, min(counts) // n
+        rules = self.rules
+        return summary_core.summary(
+            events, self._index, rules.bucket_ms, len(rules.activities), self.channels
+        )
 
     def settle(
         self,

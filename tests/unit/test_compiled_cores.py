@@ -1,13 +1,14 @@
-"""The compiled sessionizer core against its Python source, and how a process picks one.
+"""The compiled hot-path cores against their Python sources, and how a process picks a build.
 
-``session_core.py`` is the only source; ``setup.py`` compiles it (typed by
-``session_core_compiled.pxd``) into ``session_core_compiled``. C integer fields and typed locals
-are where a compiled build could part from the source (overflow, bool arithmetic, a tuple
-subclass), so random streams go through both, batch by batch, each keeping its own stored string
-as Redis would, and every step must agree: stored value, due time and closed sessions.
+``session_core.py`` and ``score/summary_core.py`` are the only sources; ``setup.py`` compiles each
+(typed by its ``*_compiled.pxd``) into ``*_compiled``. C integer fields and typed locals are where
+a compiled build could part from its source (overflow, bool arithmetic, floor division, a tuple
+subclass), so random inputs go through both and every result must agree: for the sessionizer,
+random streams batch by batch, each keeping its own stored string as Redis would (stored value,
+due time and closed sessions at every step); for the scores, random touches of a customer.
 
 Set ``STREAM_REQUIRE_COMPILED=1`` (the README's test command does) to fail instead of skipping
-when the compiled build is missing or stale.
+when a compiled build is missing or stale.
 """
 
 from __future__ import annotations
@@ -22,29 +23,35 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from stream.contract.decode import Event, Properties
 from stream.engine import compiled
 from stream.metrics import session_core as source
 from stream.metrics import sessions
+from stream.metrics.score import state as score_state
+from stream.metrics.score import summary_core as summary_source
 
 REQUIRED = os.environ.get("STREAM_REQUIRE_COMPILED") == "1"
 
 
-def _compiled_core() -> ModuleType:
-    module = compiled.load(source)
-    if module is source:
-        reason = "the compiled core is missing or older than its source (deploy/local/run.sh setup)"
+def _compiled_core(of: ModuleType = source) -> ModuleType:
+    module = compiled.load(of)
+    if module is of:
+        reason = f"{of.__name__} has no current build (deploy/local/run.sh setup)"
         if REQUIRED:
             pytest.fail(reason)
         pytest.skip(reason)
     return module
 
 
-def test_the_process_runs_the_compiled_core_when_it_is_built() -> None:
+def test_the_process_runs_the_compiled_cores_when_they_are_built() -> None:
     if not REQUIRED:
         pytest.skip("STREAM_REQUIRE_COMPILED is not set")
     assert sessions.CORE == "compiled"
     assert sessions.core.__name__ == "stream.metrics.session_core_compiled"
     assert type(sessions.unpack("1,0,1,0,web,paid")[0]).__module__ == sessions.core.__name__
+    assert score_state.summary_core.__name__ == "stream.metrics.score.summary_core_compiled"
+    assert compiled.CORES["stream.metrics.session_core"] is True
+    assert compiled.CORES["stream.metrics.score.summary_core"] is True
 
 
 MIN = 60_000
@@ -91,6 +98,30 @@ def test_compiled_sessions_pack_and_compare_like_the_source() -> None:
     assert built.unpack(text.encode()) == b and built.unpack(None) == []
     assert [s.duration_ms for s in b] == [10, 0]
     assert b[0] != b[1] and b[0] == built.unpack(text)[0]
+
+
+DAY = 86_400_000
+touch_st = st.tuples(
+    st.sampled_from(["page_view", "feature_used", "like"]),
+    st.integers(0, 5 * DAY) | st.integers(2**40, 2**41),  # small, and today's epoch ms
+    st.sampled_from([None, "organic", "paid", ""]),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(touch_st, min_size=1, max_size=12), st.sampled_from([60_000, DAY, 7 * DAY]))
+def test_compiled_summary_is_the_sources(
+    touches: list[tuple[str, int, str | None]], bucket_ms: int
+) -> None:
+    built = _compiled_core(summary_source)
+    index = {"page_view": [0, 2], "feature_used": [1], "like": [2]}
+    events = [
+        Event(f"e{j}", kind, ts, "u1", None, None, Properties(channel=channel))
+        for j, (kind, ts, channel) in enumerate(touches)
+    ]
+    channels = frozenset({"organic", ""})
+    expected = summary_source.summary(events, index, bucket_ms, 3, channels)
+    assert built.summary(events, index, bucket_ms, 3, channels) == expected
 
 
 # ---- which build a process loads ---------------------------------------------------------
