@@ -32,8 +32,8 @@ def _mtime(path: str) -> float:
 
 
 def load(source: ModuleType) -> ModuleType:
-    """``source``'s compiled build if it is importable and not older than the source (and its
-    ``.pxd``); else ``source`` itself."""
+    """``source``'s compiled build if it is importable and, in a source tree, not older than the
+    source and its ``.pxd``; else ``source`` itself."""
     name = source.__name__ + "_compiled"
     module: ModuleType | None
     try:
@@ -41,9 +41,12 @@ def load(source: ModuleType) -> ModuleType:
     except ImportError:
         module = None
         log.info("%s: no compiled build, running the Python source", source.__name__)
-    if module is not None and source.__file__ and module.__file__:
-        stem = source.__file__.removesuffix(".py")
-        newest = max(_mtime(source.__file__), _mtime(stem + "_compiled.pxd"))
+    # A build goes stale only in a source tree, where the source can be edited after it; the
+    # .pxd beside the source marks one (a wheel ships neither .pxd nor a way to edit, and pip
+    # sets every file's mtime at install, in no promised order).
+    pxd = source.__file__.removesuffix(".py") + "_compiled.pxd" if source.__file__ else ""
+    if module is not None and module.__file__ and source.__file__ and os.path.exists(pxd):
+        newest = max(_mtime(source.__file__), _mtime(pxd))
         if _mtime(module.__file__) < newest:
             log.warning(
                 "%s: its compiled build is older than its source, running the Python source "

@@ -127,13 +127,15 @@ def test_compiled_summary_is_the_sources(
 # ---- which build a process loads ---------------------------------------------------------
 
 
-def _package(tmp_path: Path, name: str, compiled_text: str | None) -> ModuleType:
-    """A throw-away package with a source module and, optionally, a stand-in compiled build."""
+def _package(tmp_path: Path, name: str, compiled_text: str | None, pxd: bool = True) -> ModuleType:
+    """A throw-away package with a source module and, optionally, a stand-in compiled build
+    (and without the .pxd: installed from a wheel, not a source tree)."""
     pkg = tmp_path / name
     pkg.mkdir()
     (pkg / "__init__.py").write_text("")
     (pkg / "core.py").write_text("BUILD = 'source'\n")
-    (pkg / "core_compiled.pxd").write_text("# types\n")
+    if pxd:
+        (pkg / "core_compiled.pxd").write_text("# types\n")
     if compiled_text is not None:
         (pkg / "core_compiled.py").write_text(compiled_text)
     sys.path.insert(0, str(tmp_path))
@@ -166,6 +168,13 @@ def test_a_build_older_than_its_source_or_pxd_is_not_loaded(tmp_path: Path) -> N
     os.utime(tmp_path / "pkg_stale" / "core_compiled.pxd", (stamp + 10, stamp + 10))
     assert _load(tmp_path, module).BUILD == "source"
     assert compiled.CORES["pkg_stale.core"] is False
+
+
+def test_an_installed_build_is_loaded_whatever_the_install_times(tmp_path: Path) -> None:
+    module = _package(tmp_path, "pkg_wheel", "BUILD = 'compiled'\n", pxd=False)
+    stamp = os.path.getmtime(module.__file__ or "")
+    os.utime(tmp_path / "pkg_wheel" / "core_compiled.py", (stamp - 5, stamp - 5))
+    assert _load(tmp_path, module).BUILD == "compiled"
 
 
 def test_no_build_runs_the_source(tmp_path: Path) -> None:
