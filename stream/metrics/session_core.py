@@ -1,12 +1,12 @@
 """The per-key core of sessionizing: open sessions, adding events, closing on the watermark and
 the stored form of open sessions. Pure; the definitions: :mod:`stream.metrics.sessions`.
 
-This module is the one source of the sessionizer and runs as it is. The setup also compiles it
-with Cython (``deploy/local/build-core.sh``): ``session_core.pxd`` beside it declares C types
-for the same code (``Session`` becomes an extension type with C integer fields, the loops get
-typed locals), so the compiled module and this file cannot disagree. Which one a process runs is
-:data:`stream.metrics.sessions.CORE` (exported as ``stream_build_info{core=...}``); the tests run
-whichever is built and, in CI, check that it is the compiled one.
+This module is the one source of the sessionizer and runs as it is. ``setup.py`` also compiles
+it with Cython into ``session_core_compiled``: ``session_core_compiled.pxd`` beside it declares C
+types for the same code (``Session`` becomes an extension type with C integer fields, the loops
+get typed locals), so the compiled module and this file cannot disagree. Which one a process runs
+is :data:`stream.metrics.sessions.CORE` (exported as ``stream_compiled_core{module}``, see
+:mod:`stream.engine.compiled`); the tests compare the two and, in CI, require the compiled one.
 """
 
 from __future__ import annotations
@@ -14,14 +14,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from operator import itemgetter
-from typing import TYPE_CHECKING
 from urllib.parse import unquote
 
 from stream.engine.keys import escape, field
 from stream.metrics.buckets import bucket_field
-
-if TYPE_CHECKING:
-    from stream.metrics.sessions import SessionRules
 
 __all__ = [
     "DURATION_HASH",
@@ -91,17 +87,18 @@ class Session:
         self.page_views += other.page_views
         self.conversions += other.conversions
 
-    def closes_at(self, rules: SessionRules) -> int:
+    def closes_at(self, timeout_ms: int, cap_ms: int) -> int:
         """Once the watermark reaches this, no event can join the session any more."""
-        return min(self.last + rules.timeout_ms, self.first + rules.cap_ms)
+        return min(self.last + timeout_ms, self.first + cap_ms)
 
     @property
     def duration_ms(self) -> int:
         return self.last - self.first
 
-    def engaged(self, rules: SessionRules) -> bool:
+    def engaged(self, engaged_after_ms: int) -> bool:
+        """GA4: lasts more than ``engaged_after_ms``, or converted, or ≥ 2 page views."""
         return (
-            self.last - self.first > rules.engaged_after_ms
+            self.last - self.first > engaged_after_ms
             or self.conversions > 0
             or self.page_views >= 2
         )
@@ -125,15 +122,16 @@ def _first_of(s: Session) -> int:
 def add_hit(sessions: list[Session], hit: SessionHit, timeout: int, cap: int) -> None:
     """Put one event into a key's open sessions (kept sorted by first event)."""
     ts: int = hit[0]
-    if sessions:
-        latest: Session = sessions[-1]
-        # Fast path, the common case: in order, continuing the latest session.
-        gap = ts - latest.last
-        if latest.first < ts and 0 <= gap < timeout and ts - latest.first < cap:
-            latest.last = ts
-            latest.page_views += hit[1]
-            latest.conversions += hit[2]
-            return
+    if not sessions:  # the key's first session: nothing to search or sort
+        sessions.append(_session_of(hit))
+        return
+    latest: Session = sessions[-1]
+    # Fast path, the common case: in order, continuing the latest session.
+    if latest.first < ts and 0 <= ts - latest.last < timeout and ts - latest.first < cap:
+        latest.last = ts
+        latest.page_views += hit[1]
+        latest.conversions += hit[2]
+        return
     # (Loops, not comprehensions: Cython compiles no closures into cpdef functions.)
     near: list[Session] = []
     lo = hi = ts
@@ -169,26 +167,14 @@ def settle(
     sessions: list[Session], hits: Sequence[SessionHit], watermark: int, timeout: int, cap: int
 ) -> tuple[list[Session], list[Session]]:
     """Add a batch's hits (any order), then split into (still open, closed by the watermark)."""
-    latest: Session | None = sessions[-1] if sessions else None
     if len(hits) > 1:
         hits = sorted(hits, key=_by_ts)
     for hit in hits:
-        if latest is None:  # the key's first session (add_hit with no sessions, inlined)
-            latest = _session_of(hit)
-            sessions.append(latest)
-            continue
-        ts: int = hit[0]  # add_hit's fast path, inlined: it runs once per event
-        if latest.first < ts and 0 <= ts - latest.last < timeout and ts - latest.first < cap:
-            latest.last = ts
-            latest.page_views += hit[1]
-            latest.conversions += hit[2]
-            continue
         add_hit(sessions, hit, timeout, cap)
-        latest = sessions[-1]
     open_: list[Session] = []
     closed: list[Session] = []
     for s in sessions:
-        if min(s.last + timeout, s.first + cap) <= watermark:  # Session.closes_at
+        if s.closes_at(timeout, cap) <= watermark:
             closed.append(s)
         else:
             open_.append(s)
@@ -208,9 +194,9 @@ def settle_field(
     open_, closed = settle(unpack(before), hits, watermark, timeout, cap)
     if not open_:
         return None, 0, closed
-    due: int = min(open_[0].last + timeout, open_[0].first + cap)
+    due: int = open_[0].closes_at(timeout, cap)
     for s in open_:
-        at = min(s.last + timeout, s.first + cap)
+        at = s.closes_at(timeout, cap)
         if at < due:
             due = at
     return pack(open_), due, closed
@@ -326,8 +312,7 @@ def record_closed(
     # in MEASURES order: n, ms, eng, conv, pv, 1p
     _add(bucket, names, 0, 1)
     _add(bucket, names, 1, duration)
-    engaged = duration > engaged_after or session.conversions > 0 or page_views >= 2
-    _add(bucket, names, 2, 1 if engaged else 0)
+    _add(bucket, names, 2, 1 if session.engaged(engaged_after) else 0)
     _add(bucket, names, 3, 1 if session.conversions > 0 else 0)
     _add(bucket, names, 4, page_views)
     _add(bucket, names, 5, 1 if page_views <= 1 else 0)

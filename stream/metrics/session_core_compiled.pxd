@@ -10,16 +10,18 @@ cdef class Session:
     cdef public str platform
     cdef public str channel
     cpdef void absorb(self, Session other)
+    cpdef long long closes_at(self, long long timeout_ms, long long cap_ms)
+    cpdef bint engaged(self, long long engaged_after_ms)
 
 cdef Session _session_of(tuple hit)
 
 cpdef long long _first_of(Session s)
 
-@cython.locals(ts=cython.longlong, gap=cython.longlong, latest=Session, new=Session, near=list,
+@cython.locals(ts=cython.longlong, latest=Session, new=Session, near=list,
                target=Session, s=Session, lo=cython.longlong, hi=cython.longlong)
 cpdef void add_hit(list sessions, tuple hit, long long timeout, long long cap) except *
 
-@cython.locals(latest=Session, ts=cython.longlong, s=Session, open_=list, closed=list, hit=tuple)
+@cython.locals(s=Session, open_=list, closed=list, hit=tuple)
 cpdef tuple settle(list sessions, object hits, long long watermark, long long timeout,
                    long long cap)
 
@@ -41,7 +43,6 @@ cpdef dict settle_fields(object stored, object items, long long watermark, long 
 cdef void _add(dict bucket, tuple names, Py_ssize_t measure, object n) except *
 
 @cython.locals(minute=cython.longlong, duration=cython.longlong, page_views=cython.longlong,
-               names=tuple, prefixes=tuple, bucket=dict, durations=dict, suffix=str, name=str,
-               engaged=cython.bint)
+               names=tuple, prefixes=tuple, bucket=dict, durations=dict, suffix=str, name=str)
 cpdef void record_closed(Session session, long long engaged_after, dict counters,
                          dict hashes) except *

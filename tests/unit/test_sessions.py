@@ -44,17 +44,17 @@ def run(hits: list[SessionHit], watermark: int) -> tuple[list[Session], list[Ses
 
 def test_one_event_session_lasts_zero_and_bounces_unless_converted() -> None:
     _, (plain,) = run([hit(0)], 10**12)
-    assert plain.duration_ms == 0 and not plain.engaged(RULES)
+    assert plain.duration_ms == 0 and not plain.engaged(RULES.engaged_after_ms)
     _, (converted,) = run([hit(0, pv=False, conv=True)], 10**12)
-    assert converted.duration_ms == 0 and converted.engaged(RULES)
+    assert converted.duration_ms == 0 and converted.engaged(RULES.engaged_after_ms)
 
 
 def test_engaged_by_duration_or_two_page_views() -> None:
     _, (long_one,) = run([hit(0), hit(10_001, pv=False)], 10**12)
     _, (exactly_ten,) = run([hit(0), hit(10_000, pv=False)], 10**12)
     _, (two_pages,) = run([hit(0), hit(1)], 10**12)
-    assert long_one.engaged(RULES) and two_pages.engaged(RULES)
-    assert not exactly_ten.engaged(RULES)  # "more than 10 s"
+    assert long_one.engaged(RULES.engaged_after_ms) and two_pages.engaged(RULES.engaged_after_ms)
+    assert not exactly_ten.engaged(RULES.engaged_after_ms)  # "more than 10 s"
 
 
 def test_gap_of_exactly_the_timeout_starts_a_new_session() -> None:
