@@ -5,7 +5,9 @@
 a compiled build could part from its source (overflow, bool arithmetic, floor division, a tuple
 subclass), so random inputs go through both and every result must agree: for the sessionizer,
 random streams batch by batch, each keeping its own stored string as Redis would (stored value,
-due time and closed sessions at every step); for the scores, random touches of a customer.
+due time and closed sessions at every step); for the scores, random touches of a customer
+(their summary, and whether they need the stored state read) and random bucket counts packed
+and unpacked.
 
 Set ``STREAM_REQUIRE_COMPILED=1`` (the README's test command does) to fail instead of skipping
 when a compiled build is missing or stale.
@@ -122,6 +124,57 @@ def test_compiled_summary_is_the_sources(
     channels = frozenset({"organic", ""})
     expected = summary_source.summary(events, index, bucket_ms, 3, channels)
     assert built.summary(events, index, bucket_ms, 3, channels) == expected
+
+
+buckets_st = st.dictionaries(
+    st.integers(-3, 40) | st.integers(20_000, 20_060),  # day buckets, and some far apart
+    st.lists(st.integers(0, 70), min_size=3, max_size=3),  # counts past the 62 digits too
+    max_size=12,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(buckets_st, st.integers(-1, 30), st.integers(1, 3))
+def test_compiled_bucket_codec_is_the_sources(
+    buckets: dict[int, list[int]], evaluated: int, n_activities: int
+) -> None:
+    built = _compiled_core(summary_source)
+    runs = summary_source.bucket_runs(buckets, evaluated)
+    assert built.bucket_runs(buckets, evaluated) == runs
+    back = summary_source.bucket_counts(runs, evaluated, n_activities)
+    assert built.bucket_counts(runs, evaluated, n_activities) == back
+    # the round trip keeps every nonzero count of the activities still configured
+    kept = {k: c[:n_activities] for k, c in buckets.items() if any(c[:n_activities])}
+    assert {k: c[:n_activities] for k, c in back.items()} == kept
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.lists(touch_st, min_size=1, max_size=4), min_size=1, max_size=6),
+    st.integers(0, 6 * DAY),
+)
+def test_compiled_reads_are_the_sources(
+    customers: list[list[tuple[str, int, str | None]]], edge: int
+) -> None:
+    built = _compiled_core(summary_source)
+    items = {
+        f"c{n}": [Event("e", k, ts, f"u{n}", None, None, Properties()) for k, ts, _ in touches]
+        for n, touches in enumerate(customers)
+    }
+    additive = frozenset({"page_view", "like"})
+    expected = summary_source.to_read(items, edge, additive)
+    assert built.to_read(items, edge, additive) == expected
+    assert expected == [
+        name
+        for name, events in items.items()
+        if any(e.ts_ms < edge or e.type not in additive for e in events)
+    ]
+
+
+def test_a_run_character_stands_for_its_index_in_the_digits() -> None:
+    built = _compiled_core(summary_source)
+    for i, ch in enumerate(summary_source.DIGITS):
+        assert summary_source.digit_value(ch) == built.digit_value(ch) == i
 
 
 # ---- which build a process loads ---------------------------------------------------------

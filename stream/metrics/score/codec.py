@@ -10,23 +10,31 @@ when 0), appended last so that values written before decay existed still decode.
 A pending record (:mod:`stream.metrics.score.pending`) follows the packed state after a NUL
 byte, as MessagePack (:func:`split_value`). Its own module because the format outlives the code:
 values written by older versions must still decode, so every change to it is made here, with
-the math (:mod:`stream.metrics.score.evaluation`) unaware of it.
+the math (:mod:`stream.metrics.score.evaluation`) unaware of it. The one exception is the runs'
+loops (:func:`~stream.metrics.score.summary_core.bucket_runs` and ``bucket_counts``): they live
+in the scores' compiled core, beside the other per-customer loops of a batch.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from stream.engine import compiled
+from stream.metrics.score import summary_core as summary_source
 from stream.metrics.score.evaluation import OPEN, Customer, SupportHit
 from stream.metrics.score.pending import absorb_pending
 from stream.metrics.score.rules import ScoreRules
 
-__all__ = ["load", "pack", "split_value", "unpack"]
+__all__ = ["load", "pack", "split_value", "summary_core", "unpack"]
 
-DIGITS = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-_VALUE = {ch: i for i, ch in enumerate(DIGITS)}
+# The scores' hot loops (a batch's touches, and the buckets packed and unpacked here): the
+# compiled build of summary_core.py when there is a current one.
+if TYPE_CHECKING:
+    summary_core = summary_source
+else:
+    summary_core = compiled.load(summary_source)
 
 
 class _Packed(msgspec.Struct, array_like=True):
@@ -55,27 +63,10 @@ _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(_Packed)
 
 
-def _runs(c: Customer) -> list[tuple[int, int, str | list[int]]]:
-    if not c.buckets:
-        return []
-    lo, hi = min(c.buckets), max(c.buckets)
-    out: list[tuple[int, int, str | list[int]]] = []
-    n = len(next(iter(c.buckets.values())))
-    for i in range(n):
-        row = [c.buckets[k][i] if k in c.buckets else 0 for k in range(lo, hi + 1)]
-        first = next((j for j, v in enumerate(row) if v), None)
-        if first is None:
-            continue
-        last = max(j for j, v in enumerate(row) if v)
-        row = row[first : last + 1]
-        dense = "".join(DIGITS[v] for v in row) if max(row) < len(DIGITS) else row
-        out.append((i, lo + first - c.evaluated, dense))
-    return out
-
-
 def pack(c: Customer) -> str:
     p = _Packed(
-        c.user, c.evaluated, c.score, c.health, c.first_ts, c.channel, c.last_ts, _runs(c),
+        c.user, c.evaluated, c.score, c.health, c.first_ts, c.channel, c.last_ts,
+        summary_core.bucket_runs(c.buckets, c.evaluated),
         c.history, c.recent, (c.feedback, c.feedback_ts), {}, c.last_reply_ms,
         c.had_support, sorted(c.decayed.items()), c.tickets, list(c.support_pending),
     )  # fmt: skip
@@ -92,18 +83,7 @@ def unpack(value: bytes | str, n_activities: int) -> Customer:
             return Customer(pending[0] if pending else "")
         raw = state
     p = _decoder.decode(raw)
-    buckets: dict[int, list[int]] = {}
-    for i, start, run in p.b:
-        if i >= n_activities:  # an activity removed from the configuration since
-            continue
-        values = [_VALUE[ch] for ch in run] if isinstance(run, str) else run
-        for j, v in enumerate(values):
-            if v:
-                k = p.e + start + j
-                counts = buckets.get(k)
-                if counts is None:
-                    counts = buckets[k] = [0] * n_activities
-                counts[i] = v
+    buckets = summary_core.bucket_counts(p.b, p.e, n_activities)
     tickets = {k: list(v) for k, v in p.tk.items()}
     for ticket, created in p.t.items():  # a value written before tickets kept their lifecycle
         replies = -1 if created < 0 else 0

@@ -24,17 +24,15 @@ Redis key and field parts: changing one orphans the data already written.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 
 from stream.contract.decode import Event
 from stream.contract.types import EventType
-from stream.engine import compiled
 from stream.engine.deltas import Deltas, pair_digest
 from stream.engine.fold import Handler
-from stream.metrics.score import summary_core as summary_source
-from stream.metrics.score.codec import pack, unpack
+from stream.metrics.score.codec import pack, summary_core, unpack
 from stream.metrics.score.evaluation import (
     ActivityHit,
     Customer,
@@ -57,12 +55,6 @@ __all__ = [
     "transition_message",
 ]
 
-
-# The per-touch loop: the compiled build of summary_core.py when there is a current one.
-if TYPE_CHECKING:
-    summary_core = summary_source
-else:
-    summary_core = compiled.load(summary_source)
 
 #: The keyed state's name: its hash, due set and pending records are stored under it.
 STATE = "cus"
@@ -182,13 +174,7 @@ class ScoreState:
         """The touched customers whose state must be read this batch (see the class doc)."""
         edge = watermark // self.rules.bucket_ms * self.rules.bucket_ms
         additive = self._additive
-        out = []
-        for name, events in items.items():
-            for e in events:
-                if e.ts_ms < edge or e.type not in additive:
-                    out.append(name)
-                    break
-        return out
+        return summary_core.to_read(items, edge, additive)
 
     def _summary(self, events: list[Event]) -> tuple[list[Any], int]:
         """One customer's batch activity as a pending record, and its earliest bucket."""

@@ -1,11 +1,15 @@
-"""A customer's batch activity as a pending record: the scores' per-touch work. Pure.
+"""The scores' per-customer loops of a batch: touches into a pending record, which customers to
+read, bucket counts to and from their stored runs. Pure.
 
 Most touches of a customer only add activity between two evaluations; the batch merges them into
 a pending record after the customer's value in Redis without reading it
-(:class:`stream.metrics.score.state.ScoreState`, apply op A). This is the loop over those
-touches, the scores' largest share of a batch. Like :mod:`stream.metrics.session_core`, it is
-the only source of its code and is also built compiled (``summary_core_compiled.pxd``, see
-:mod:`stream.engine.compiled`).
+(:class:`stream.metrics.score.state.ScoreState`, apply op A). :func:`summary` is the loop over
+those touches, the scores' largest share of a batch; :func:`to_read` picks the customers whose
+state must be read instead. The customers that are read are unpacked and packed again
+(:mod:`stream.metrics.score.codec`), whose loops over every bucket and activity are
+:func:`bucket_runs` and :func:`bucket_counts`. Like :mod:`stream.metrics.session_core`, this
+module is the only source of its code and is also built compiled
+(``summary_core_compiled.pxd``, see :mod:`stream.engine.compiled`).
 
 A pending record is ``[user, last ts, first ts, channel of the first touch, (bucket, activity,
 count) ...]``.
@@ -19,7 +23,19 @@ from typing import Any
 from stream.contract.decode import Event
 from stream.metrics.labels import NOT_SET, OTHER
 
-__all__ = ["channel_label", "summary"]
+__all__ = [
+    "DIGITS",
+    "bucket_counts",
+    "bucket_runs",
+    "channel_label",
+    "digit_value",
+    "summary",
+    "to_read",
+]
+
+#: The characters of a stored run of bucket counts (:mod:`stream.metrics.score.codec`), one per
+#: count from 0 to 61.
+DIGITS = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 
 def channel_label(channel: str | None, channels: Collection[str]) -> str:
@@ -72,3 +88,94 @@ def summary(
         if lowest < 0 or key < lowest:
             lowest = key
     return rec, lowest // n_activities
+
+
+def to_read(
+    items: Mapping[str, Sequence[Event]], edge: int, additive: Collection[str]
+) -> list[str]:
+    """The touched customers whose state the batch must read: those with a touch that is not
+    additive (a health event) or falls in a bucket that ended before ``edge`` (due)."""
+    out = []
+    for name, events in items.items():
+        for e in events:
+            if e.ts_ms < edge or e.type not in additive:
+                out.append(name)
+                break
+    return out
+
+
+def bucket_runs(
+    buckets: Mapping[int, Sequence[int]], evaluated: int
+) -> list[tuple[int, int, str | list[int]]]:
+    """A customer's bucket counts as stored (:mod:`stream.metrics.score.codec`): per activity
+    with a count, ``(activity, first bucket - evaluated, counts)``, the counts a dense run of
+    one :data:`DIGITS` character each from the first to the last nonzero bucket, or a list of
+    numbers when one does not fit a character."""
+    out: list[tuple[int, int, str | list[int]]] = []
+    if not buckets:
+        return out
+    lo = min(buckets)
+    width = max(buckets) - lo + 1
+    n = len(next(iter(buckets.values())))
+    rows = [[0] * width for _ in range(n)]  # per activity, its count in every bucket
+    for k, counts in buckets.items():
+        for i in range(n):
+            rows[i][k - lo] = counts[i]
+    for i in range(n):
+        row = rows[i]
+        first = 0
+        while first < width and not row[first]:
+            first += 1
+        if first == width:
+            continue
+        last = width - 1
+        while not row[last]:
+            last -= 1
+        row = row[first : last + 1]
+        if max(row) < len(DIGITS):
+            out.append((i, lo + first - evaluated, "".join([DIGITS[v] for v in row])))
+        else:
+            out.append((i, lo + first - evaluated, row))
+    return out
+
+
+def digit_value(ch: str) -> int:
+    """The count one character of a stored run stands for: its index in :data:`DIGITS`
+    (computed, not looked up: this runs once per stored bucket and activity)."""
+    code = ord(ch)
+    if code <= 57:  # 0-9
+        return code - 48
+    if code >= 97:  # a-z: 10-35
+        return code - 87
+    return code - 29  # A-Z: 36-61
+
+
+def bucket_counts(
+    runs: Sequence[tuple[int, int, str | list[int]]], evaluated: int, n_activities: int
+) -> dict[int, list[int]]:
+    """The inverse of :func:`bucket_runs`: bucket -> count per activity. Runs of activities
+    at or past ``n_activities`` (removed from the configuration since) are skipped."""
+    buckets: dict[int, list[int]] = {}
+    for i, start, run in runs:
+        if i >= n_activities:
+            continue
+        k = evaluated + start
+        if isinstance(run, str):
+            text: str = run
+            for ch in text:
+                v = digit_value(ch)
+                if v:
+                    counts = buckets.get(k)
+                    if counts is None:
+                        counts = buckets[k] = [0] * n_activities
+                    counts[i] = v
+                k += 1
+        else:
+            for v in run:
+                if v:
+                    counts = buckets.get(k)
+                    if counts is None:
+                        counts = buckets[k] = [0] * n_activities
+                    counts[i] = v
+                k += 1
+    return buckets

@@ -10,3 +10,17 @@ cpdef str channel_label(object channel, object channels)
                channel=str, label=str)
 cpdef tuple summary(object events, object index, long long bucket_ms, long long n_activities,
                     object channels)
+
+@cython.locals(out=list, name=object, events=object, e=object)
+cpdef list to_read(object items, long long edge, object additive)
+
+@cython.locals(out=list, rows=list, row=list, lo=cython.longlong, width=cython.Py_ssize_t,
+               n=cython.Py_ssize_t, i=cython.Py_ssize_t, k=object, first=cython.Py_ssize_t,
+               last=cython.Py_ssize_t, counts=object)
+cpdef list bucket_runs(object buckets, long long evaluated)
+
+cpdef long long digit_value(Py_UCS4 ch)
+
+@cython.locals(buckets=dict, i=cython.Py_ssize_t, k=cython.longlong, counts=list,
+               text=str, ch=Py_UCS4, v=object)
+cpdef dict bucket_counts(object runs, long long evaluated, Py_ssize_t n_activities)
