@@ -10,7 +10,11 @@ import os
 
 from setuptools import Extension, setup
 
-COMPILED = ["stream/metrics/session_core.py", "stream/metrics/score/summary_core.py"]
+COMPILED = [
+    "stream/engine/dedupe_core.py",
+    "stream/metrics/session_core.py",
+    "stream/metrics/score/summary_core.py",
+]
 
 
 def extensions() -> list[Extension]:

@@ -1,13 +1,14 @@
 """The compiled hot-path cores against their Python sources, and how a process picks a build.
 
-``session_core.py`` and ``score/summary_core.py`` are the only sources; ``setup.py`` compiles each
-(typed by its ``*_compiled.pxd``) into ``*_compiled``. C integer fields and typed locals are where
-a compiled build could part from its source (overflow, bool arithmetic, floor division, a tuple
-subclass), so random inputs go through both and every result must agree: for the sessionizer,
-random streams batch by batch, each keeping its own stored string as Redis would (stored value,
-due time and closed sessions at every step); for the scores, random touches of a customer
-(their summary, and whether they need the stored state read) and random bucket counts packed
-and unpacked.
+``session_core.py``, ``score/summary_core.py`` and ``engine/dedupe_core.py`` are the only
+sources; ``setup.py`` compiles each (typed by its ``*_compiled.pxd``) into ``*_compiled``. C
+integer fields and typed locals are where a compiled build could part from its source
+(overflow, bool arithmetic, floor division, a tuple subclass), so random inputs go through both
+and every result must agree: for the sessionizer, random streams batch by batch, each keeping
+its own stored string as Redis would (stored value, due time and closed sessions at every
+step); for the scores, random touches of a customer (their summary, and whether they need the
+stored state read) and random bucket counts packed and unpacked; for the duplicate window,
+random logs of ids.
 
 Set ``STREAM_REQUIRE_COMPILED=1`` (the README's test command does) to fail instead of skipping
 when a compiled build is missing or stale.
@@ -26,7 +27,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from stream.contract.decode import Event, Properties
-from stream.engine import compiled
+from stream.engine import compiled, dedupe
+from stream.engine import dedupe_core as dedupe_source
 from stream.metrics import session_core as source
 from stream.metrics import sessions
 from stream.metrics.score import state as score_state
@@ -54,6 +56,7 @@ def test_the_process_runs_the_compiled_cores_when_they_are_built() -> None:
     assert score_state.summary_core.__name__ == "stream.metrics.score.summary_core_compiled"
     assert compiled.CORES["stream.metrics.session_core"] is True
     assert compiled.CORES["stream.metrics.score.summary_core"] is True
+    assert dedupe.CORE == "compiled" and compiled.CORES["stream.engine.dedupe_core"] is True
 
 
 MIN = 60_000
@@ -169,6 +172,23 @@ def test_compiled_reads_are_the_sources(
         for name, events in items.items()
         if any(e.ts_ms < edge or e.type not in additive for e in events)
     ]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(1, 6), st.sampled_from("abcdefghij")), max_size=300),
+    st.integers(0, 40),
+)
+def test_compiled_duplicate_window_is_the_sources(log: list[tuple[int, str]], size: int) -> None:
+    """Offsets with gaps (records that carried no event) and ids that come back, through small
+    tables that expire ids and are rebuilt many times."""
+    built = _compiled_core(dedupe_source)
+    ours, theirs = built.PartitionWindow(size), dedupe_source.PartitionWindow(size)
+    offset = 0
+    for step, ident in log:
+        offset += step
+        assert ours.admit(offset, ident) == theirs.admit(offset, ident)
+    assert len(ours) == len(theirs) and ours.capacity == theirs.capacity
 
 
 def test_a_run_character_stands_for_its_index_in_the_digits() -> None:
