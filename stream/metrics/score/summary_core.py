@@ -160,22 +160,22 @@ def bucket_counts(
         if i >= n_activities:
             continue
         k = evaluated + start
-        if isinstance(run, str):
+        if isinstance(run, str):  # a run of DIGITS
             text: str = run
             for ch in text:
-                v = digit_value(ch)
-                if v:
-                    counts = buckets.get(k)
-                    if counts is None:
-                        counts = buckets[k] = [0] * n_activities
-                    counts[i] = v
+                _put(buckets, k, i, digit_value(ch), n_activities)
                 k += 1
-        else:
+        else:  # the counts themselves
             for v in run:
-                if v:
-                    counts = buckets.get(k)
-                    if counts is None:
-                        counts = buckets[k] = [0] * n_activities
-                    counts[i] = v
+                _put(buckets, k, i, v, n_activities)
                 k += 1
     return buckets
+
+
+def _put(buckets: dict[int, list[int]], k: int, i: int, v: int, n_activities: int) -> None:
+    """Set activity ``i``'s count in bucket ``k`` (nothing for a zero)."""
+    if v:
+        counts = buckets.get(k)
+        if counts is None:
+            counts = buckets[k] = [0] * n_activities
+        counts[i] = v

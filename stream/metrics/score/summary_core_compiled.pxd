@@ -21,6 +21,10 @@ cpdef list bucket_runs(object buckets, long long evaluated)
 
 cpdef long long digit_value(Py_UCS4 ch)
 
-@cython.locals(buckets=dict, i=cython.Py_ssize_t, k=cython.longlong, counts=list,
-               text=str, ch=Py_UCS4, v=object)
+@cython.locals(buckets=dict, i=cython.Py_ssize_t, k=cython.longlong, text=str, ch=Py_UCS4,
+               v=object)
 cpdef dict bucket_counts(object runs, long long evaluated, Py_ssize_t n_activities)
+
+@cython.locals(counts=list)
+cdef inline void _put(dict buckets, long long k, Py_ssize_t i, object v,
+                      Py_ssize_t n_activities) except *
