@@ -140,6 +140,20 @@ def all_cases() -> list[dict[str, Any]]:
 
 
 @pytest.mark.parametrize("path", TEST_FILES, ids=lambda p: p.name)
+def test_groups_are_evaluated_in_file_order(path: Path) -> None:
+    """Every group, in the order of the case's rule files: recording before alerts.
+
+    promtool evaluates groups missing from `group_eval_order` in a random order, so an alert
+    would sometimes see the previous step's recorded value and its {{ $value }} would flake.
+    """
+    spec = load_yaml(path)
+    files = [path.parent / name for name in spec["rule_files"]]
+    assert {f.resolve() for f in files} == {f.resolve() for f in RULE_FILES}
+    in_order = [group["name"] for f in files for group in load_yaml(f)["groups"]]
+    assert spec.get("group_eval_order") == in_order
+
+
+@pytest.mark.parametrize("path", TEST_FILES, ids=lambda p: p.name)
 def test_alert_unit_tests_pass(path: Path, tmp_path: Path) -> None:
     spec = with_annotations(load_yaml(path))
     rendered = tmp_path / path.name
