@@ -50,7 +50,14 @@ from stream.tools.offsets import log_ends, partitions_of
 from stream.tools.publish import BatchPublisher
 from stream.tools.simulate import SimulationConfig, Simulator
 
-__all__ = ["MIXES", "event_time_span_ms", "run_bench", "simulated"]
+__all__ = [
+    "MIXES",
+    "event_time_span_ms",
+    "redis_command_usec",
+    "redis_cpu_seconds",
+    "run_bench",
+    "simulated",
+]
 
 MIXES: dict[str, frozenset[Family]] = {
     "clickstream": frozenset({Family.CLICKSTREAM}),
@@ -439,10 +446,20 @@ async def redis_function_seconds(client: store.RedisClient) -> float:
     """Seconds every primary has spent inside ``FCALL`` so far (``INFO commandstats``): the
     engine's apply and keyed reads. Only FCALL: the commands a function calls are counted again
     under their own names, so summing every entry would count them twice."""
-    total = 0
+    usec = await redis_command_usec(client)
+    return sum(v for command, v in usec.items() if command.startswith("fcall")) / 1e6
+
+
+async def redis_command_usec(client: store.RedisClient) -> dict[str, int]:
+    """Microseconds each command has taken so far (``INFO commandstats``), summed over the
+    primaries: ``fcall``, ``fcall_ro``, and the commands the functions call, each under its own
+    name (``hset``, ``pfadd``, …)."""
+    total: dict[str, int] = {}
     for stats in (await _per_primary_info(client, "commandstats")).values():
-        total += sum(int(v["usec"]) for k, v in stats.items() if k.startswith("cmdstat_fcall"))
-    return total / 1e6
+        for name, entry in stats.items():
+            command = name.removeprefix("cmdstat_")
+            total[command] = total.get(command, 0) + int(entry["usec"])
+    return total
 
 
 async def redis_used_memory(client: store.RedisClient) -> int:

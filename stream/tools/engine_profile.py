@@ -45,7 +45,7 @@ from stream.engine.fold import FoldResult, fold_records
 from stream.engine.relay import collect as collect_relay
 from stream.infra.connections import redis_target
 from stream.infra.runtime import tune_gc, with_infrastructure
-from stream.tools.bench import MIXES, simulated
+from stream.tools.bench import MIXES, redis_command_usec, redis_cpu_seconds, simulated
 
 __all__ = ["PHASES", "Partition", "partitioned", "profile", "run"]
 
@@ -83,12 +83,19 @@ class Profile:
     #: (kind, keys, bytes), largest first
     users: int = 0
     footprint: list[tuple[str, int, int]] = field(default_factory=list)
+    #: Redis over the batches, every primary: CPU seconds, and µs by command (INFO
+    #: commandstats: ``fcall`` and ``fcall_ro`` include the commands they call, which are also
+    #: counted under their own names)
+    redis_cpu_s: float = 0.0
+    redis_usec: dict[str, int] = field(default_factory=dict)
 
     def report(self) -> str:
         per = 1e6 / max(self.events, 1)
         lines = [f"{self.events:,} events in {self.batches} batches (engine only, no Kafka)"]
         lines += [f"  {name:<11} {self.phase_s[name] * per:6.2f} µs/event" for name in PHASES]
         lines.append(f"  process CPU {self.cpu_s * per:6.2f} µs/event")
+        if self.redis_usec:
+            lines += self.redis_report(per)
         if self.footprint:
             total = sum(b for _, _, b in self.footprint)
             users = max(self.users, 1)
@@ -101,6 +108,34 @@ class Profile:
                 for kind, n, b in self.footprint
             ]
         return "\n".join(lines)
+
+    def redis_report(self, per: float) -> list[str]:
+        """Redis's side: its CPU, and within the functions the commands they call and the rest
+        (Lua: the ops' decoding and loops, argument conversion). Parsing the requests and
+        writing the replies are in the CPU, not in any command's time."""
+        usec = self.redis_usec
+        apply, read = usec.get("fcall", 0) / 1e6, usec.get("fcall_ro", 0) / 1e6
+        called = sorted(
+            ((n, s) for n, s in usec.items() if n not in _NOT_CALLED_BY_FUNCTIONS and s > 0),
+            key=lambda item: -item[1],
+        )
+        inner = sum(s for _, s in called) / 1e6
+        return [
+            "Redis (INFO cpu, commandstats; other clients of this Redis count too):",
+            f"  CPU         {self.redis_cpu_s * per:6.2f} µs/event",
+            f"  functions   {(apply + read) * per:6.2f} µs/event "
+            f"(apply {apply * per:.2f}, keyed read {read * per:.2f})",
+            f"    commands  {inner * per:6.2f} µs/event: "
+            + ", ".join(f"{n} {s / 1e6 * per:.2f}" for n, s in called[:8]),
+            f"    Lua       {(apply + read - inner) * per:6.2f} µs/event",
+        ]
+
+
+#: Commands in commandstats that no engine function calls: the functions themselves and what
+#: this profile or a client library sends around them.
+_NOT_CALLED_BY_FUNCTIONS = frozenset(
+    {"fcall", "fcall_ro", "info", "hello", "ping", "function|load", "client|setinfo"}
+)
 
 
 def key_kind(key: str) -> str:
@@ -169,6 +204,7 @@ async def profile(
     out = Profile()
     now_ms = int(time.time() * 1000)
     positions = [0] * len(parts)
+    redis_cpu0, redis_usec0 = await redis_cpu_seconds(client), await redis_command_usec(client)
     cpu0 = time.process_time()
     try:
         while batches:
@@ -222,6 +258,13 @@ async def profile(
             ):
                 out.phase_s[name] += seconds
         out.cpu_s = time.process_time() - cpu0
+        redis_cpu1, redis_usec1 = await redis_cpu_seconds(client), await redis_command_usec(client)
+        out.redis_cpu_s = sum(redis_cpu1.values()) - sum(redis_cpu0.values())
+        out.redis_usec = {
+            n: s - redis_usec0.get(n, 0)
+            for n, s in redis_usec1.items()
+            if s > redis_usec0.get(n, 0)
+        }
         out.users = len({r.key for p in parts for r in p.records})
         if footprint:
             out.footprint = await key_footprint(client, settings.key_prefix)

@@ -28,6 +28,14 @@ async def test_profile_applies_every_record(settings: Settings, mix: str) -> Non
     finally:
         await client.aclose()
     assert f"{4_000:,} events" in result.report()
+    # Redis's side: the functions' time holds the commands they call (counted apart, too).
+    usec = result.redis_usec
+    assert result.redis_cpu_s > 0
+    assert usec["fcall"] > 0 and usec["fcall_ro"] > 0
+    assert {"hset", "pfadd", "hmget"} <= set(usec)
+    called = sum(s for n, s in usec.items() if n not in ("fcall", "fcall_ro", "info"))
+    assert 0 < called < usec["fcall"] + usec["fcall_ro"]
+    assert "Lua" in result.report()
 
 
 async def test_footprint_accounts_for_every_stored_key(settings: Settings) -> None:
