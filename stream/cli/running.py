@@ -108,6 +108,11 @@ def _keyed_switches(command: Callable[..., Any]) -> Callable[..., Any]:
     "--footprint", is_flag=True, help="Also the stored bytes per user by kind of key (slower)."
 )
 @click.option(
+    "--redis-ops",
+    is_flag=True,
+    help="Also Redis's CPU per kind of operation: the run's applies replayed one kind at a time.",
+)
+@click.option(
     "--setup-only",
     is_flag=True,
     hidden=True,
@@ -121,6 +126,7 @@ def engine_profile(
     mix: str,
     seed: int,
     footprint: bool,
+    redis_ops: bool,
     setup_only: bool,
     sessions: bool | None,
     score: bool | None,
@@ -137,6 +143,7 @@ def engine_profile(
         partitions=partitions,
         footprint=footprint,
         batches=not setup_only,
+        redis_ops=redis_ops,
     )
     click.echo(result.report())
 

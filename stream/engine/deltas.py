@@ -9,7 +9,7 @@ of the hot path. Plain data in, plain lists out: no I/O here.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -21,11 +21,14 @@ from stream.engine.windows import GRANULARITY_CODE, Windows
 __all__ = [
     "ADPAIR_HASHES",
     "LEGACY_ADPAIRS",
+    "ApplyOps",
     "Deltas",
     "Layout",
     "RetentionPolicy",
     "adpairs_key_name",
     "build_call",
+    "build_ops",
+    "op_spans",
     "pair_digest",
     "pair_digest_bytes",
 ]
@@ -203,7 +206,10 @@ class Layout:
         return max(end, now) + self.retention.for_granularity(granularity)
 
 
-class _CallBuilder:
+class ApplyOps:
+    """An apply's KEYS (the partition state first) and its operations, flat, as apply.lua
+    reads them."""
+
     def __init__(self, state_key: str) -> None:
         self.keys: list[str] = [state_key]
         self.index: dict[str, int] = {}
@@ -237,7 +243,7 @@ def adpairs_key_name(bucket: int) -> str:
 
 
 def _orphan_pairs(
-    call: _CallBuilder,
+    call: ApplyOps,
     pairs: dict[tuple[int, str, str, str], list[int | str]],
     layout: Layout,
     shard: str,
@@ -308,8 +314,23 @@ def build_call(
 
     ``progress``: more partition-state fields stored with the offset (relay high-water marks).
     """
+    call = build_ops(deltas, layout, shard, now)
+    argv: list[str | int | bytes] = [
+        expected_offset,
+        last_offset,
+        max_ts,
+        call.n_ops,
+        msgspec.msgpack.encode(call.ops),
+    ]
+    for f, v in (progress or {}).items():
+        argv += [f, v]
+    return call.keys, argv
+
+
+def build_ops(deltas: Deltas, layout: Layout, shard: str, now: int) -> ApplyOps:
+    """A batch's KEYS and operations (flat, not yet encoded): :func:`build_call`'s content."""
     keys = layout.keys
-    call = _CallBuilder(keys.state(shard))
+    call = ApplyOps(keys.state(shard))
     for g in layout.granularities:
         code = GRANULARITY_CODE[g]
         rolled: dict[int, dict[str, int]] = {}
@@ -396,14 +417,30 @@ def build_call(
             call.ops += ["X", call.key_index(keys.outbox(shard, name)), 0, len(messages), name]
             call.ops += messages
             call.n_ops += 1
+    return call
 
-    argv: list[str | int | bytes] = [
-        expected_offset,
-        last_offset,
-        max_ts,
-        call.n_ops,
-        msgspec.msgpack.encode(call.ops),
-    ]
-    for f, v in (progress or {}).items():
-        argv += [f, v]
-    return call.keys, argv
+
+def op_spans(ops: Sequence[object], n_ops: int) -> list[tuple[str, int, int]]:
+    """(op letter, start, end) of each operation in a flat op list (apply.lua's header)."""
+    spans: list[tuple[str, int, int]] = []
+    i = 0
+    for _ in range(n_ops):
+        op, n = ops[i], ops[i + 3]
+        assert isinstance(op, str) and isinstance(n, int)
+        if op == "A":  # entries of 7 + 3 x (their own count) items
+            end = i + 5
+            for _ in range(n):
+                m = ops[end + 6]
+                assert isinstance(m, int)
+                end += 7 + 3 * m
+        else:
+            end = i + _OP_HEAD[op] + _OP_ITEM[op] * n
+        spans.append((op, i, end))
+        i = end
+    return spans
+
+
+#: Items of an operation's head (op, key, expire_at, n and its own arguments) and of each of
+#: its n entries, as apply.lua reads them (op A's entries have their own lengths).
+_OP_HEAD = {"H": 4, "P": 4, "Q": 7, "O": 5, "K": 5, "Z": 4, "X": 5, "A": 5}
+_OP_ITEM = {"H": 2, "P": 1, "Q": 4, "O": 4, "K": 3, "Z": 2, "X": 1, "A": 0}

@@ -25,6 +25,8 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import msgspec
+
 from stream.config.settings import Settings
 from stream.config.wiring import (
     build_fold_context,
@@ -40,7 +42,7 @@ from stream.engine import store
 from stream.engine.batch import plan_keyed_reads, settle_keyed
 from stream.engine.consumer import FOLD_SLICE
 from stream.engine.dedupe import PartitionWindow
-from stream.engine.deltas import build_call
+from stream.engine.deltas import build_call, build_ops, op_spans
 from stream.engine.fold import FoldResult, fold_records
 from stream.engine.relay import collect as collect_relay
 from stream.infra.connections import redis_target
@@ -88,6 +90,8 @@ class Profile:
     #: counted under their own names)
     redis_cpu_s: float = 0.0
     redis_usec: dict[str, int] = field(default_factory=dict)
+    #: with ``redis_ops``: op letter -> Redis CPU seconds of that kind of operation alone
+    redis_cpu_by_op: dict[str, float] = field(default_factory=dict)
 
     def report(self) -> str:
         per = 1e6 / max(self.events, 1)
@@ -128,7 +132,58 @@ class Profile:
             f"    commands  {inner * per:6.2f} µs/event: "
             + ", ".join(f"{n} {s / 1e6 * per:.2f}" for n, s in called[:8]),
             f"    Lua       {(apply + read - inner) * per:6.2f} µs/event",
+        ] + [
+            f"  {op} {OP_NAMES.get(op, op):<27} {s * per:6.2f} µs/event (CPU, replayed alone)"
+            for op, s in sorted(self.redis_cpu_by_op.items(), key=lambda item: -item[1])
         ]
+
+
+#: apply.lua's operations, by letter.
+OP_NAMES = {
+    "H": "counters",
+    "P": "distinct users (HLL)",
+    "Q": "orphan-click pairs",
+    "O": "orphan-click pairs (before Q)",
+    "K": "keyed state",
+    "A": "pending score activity",
+    "Z": "rankings",
+    "X": "outbox",
+}
+
+
+@dataclass
+class CapturedApply:
+    """One apply of the run, with its operations before encoding (for ``redis_ops``)."""
+
+    call: store.PendingCall
+    ops: list[object]
+
+
+async def redis_cpu_by_op(
+    client: store.RedisClient, prefix: str, applies: Sequence[CapturedApply]
+) -> dict[str, float]:
+    """Redis CPU seconds of each kind of operation: the run's applies replayed in order, keeping
+    one kind of operation at a time, under fresh keys (``<prefix>-<letter>``): the same writes
+    as in the run, from the same empty start. The offset guard still runs on every apply."""
+    spans = [op_spans(a.ops, int(a.call.argv[3])) for a in applies]
+    letters = sorted({op for spans_ in spans for op, _, _ in spans_})
+    out: dict[str, float] = {}
+    for letter in letters:
+        fresh = f"{prefix}-{letter.lower()}"
+        before = sum((await redis_cpu_seconds(client)).values())
+        for applied, spans_ in zip(applies, spans, strict=True):
+            kept = [(a, b) for op, a, b in spans_ if op == letter]
+            flat = [x for a, b in kept for x in applied.ops[a:b]]
+            argv = list(applied.call.argv)
+            argv[3:5] = [len(kept), msgspec.msgpack.encode(flat)]
+            keys = [fresh + k.removeprefix(prefix) for k in applied.call.keys]
+            outcome = await store.apply_calls(
+                client, [store.PendingCall(applied.call.shard, keys, argv)]
+            )
+            if not outcome[0].applied:
+                raise RuntimeError(f"a replay of op {letter} was refused: keys {fresh} in use?")
+        out[letter] = sum((await redis_cpu_seconds(client)).values()) - before
+    return out
 
 
 #: Commands in commandstats that no engine function calls: the functions themselves and what
@@ -187,9 +242,11 @@ async def profile(
     batch_records: int,
     footprint: bool = False,
     batches: bool = True,
+    redis_ops: bool = False,
 ) -> Profile:
     """``batches`` False: everything but the batch loop (the baseline of an instruction count,
-    see ``deploy/local/count-instructions.sh``)."""
+    see ``deploy/local/count-instructions.sh``). ``redis_ops``: also Redis's CPU per kind of
+    operation (:func:`redis_cpu_by_op`; the capture is left out of the process CPU)."""
     windows = build_windows(settings)
     keyed_states = build_keyed_states(settings)
     ctx = build_fold_context(settings, windows, keyed_states)
@@ -204,6 +261,8 @@ async def profile(
     out = Profile()
     now_ms = int(time.time() * 1000)
     positions = [0] * len(parts)
+    captured: list[CapturedApply] = []
+    capture_s = 0.0
     redis_cpu0, redis_usec0 = await redis_cpu_seconds(client), await redis_command_usec(client)
     cpu0 = time.process_time()
     try:
@@ -252,12 +311,18 @@ async def profile(
             if not all(o.applied for o in outcomes):
                 raise RuntimeError("an apply was refused: is another run using these keys?")
             t5 = time.perf_counter()
+            if redis_ops:
+                capture_from = time.process_time()
+                for call, (part, result) in zip(calls, folds, strict=True):
+                    ops = build_ops(result.deltas, layout, part.shard, now_ms // 1000).ops
+                    captured.append(CapturedApply(call, list(ops)))
+                capture_s += time.process_time() - capture_from
             out.batches += 1
             for name, seconds in zip(
                 PHASES, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4), strict=True
             ):
                 out.phase_s[name] += seconds
-        out.cpu_s = time.process_time() - cpu0
+        out.cpu_s = time.process_time() - cpu0 - capture_s
         redis_cpu1, redis_usec1 = await redis_cpu_seconds(client), await redis_command_usec(client)
         out.redis_cpu_s = sum(redis_cpu1.values()) - sum(redis_cpu0.values())
         out.redis_usec = {
@@ -266,6 +331,8 @@ async def profile(
             if s > redis_usec0.get(n, 0)
         }
         out.users = len({r.key for p in parts for r in p.records})
+        if captured:
+            out.redis_cpu_by_op = await redis_cpu_by_op(client, settings.key_prefix, captured)
         if footprint:
             out.footprint = await key_footprint(client, settings.key_prefix)
     finally:
@@ -283,13 +350,16 @@ def run(
     partitions: int,
     footprint: bool = False,
     batches: bool = True,
+    redis_ops: bool = False,
 ) -> Profile:
     settings, stack = with_infrastructure(base)
     settings = settings.with_overrides(key_prefix=f"prof{int(time.time())}")
     try:
         parts = partitioned(settings, events, users, mix, seed, partitions)
         tune_gc()  # as a worker does
-        return asyncio.run(profile(settings, parts, settings.batch_max_records, footprint, batches))
+        return asyncio.run(
+            profile(settings, parts, settings.batch_max_records, footprint, batches, redis_ops)
+        )
     finally:
         if stack is not None:
             stack.stop()

@@ -69,3 +69,35 @@ async def test_setup_only_applies_nothing(settings: Settings) -> None:
         assert [k async for k in client.scan_iter(match=f"{settings.key_prefix}:*")] == []
     finally:
         await client.aclose()
+
+
+async def test_redis_ops_replays_each_kind_of_operation_faithfully(settings: Settings) -> None:
+    """Each kind replayed alone writes what the run wrote with it: the counters of H (and the
+    orphan-click counts Q moves) and the distinct users of P equal the run's own."""
+    parts = partitioned(settings, 3_000, 200, "all", seed=5, partitions=2)
+    result = await profile(settings, parts, 1_000, redis_ops=True)
+    assert {"H", "P", "K", "A"} <= set(result.redis_cpu_by_op)
+    assert all(seconds > 0 for seconds in result.redis_cpu_by_op.values())
+    assert "replayed alone" in result.report()
+    prefix = settings.key_prefix
+    client = store.connect(redis_target(settings))
+    try:
+        own = [k.decode() async for k in client.scan_iter(match=f"{prefix}:*")]
+        counters = [k for k in own if ":c:" in k]
+        users = [k for k in own if ":u:" in k]
+        assert counters and users
+        for key in counters:
+            written = {
+                f: int(v)
+                for f, v in (await client.hgetall(f"{prefix}-h{key[len(prefix) :]}")).items()
+            }
+            for f, v in (await client.hgetall(f"{prefix}-q{key[len(prefix) :]}")).items():
+                written[f] = written.get(f, 0) + int(v)
+            own_fields = {f: int(v) for f, v in (await client.hgetall(key)).items()}
+            nonzero = {f: v for f, v in written.items() if v}  # Q may take back what it added
+            assert nonzero == {f: v for f, v in own_fields.items() if v}, key
+        for key in users:
+            replayed = f"{prefix}-p{key[len(prefix) :]}"
+            assert await client.pfcount(key) == await client.pfcount(replayed), key
+    finally:
+        await client.aclose()

@@ -15,8 +15,8 @@ from stream.engine.deltas import (
     _FIXSTR7,
     ADPAIR_HASHES,
     LEGACY_ADPAIRS,
+    ApplyOps,
     Deltas,
-    _CallBuilder,
     _orphan_pairs,
     adpairs_key_name,
     build_call,
@@ -60,7 +60,7 @@ def _pairs(users: list[str], days: list[int]) -> dict[tuple[int, str, str, str],
 def test_each_pair_goes_to_the_hash_its_digest_picks_once(users: set[str]) -> None:
     days = [DAY - 86400, DAY]
     pairs = _pairs(sorted(users), days)
-    call = _CallBuilder("state")
+    call = ApplyOps("state")
     _orphan_pairs(call, pairs, LAYOUT, "clickstream.0", NOW)
     keys = LAYOUT.keys
     seen: dict[tuple[int, bytes], tuple[int, int]] = {}
