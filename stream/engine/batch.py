@@ -27,6 +27,7 @@ __all__ = [
     "PartitionState",
     "plan_keyed_reads",
     "settle_keyed",
+    "still_current",
 ]
 
 
@@ -84,6 +85,27 @@ class HeldBatch:
         self.plans = [self.plans[i] for i in keep]
         self.reads = [self.reads[i] for i in keep]
         return [stored[i] for i in keep] if stored else []
+
+
+def still_current(
+    batch: Mapping[TopicPartition, list[Any]],
+    fetched_with: Mapping[TopicPartition, PartitionState | None],
+    partitions: Mapping[TopicPartition, PartitionState],
+) -> dict[TopicPartition, list[Any]]:
+    """The fetched records whose partition still has the state it had when the fetch returned.
+
+    A partition re-seeked in between (the store watch found Redis had lost its progress) has a
+    new state whose position lies before these records: folded with it, they would pass the
+    offset guard (the guard checks where the batch starts from, not that it starts right after)
+    and be counted again when the partition reaches them a second time. The seek already moved
+    the consumer back, so dropping them loses nothing; the same holds for a partition revoked,
+    or revoked and assigned again, in between.
+    """
+    return {
+        tp: records
+        for tp, records in batch.items()
+        if (state := partitions.get(tp)) is not None and state is fetched_with.get(tp)
+    }
 
 
 def plan_keyed_reads(

@@ -29,7 +29,14 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 
 from stream.engine import log_end, store
-from stream.engine.batch import Folded, HeldBatch, PartitionState, plan_keyed_reads, settle_keyed
+from stream.engine.batch import (
+    Folded,
+    HeldBatch,
+    PartitionState,
+    plan_keyed_reads,
+    settle_keyed,
+    still_current,
+)
 from stream.engine.dedupe import PartitionWindow
 from stream.engine.deltas import Layout, build_call
 from stream.engine.dlq import DlqPolicy, SendFn, publish_or_drop
@@ -169,9 +176,18 @@ class BatchEngine(mode.Service):
                 log.warning("fetch failed (%s); retrying", type(exc).__name__)
                 await self.sleep(1.0)
                 continue
+            # Taken before any await: the store watch may re-seek while we wait for the lock.
+            fetched_with = {tp: self.partitions.get(tp) for tp in batch}
             async with self._lock:
                 if batch:
-                    await self._process(batch)
+                    fresh = still_current(batch, fetched_with, self.partitions)
+                    if len(fresh) < len(batch):
+                        log.info(
+                            "dropped the records of %d partition(s) fetched before a re-seek",
+                            len(batch) - len(fresh),
+                        )
+                    if fresh:
+                        await self._process(fresh)
                 else:  # idle: let what was folded land before committing
                     await self._drain()
             await self._commit()

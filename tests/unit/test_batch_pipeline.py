@@ -9,7 +9,7 @@ from typing import Any
 from aiokafka import TopicPartition
 
 from stream.engine import store
-from stream.engine.batch import Folded, HeldBatch, KeyedPlan, PartitionState
+from stream.engine.batch import Folded, HeldBatch, KeyedPlan, PartitionState, still_current
 from stream.engine.dedupe import PartitionWindow
 from stream.engine.deltas import Deltas
 from stream.engine.fold import FoldResult
@@ -61,3 +61,18 @@ def test_current_states_change_nothing() -> None:
     held, stored, current = _batch([0, 1])
     assert held.drop_stale(current, stored) == stored
     assert len(held.folds) == len(held.plans) == len(held.reads) == 2
+
+
+def test_records_fetched_before_a_reseek_or_revocation_are_dropped() -> None:
+    """Only partitions whose state is the one they were fetched with keep their records."""
+    _, _, current = _batch([0, 1, 2, 3])
+    tps = [TopicPartition("clicks", p) for p in range(5)]
+    fetched = {tp: [f"r{tp.partition}"] for tp in tps}
+    fetched_with = {tp: current.get(tp) for tp in tps}  # partition 4: not ours at fetch time
+    assert still_current(fetched, fetched_with, current) == {tp: fetched[tp] for tp in tps[:4]}
+
+    _reseek(current, 1)  # the store watch re-seeked it while the batch waited for the lock
+    del current[tps[2]]  # revoked
+    current[tps[4]] = PartitionState("clickstream.4", -1, 0, PartitionWindow(0))  # assigned
+    kept = still_current(fetched, fetched_with, current)
+    assert kept == {tps[0]: ["r0"], tps[3]: ["r3"]}
