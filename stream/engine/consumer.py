@@ -246,10 +246,12 @@ class BatchEngine(mode.Service):
                 end = (await self._consumer.end_offsets([tp]))[tp]
                 if end - 1 > progress.offset:
                     self.rebuilding[tp] = end - 1
-            # the shard registry and the placement marker went with the rest
+            # The shard registry and the placement marker went with the rest. The marker first:
+            # shards without one read as a store of the older `partition` placement, and a
+            # `spread` worker would refuse it (this one here; every worker at its next start).
+            await store.check_placement(self.redis, self.keys)
             shards_now = [st.shard for st in self.partitions.values()]
             await store.register_shards(self.redis, self.keys, shards_now)
-            await store.check_placement(self.redis, self.keys)
             self.metrics.rebuilding.set(len(self.rebuilding))
 
     # ---- rebalance -------------------------------------------------------------------------

@@ -10,6 +10,7 @@ import pytest
 import redis
 
 from stream.config.settings import Settings
+from stream.engine import store
 from stream.tools.simulate import DAY, SimulationConfig, Simulator
 from tests.support.compare import compare_all
 from tests.support.harness import EngineHarness, counter_total, publish_events, wait_caught_up
@@ -74,3 +75,6 @@ async def test_a_store_restarted_empty_is_rebuilt_on_idle_partitions_too(
                    for e in events}  # fmt: skip
         assert lost == len(written) > 5
         assert not harness.engine.rebuilding
+        # the placement marker is back, so that workers started later accept the store
+        placement = await store.stored_placement(harness.engine.redis, harness.engine.keys)
+        assert placement is harness.engine.keys.placement
