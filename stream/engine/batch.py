@@ -97,9 +97,10 @@ def still_current(
     A partition re-seeked in between (the store watch found Redis had lost its progress) has a
     new state whose position lies before these records: folded with it, they would pass the
     offset guard (the guard checks where the batch starts from, not that it starts right after)
-    and be counted again when the partition reaches them a second time. The seek already moved
-    the consumer back, so dropping them loses nothing; the same holds for a partition revoked,
-    or revoked and assigned again, in between.
+    and enter its fresh duplicate window, so that the re-read dead-letters them as duplicates
+    (or, with the window off, counts them twice). The seek already moved the consumer back, so
+    dropping them loses nothing; the same holds for a partition revoked, or revoked and assigned
+    again, in between.
     """
     return {
         tp: records
