@@ -8,46 +8,28 @@ import time
 from typing import Any
 
 import pytest
-import redis
 
 from stream.config.settings import Settings
 from stream.contract.types import Reason
 from stream.engine import store
-from stream.tools.simulate import DAY, SimulationConfig, Simulator
 from tests.support.compare import compare_all
-from tests.support.harness import EngineHarness, counter_total, publish_events, wait_caught_up
+from tests.support.harness import (
+    EngineHarness,
+    counter_total,
+    publish_events,
+    simulated_day,
+    wait_caught_up,
+    wipe_store,
+)
 from tests.support.reference import Reference
 
 pytestmark = pytest.mark.integration
 
 
-def flush_keys(settings: Settings) -> None:
-    """Every key gone (the functions stay: the watch's re-seek is what this test is about)."""
-    if settings.redis_cluster:
-        cluster = redis.RedisCluster.from_url(settings.redis_url)
-        try:
-            for node in cluster.get_primaries():
-                cluster.execute_command("FLUSHALL", target_nodes=node)
-        finally:
-            cluster.close()
-        return
-    client = redis.Redis.from_url(settings.redis_url)
-    try:
-        client.flushall()
-    finally:
-        client.close()
-
-
 async def test_records_fetched_before_a_reseek_are_read_again_not_folded(
     settings: Settings,
 ) -> None:
-    start_ms = (int(time.time() * 1000) // DAY - 2) * DAY
-    sim = Simulator(SimulationConfig(seed=4, users=40, start_ms=start_ms, activity=1.0))
-    events = []
-    for ev in sim.events():
-        if ev.ts_ms >= start_ms + DAY:
-            break
-        events.append(ev.event)
+    events = simulated_day(seed=4, users=40)
     first, second = events[: len(events) // 2], events[len(events) // 2 :]
     async with EngineHarness(settings) as harness:
         engine = harness.engine
@@ -69,7 +51,7 @@ async def test_records_fetched_before_a_reseek_are_read_again_not_folded(
                 holding.set()
                 await asyncio.sleep(0.05)  # the fetch's batch now waits for the lock
                 await engine._drain()
-                flush_keys(settings)
+                wipe_store(settings, functions=False)  # the watch's re-seek is the point
                 for tp, state in list(engine.partitions.items()):
                     await engine._seek_to(tp, state.shard, store.PartitionProgress(-1, 0))
                 await store.check_placement(engine.redis, engine.keys)

@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import orjson
+import redis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from stream.config.settings import Settings
@@ -28,6 +29,7 @@ from stream.metrics.score import AT_RISK_SET, HOME_FAMILY
 from stream.metrics.score import STATE as SCORE_STATE
 from stream.tools.offsets import log_ends
 from stream.tools.publish import BatchPublisher
+from stream.tools.simulate import DAY, SimulationConfig, Simulator
 
 
 def topic_for(settings: Settings, event: dict[str, Any]) -> str:
@@ -244,3 +246,36 @@ def counter_total(metrics: WorkerMetrics, name: str, **labels: str) -> float:
         for s in _counter_samples(metrics, name)
         if all(s.labels.get(k) == v for k, v in labels.items())
     )
+
+
+def wipe_store(settings: Settings, functions: bool = True) -> None:
+    """What a Redis restart without persistence leaves: no keys, and with ``functions`` no
+    functions either (on a cluster, on every primary)."""
+    commands = [("FLUSHALL",), ("FUNCTION", "FLUSH")] if functions else [("FLUSHALL",)]
+    if settings.redis_cluster:
+        cluster = redis.RedisCluster.from_url(settings.redis_url)
+        try:
+            for node in cluster.get_primaries():
+                for command in commands:
+                    cluster.execute_command(*command, target_nodes=node)
+        finally:
+            cluster.close()
+        return
+    client = redis.Redis.from_url(settings.redis_url)
+    try:
+        for command in commands:
+            client.execute_command(*command)
+    finally:
+        client.close()
+
+
+def simulated_day(seed: int, users: int) -> list[dict[str, Any]]:
+    """One day of simulated events of every family, the day before yesterday (UTC)."""
+    start_ms = (int(time.time() * 1000) // DAY - 2) * DAY
+    sim = Simulator(SimulationConfig(seed=seed, users=users, start_ms=start_ms, activity=1.0))
+    events = []
+    for ev in sim.events():  # an endless stream: cut after a day
+        if ev.ts_ms >= start_ms + DAY:
+            break
+        events.append(ev.event)
+    return events
