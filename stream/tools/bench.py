@@ -48,6 +48,7 @@ from stream.tools.bench_report import BenchResult
 from stream.tools.health import worker_ready
 from stream.tools.offsets import log_ends, partitions_of
 from stream.tools.publish import BatchPublisher
+from stream.tools.scrape import scrape, total
 from stream.tools.simulate import SimulationConfig, Simulator
 
 __all__ = [
@@ -175,6 +176,18 @@ async def wait_ready(port: int, proc: subprocess.Popen[bytes], limit_s: float = 
             return
         await asyncio.sleep(0.01)
     raise TimeoutError("worker not ready")
+
+
+async def worker_batches(port: int, settings: Settings) -> tuple[float, float]:
+    """Records and batches the worker has folded so far, from its own batch-size histogram."""
+    # Imported here: web_auth brings faust and aiohttp, which `stream engine-profile` (it
+    # imports this module) would otherwise load and count as its own set-up.
+    from stream.service.web_auth import load_token
+
+    url = f"http://127.0.0.1:{port}/metrics"
+    samples = await asyncio.to_thread(scrape, url, load_token(settings))
+    name = "stream_batch_size_events"
+    return total(samples, f"{name}_sum"), total(samples, f"{name}_count")
 
 
 def cpu_seconds(pid: int) -> float:
@@ -335,10 +348,14 @@ async def run_bench(
         await wait_ready(port, proc)
         ready = time.perf_counter()
         cpu_ready = cpu_seconds(proc.pid)
+        batches_ready = await worker_batches(port, settings)
         redis_ready = await redis_cpu_seconds(client)
         functions_ready = await redis_function_seconds(client)
         finished = await wait_caught_up(client, settings, ends)
         worker_cpu = cpu_seconds(proc.pid) - cpu_ready
+        batches_done = await worker_batches(port, settings)
+        records, batches = (d - r for d, r in zip(batches_done, batches_ready, strict=True))
+        result.mean_batch_records = records / max(batches, 1)
         redis_done = await redis_cpu_seconds(client)
         functions_done = await redis_function_seconds(client)
         result.redis_function_us_per_event = (functions_done - functions_ready) / produced * 1e6

@@ -42,6 +42,10 @@ class BenchResult:
     #: commandstats, all primaries) per event. Close to the CPU figure when Redis has a core
     #: to itself; above it when Redis waits for a core (commandstats times wall clock)
     redis_function_us_per_event: float = 0.0
+    #: records per consumer batch while catching up (the worker's ``stream_batch_size_events``):
+    #: much of a batch's work is per touched key, not per event, so bigger batches cost less
+    #: per event
+    mean_batch_records: float = 0.0
     #: event time the events span: a long span is a catch-up over history, sparse per window
     event_time_span_hours: float = 0.0
     redis_bytes_per_active_user: float = 0.0
@@ -137,6 +141,7 @@ def report(result: BenchResult) -> str:
         f"raw aiokafka getmany+orjson loop   {result.raw_loop_events_per_s:,.0f} events/s",
         f"worker CPU per event               {result.worker_cpu_us_per_event:,.2f} µs "
         f"(busy {result.worker_busy_share:.0%} of the catch-up)",
+        f"records per batch (catch-up mean)  {result.mean_batch_records:,.0f}",
         f"Redis CPU per event                {result.redis_cpu_us_per_event:,.2f} µs "
         f"({result.redis_function_us_per_event:,.2f} wall time inside FCALL)",
         *_per_primary_lines(result),

@@ -15,12 +15,10 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from prometheus_client.parser import text_string_to_metric_families
 from rich.console import Console, Group
 from rich.live import Live
 from rich.panel import Panel
@@ -32,10 +30,9 @@ from stream.infra.localstack import die_with_parent, free_port
 from stream.infra.runtime import child_environment, with_infrastructure
 from stream.service.web_auth import load_token
 from stream.tools.health import worker_ready
+from stream.tools.scrape import Samples, scrape, total
 
-__all__ = ["DEMO_TIMING", "DemoTraffic", "render", "run_demo", "scrape", "total"]
-
-Samples = dict[str, list[tuple[dict[str, str], float]]]
+__all__ = ["DEMO_TIMING", "DemoTraffic", "render", "run_demo"]
 
 
 def spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
@@ -48,25 +45,6 @@ def spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[b
             stdin=subprocess.DEVNULL,
             preexec_fn=die_with_parent,
         )
-
-
-def scrape(url: str, token: bytes | None = None, timeout: float = 2.0) -> Samples:
-    request = urllib.request.Request(url)
-    if token is not None:
-        request.add_header("Authorization", "Bearer " + token.decode())
-    with urllib.request.urlopen(request, timeout=timeout) as response:
-        text = response.read().decode()
-    samples: Samples = {}
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            samples.setdefault(s.name, []).append((s.labels, s.value))
-    return samples
-
-
-def total(samples: Samples, name: str, **labels: str) -> float:
-    return sum(
-        v for lab, v in samples.get(name, []) if all(lab.get(k) == x for k, x in labels.items())
-    )
 
 
 @dataclass
