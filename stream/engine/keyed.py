@@ -19,10 +19,23 @@ from typing import Any, Protocol
 from stream.contract.decode import Event
 from stream.engine.deltas import Deltas
 
-__all__ = ["NEVER_DUE", "KeyedState", "fields_by_key", "fields_to_read", "keeps_pending"]
+__all__ = [
+    "NEVER_DUE",
+    "KeyedState",
+    "KeyedUpdates",
+    "fields_by_key",
+    "fields_to_read",
+    "keeps_pending",
+    "updates_by_field",
+]
 
 #: Due time of a stored entity with nothing to settle: only a new event of its own wakes it.
 NEVER_DUE = 2**53 - 1
+
+#: A state's settled fields, flat as apply.lua's op K takes them: field, new value (``""``:
+#: delete the field), due time (-1: none), and so on. Settling builds it in this shape because
+#: one step per field between settle and the apply call cost ~0.3 µs a field in Python.
+KeyedUpdates = list[str | int]
 
 
 class KeyedState(Protocol):
@@ -52,12 +65,13 @@ class KeyedState(Protocol):
 
     def settle(
         self,
-        stored: Mapping[str, bytes | None],
+        stored: Mapping[str, str | bytes | None],
         items: Mapping[str, list[Any]],
         watermark: int,
         deltas: Deltas,
-    ) -> dict[str, tuple[str | None, int | None]]:
-        """New value (None: delete) and due time per field; closed entities go into ``deltas``.
+    ) -> KeyedUpdates:
+        """New value and due time of every field that changed (:data:`KeyedUpdates`); closed
+        entities go into ``deltas``.
 
         ``stored`` holds every field in ``items`` and every due field; ``items`` maps fields to
         this batch's items (due-only fields have none).
@@ -87,3 +101,13 @@ def fields_to_read(state: KeyedState, items: Mapping[str, list[Any]], watermark:
 def keeps_pending(state: KeyedState) -> bool:
     """Does the state keep pending records after its values (apply.lua op A)?"""
     return state.pending
+
+
+def updates_by_field(updates: KeyedUpdates) -> dict[str, tuple[str | None, int | None]]:
+    """:data:`KeyedUpdates` by field: (new value or None to delete, due time or None)."""
+    out: dict[str, tuple[str | None, int | None]] = {}
+    for i in range(0, len(updates), 3):
+        name, value, due = updates[i], updates[i + 1], updates[i + 2]
+        assert isinstance(name, str) and isinstance(value, str) and isinstance(due, int)
+        out[name] = (value or None, None if due < 0 else due)
+    return out

@@ -243,15 +243,12 @@ class KeyedRead:
     split: bool = False
 
 
-def _bytes_or_none(v: Any) -> bytes | None:
-    return v.encode() if isinstance(v, str) else v or None
-
-
 async def read_keyed(client: RedisClient, reads: list[KeyedRead]) -> list[dict[str, Any]]:
     """All reads of a batch in one round trip (read-only function calls, pipelined).
 
-    Per read: field -> stored value (bytes or None), or with ``split`` -> (stored value,
-    pending record as a list or None).
+    Per read: field -> stored value (str or None), or with ``split`` -> (stored value,
+    pending record as a list or None). Values stay the str that MessagePack gives: every
+    state's settle parses str, and encoding them to bytes here cost a copy a field.
     """
     _, values = await apply_then_read(client, [], reads)
     return values
@@ -260,27 +257,14 @@ async def read_keyed(client: RedisClient, reads: list[KeyedRead]) -> list[dict[s
 def _keyed_values(reads: list[KeyedRead], replies: list[Any]) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for r, reply in zip(reads, replies, strict=True):
+        # apply.lua packs Lua strings as MessagePack str (fields are hex, values UTF-8 text),
+        # and a missing value as false: str or None here.
         flat = msgspec.msgpack.decode(reply)
         it = iter(flat)
         if r.split:
-            out.append(
-                {
-                    (f.decode() if isinstance(f, bytes) else f): (
-                        _bytes_or_none(v),
-                        p or None,
-                    )
-                    for f, v, p in zip(it, it, it, strict=True)
-                }
-            )
+            out.append({f: (v or None, p or None) for f, v, p in zip(it, it, it, strict=True)})
             continue
-        out.append(
-            {
-                (f.decode() if isinstance(f, bytes) else f): (
-                    v.encode() if isinstance(v, str) else v or None
-                )
-                for f, v in zip(it, it, strict=True)
-            }
-        )
+        out.append({f: v or None for f, v in zip(it, it, strict=True)})
     return out
 
 

@@ -43,7 +43,7 @@ from stream.contract.decode import Event
 from stream.contract.types import EventType, Family
 from stream.engine.deltas import Deltas, pair_digest
 from stream.engine.fold import Handler
-from stream.engine.keyed import NEVER_DUE
+from stream.engine.keyed import NEVER_DUE, KeyedUpdates
 from stream.engine.windows import GRANULARITY_CODE, LONGEST_SECONDS, QUERY_GRANULARITIES, Windows
 from stream.metrics.compute import (
     active_users,
@@ -293,12 +293,12 @@ class SubscriptionState:
 
     def settle(
         self,
-        stored: Mapping[str, bytes | None],
+        stored: Mapping[str, str | bytes | None],
         items: Mapping[str, list[Any]],
         watermark: int,
         deltas: Deltas,
-    ) -> dict[str, tuple[str | None, int | None]]:
-        updates: dict[str, tuple[str | None, int | None]] = {}
+    ) -> KeyedUpdates:
+        updates: KeyedUpdates = []
         for name in stored.keys() | items.keys():
             before = stored.get(name)
             was_active, pending, history, purchases = unpack(before)
@@ -332,9 +332,9 @@ class SubscriptionState:
                 due = last + self.history_ms + 1  # then forgotten: inactive and idle
             else:
                 if before is not None:
-                    updates[name] = (None, None)  # inactive and idle: the same as no state
+                    updates += (name, "", -1)  # inactive and idle: the same as no state
                 continue
-            updates[name] = (pack(active, rest, history, purchases), due)
+            updates += (name, pack(active, rest, history, purchases), due)
         return updates
 
 

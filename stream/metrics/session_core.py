@@ -245,7 +245,7 @@ def unpack(value: bytes | str | None) -> list[Session]:
 
 
 def settle_fields(
-    stored: Mapping[str, bytes | None],
+    stored: Mapping[str, str | bytes | None],
     items: Mapping[str, list[SessionHit]],
     watermark: int,
     timeout: int,
@@ -253,20 +253,25 @@ def settle_fields(
     engaged_after: int,
     counters: dict[int, dict[str, int]],
     hashes: dict[tuple[int, str], dict[str, int]],
-) -> dict[str, tuple[str | None, int | None]]:
+) -> list[str | int]:
     """Settle every read or touched field (:meth:`stream.metrics.sessions.SessionState.settle`):
-    new value and due time per field (None, None: delete), closed sessions counted into
-    ``counters`` and ``hashes`` (those of :class:`stream.engine.deltas.Deltas`)."""
-    updates: dict[str, tuple[str | None, int | None]] = {}
+    new value and due time of each field that changed, flat as apply op K takes them
+    (:data:`stream.engine.keyed.KeyedUpdates`: ``""``, -1 deletes), closed sessions counted
+    into ``counters`` and ``hashes`` (those of :class:`stream.engine.deltas.Deltas`)."""
+    updates: list[str | int] = []
     for name in stored.keys() | items.keys():
         before = stored.get(name)
         value, due, closed = settle_field(before, items.get(name, ()), watermark, timeout, cap)
         for session in closed:
             record_closed(session, engaged_after, counters, hashes)
         if value is not None:
-            updates[name] = (value, due)
+            updates.append(name)
+            updates.append(value)
+            updates.append(due)
         elif before is not None:
-            updates[name] = (None, None)
+            updates.append(name)
+            updates.append("")
+            updates.append(-1)
     return updates
 
 

@@ -35,8 +35,8 @@ cpdef str pack(object sessions)
 @cython.locals(out=list, text=str, parts=list, i=cython.Py_ssize_t, s=Session)
 cpdef list unpack(object value)
 
-@cython.locals(value=object, due=object, closed=list, session=Session, updates=dict)
-cpdef dict settle_fields(object stored, object items, long long watermark, long long timeout,
+@cython.locals(value=object, due=object, closed=list, session=Session, updates=list)
+cpdef list settle_fields(object stored, object items, long long watermark, long long timeout,
                          long long cap, long long engaged_after, dict counters, dict hashes)
 
 @cython.locals(i=cython.Py_ssize_t, name=str)

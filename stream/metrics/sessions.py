@@ -35,6 +35,7 @@ from stream.contract.types import EventType, Family
 from stream.engine import compiled
 from stream.engine.deltas import Deltas, pair_digest
 from stream.engine.fold import Handler
+from stream.engine.keyed import KeyedUpdates
 from stream.engine.keys import FIELD_SEP, field
 from stream.metrics import session_core
 from stream.metrics.buckets import bucket_counts
@@ -179,11 +180,11 @@ class SessionState:
 
     def settle(
         self,
-        stored: Mapping[str, bytes | None],
+        stored: Mapping[str, str | bytes | None],
         items: Mapping[str, list[SessionHit]],
         watermark: int,
         deltas: Deltas,
-    ) -> dict[str, tuple[str | None, int | None]]:
+    ) -> KeyedUpdates:
         rules = self.rules
         return core.settle_fields(
             stored,

@@ -60,7 +60,7 @@ from stream.contract.decode import Event
 from stream.contract.types import EventType, Family
 from stream.engine.deltas import Deltas, pair_digest
 from stream.engine.fold import Handler
-from stream.engine.keyed import NEVER_DUE
+from stream.engine.keyed import NEVER_DUE, KeyedUpdates
 from stream.engine.keys import FIELD_SEP, escape, field
 from stream.metrics.buckets import bucket_counts, bucket_field
 from stream.metrics.business_hours import BusinessHours
@@ -325,12 +325,12 @@ class TicketState:
 
     def settle(
         self,
-        stored: Mapping[str, bytes | None],
+        stored: Mapping[str, str | bytes | None],
         items: Mapping[str, list[Any]],
         watermark: int,
         deltas: Deltas,
-    ) -> dict[str, tuple[str | None, int | None]]:
-        updates: dict[str, tuple[str | None, int | None]] = {}
+    ) -> KeyedUpdates:
+        updates: KeyedUpdates = []
         for name in stored.keys() | items.keys():
             before = stored.get(name)
             ticket = _decode(before) if before else Ticket()
@@ -349,9 +349,9 @@ class TicketState:
                 due = ticket.last_ts + self.ttl_ms
                 if due <= watermark:
                     if before is not None:
-                        updates[name] = (None, None)
+                        updates += (name, "", -1)
                     continue
-            updates[name] = (_encode(ticket).decode(), due)
+            updates += (name, _encode(ticket).decode(), due)
         return updates
 
 

@@ -18,7 +18,7 @@ import orjson
 
 from stream.contract.decode import Decoder, Event
 from stream.engine.deltas import Deltas
-from stream.engine.keyed import KeyedState, fields_by_key
+from stream.engine.keyed import KeyedState, fields_by_key, updates_by_field
 from tests.support.reference import partition_of
 
 Handler = Callable[[Event, int, Deltas], None]
@@ -83,7 +83,7 @@ def run_keyed(
             stored = out.stored[p]
             before = {f: stored[f].encode() if f in stored else None for f in wanted}
             updates = state.settle(before, items, watermark, deltas)
-            for f, (value, at) in updates.items():
+            for f, (value, at) in updates_by_field(updates).items():
                 if value is None:
                     stored.pop(f, None)
                     due[p].pop(f, None)

@@ -129,6 +129,36 @@ def test_compiled_summary_is_the_sources(
     assert built.summary(events, index, bucket_ms, 3, channels) == expected
 
 
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.lists(touch_st, min_size=1, max_size=4), min_size=1, max_size=6),
+    st.sets(st.integers(0, 5)),
+    st.sampled_from([60_000, DAY]),
+)
+def test_compiled_pending_entries_are_the_sources(
+    customers: list[list[tuple[str, int, str | None]]], read: set[int], bucket_ms: int
+) -> None:
+    built = _compiled_core(summary_source)
+    index = {"page_view": [0, 2], "feature_used": [1], "like": [2]}
+    channels = frozenset({"organic", ""})
+    items = {
+        f"c{n}": [
+            Event("e", k, ts, f"u{n}", None, None, Properties(channel=ch)) for k, ts, ch in touches
+        ]
+        for n, touches in enumerate(customers)
+    }
+    stored = {f"c{n}": None for n in read}
+    expected = summary_source.pending_entries(items, stored, index, bucket_ms, 3, channels)
+    assert built.pending_entries(items, stored, index, bucket_ms, 3, channels) == expected
+    # each customer not read: field, due at its earliest bucket's end, then its summary record
+    entries: list[object] = []
+    for name, events in items.items():
+        if name not in stored:
+            rec, first = summary_source.summary(events, index, bucket_ms, 3, channels)
+            entries += [name, (first + 1) * bucket_ms, *rec[:4], (len(rec) - 4) // 3, *rec[4:]]
+    assert expected == (entries, sum(name not in stored for name in items))
+
+
 buckets_st = st.dictionaries(
     st.integers(-3, 40) | st.integers(20_000, 20_060),  # day buckets, and some far apart
     st.lists(st.integers(0, 70), min_size=3, max_size=3),  # counts past the 62 digits too

@@ -15,7 +15,7 @@ from stream.config.settings import ScoreActivity, ScoreSettings, Settings
 from stream.config.wiring import score_rules
 from stream.contract.decode import Event, Properties
 from stream.engine.deltas import Deltas
-from stream.engine.keyed import fields_to_read
+from stream.engine.keyed import fields_to_read, updates_by_field
 from stream.metrics.labels import NOT_SET, OTHER
 from stream.metrics.score import ScoreRules, ScoreState
 from stream.metrics.score.codec import pack, unpack
@@ -157,7 +157,7 @@ def _run_stream(
             for f in wanted
         }
         updates = state.settle(stored, items, watermark, deltas)
-        for f, (value, at) in updates.items():
+        for f, (value, at) in updates_by_field(updates).items():
             assert value is not None
             store[f] = value
             pending.pop(f, None)  # a new value replaces the record (it was folded in)

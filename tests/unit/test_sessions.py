@@ -17,6 +17,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from stream.engine.deltas import Deltas
+from stream.engine.keyed import updates_by_field
 from stream.metrics.compute import median_of_counts
 from stream.metrics.sessions import (
     Session,
@@ -166,7 +167,7 @@ def _stream_sessions(
             deltas = Deltas()
             before = {f: stored[p][f].encode() if f in stored[p] else None for f in wanted}
             updates = state.settle(before, per_part[p], watermark, deltas)
-            for f, (value, at) in updates.items():
+            for f, (value, at) in updates_by_field(updates).items():
                 if value is None:
                     stored[p].pop(f, None)
                     due[p].pop(f, None)

@@ -76,8 +76,8 @@ def pack(c: Customer) -> str:
 def unpack(value: bytes | str, n_activities: int) -> Customer:
     """The evaluated state of a stored value (a pending record after it is not looked at; a
     value that is only a pending record gives the customer, never evaluated)."""
-    raw = value.encode() if isinstance(value, str) else value
-    if b"\0" in raw:
+    raw = value  # msgspec parses str and bytes alike
+    if "\0" in raw if isinstance(raw, str) else b"\0" in raw:
         state, pending = split_value(raw)
         if state is None:
             return Customer(pending[0] if pending else "")

@@ -32,6 +32,7 @@ from stream.contract.decode import Event
 from stream.contract.types import EventType
 from stream.engine.deltas import Deltas, pair_digest
 from stream.engine.fold import Handler
+from stream.engine.keyed import KeyedUpdates
 from stream.metrics.score.codec import pack, summary_core, unpack
 from stream.metrics.score.evaluation import (
     ActivityHit,
@@ -189,24 +190,19 @@ class ScoreState:
         items: Mapping[str, list[Any]],
         watermark: int,
         deltas: Deltas,
-    ) -> dict[str, tuple[str | None, int | None]]:
+    ) -> KeyedUpdates:
         """``stored``: field -> (packed state or None, pending record or None) for the fields
         read (``plan`` + due)."""
         rules = self.rules
         n = len(rules.activities)
         additive = self._additive
-        updates: dict[str, tuple[str | None, int | None]] = {}
-        entries: list[Any] = []
-        merged = 0
-        for name in stored.keys() | items.keys():
+        updates: KeyedUpdates = []
+        # The customers not read only add activity: merged in Redis, due moved earlier.
+        entries, merged = summary_core.pending_entries(
+            items, stored, self._index, rules.bucket_ms, n, self.channels
+        )
+        for name, (raw, pending) in stored.items():
             events: list[Event] = items.get(name, [])
-            if name not in stored:  # only adds activity: merged in Redis, due moved earlier
-                rec, first_bucket = self._summary(events)
-                due_at = (first_bucket + 1) * rules.bucket_ms
-                entries += (name, due_at, *rec[:4], (len(rec) - 4) // 3, *rec[4:])
-                merged += 1
-                continue
-            raw, pending = stored[name]
             c = unpack(raw, n) if raw is not None else None
             before = (None, -1, "") if c is None else (c.band, c.score, c.channel)
             if pending is not None:
@@ -229,7 +225,7 @@ class ScoreState:
             for t in transitions:
                 msg = transition_message(c.user, t, rules, c.health, c.channel)
                 deltas.outbox.setdefault(OUTBOX, []).append(msg)
-            updates[name] = (pack(c), -1 if due is None else due)
+            updates += (name, pack(c), -1 if due is None else due)
         if merged:
             deltas.pending[STATE] = [merged, entries]
         return updates

@@ -17,7 +17,7 @@ count) ...]``.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Container, Mapping, Sequence
 from typing import Any
 
 from stream.contract.decode import Event
@@ -29,6 +29,7 @@ __all__ = [
     "bucket_runs",
     "channel_label",
     "digit_value",
+    "pending_entries",
     "summary",
     "to_read",
 ]
@@ -88,6 +89,52 @@ def summary(
         if lowest < 0 or key < lowest:
             lowest = key
     return rec, lowest // n_activities
+
+
+def pending_entries(
+    items: Mapping[str, Sequence[Event]],
+    read: Container[str],
+    index: Mapping[str, Sequence[int]],
+    bucket_ms: int,
+    n_activities: int,
+    channels: Collection[str],
+) -> tuple[list[Any], int]:
+    """The touched customers that are not ``read`` as op A's entries, and how many there are.
+
+    One call per batch: most touched customers are only merged, and a Python loop around
+    :func:`summary` cost more per customer than the summary itself. An entry is ``field, due
+    at, user, last ts, first ts, channel, number of runs, (bucket, activity, count) ...``, the
+    due time the end of the customer's earliest touched bucket."""
+    entries: list[Any] = []
+    merged = 0
+    for name, events in items.items():
+        if name in read:
+            continue
+        merged += 1
+        if len(events) == 1:  # the usual touch: what summary() gives for one, without its list
+            e = events[0]
+            ts = e.ts_ms
+            bucket = ts // bucket_ms
+            runs = index[e.type]
+            entries.append(name)
+            entries.append((bucket + 1) * bucket_ms)
+            entries.append(e.user_id)
+            entries.append(ts)
+            entries.append(ts)
+            entries.append(channel_label(e.props.channel, channels))
+            entries.append(len(runs))
+            for i in runs:
+                entries.append(bucket)
+                entries.append(i)
+                entries.append(1)
+            continue
+        rec, first_bucket = summary(events, index, bucket_ms, n_activities, channels)
+        entries.append(name)
+        entries.append((first_bucket + 1) * bucket_ms)
+        entries += rec[:4]
+        entries.append((len(rec) - 4) // 3)
+        entries += rec[4:]
+    return entries, merged
 
 
 def to_read(

@@ -11,6 +11,12 @@ cpdef str channel_label(object channel, object channels)
 cpdef tuple summary(object events, object index, long long bucket_ms, long long n_activities,
                     object channels)
 
+@cython.locals(entries=list, merged=cython.Py_ssize_t, name=object, events=object, e=object,
+               ts=cython.longlong, bucket=cython.longlong, first_bucket=cython.longlong,
+               runs=object, i=object, rec=list)
+cpdef tuple pending_entries(object items, object read, object index, long long bucket_ms,
+                            long long n_activities, object channels)
+
 @cython.locals(out=list, name=object, events=object, e=object)
 cpdef list to_read(object items, long long edge, object additive)
 
