@@ -259,20 +259,53 @@ def settle_fields(
     (:data:`stream.engine.keyed.KeyedUpdates`: ``""``, -1 deletes), closed sessions counted
     into ``counters`` and ``hashes`` (those of :class:`stream.engine.deltas.Deltas`)."""
     updates: list[str | int] = []
-    for name in stored.keys() | items.keys():
-        before = stored.get(name)
-        value, due, closed = settle_field(before, items.get(name, ()), watermark, timeout, cap)
-        for session in closed:
-            record_closed(session, engaged_after, counters, hashes)
-        if value is not None:
-            updates.append(name)
-            updates.append(value)
-            updates.append(due)
-        elif before is not None:
-            updates.append(name)
-            updates.append("")
-            updates.append(-1)
+    # The keyed read returns every touched field, so `stored` holds them all: iterating it
+    # (then any touched field it lacks) avoids building the union of both per batch.
+    for name, before in stored.items():
+        _settle_into(
+            updates,
+            name,
+            before,
+            items.get(name, ()),
+            watermark,
+            timeout,
+            cap,
+            engaged_after,
+            counters,
+            hashes,
+        )
+    for name, hits in items.items():
+        if name not in stored:
+            _settle_into(
+                updates, name, None, hits, watermark, timeout, cap, engaged_after, counters, hashes
+            )
     return updates
+
+
+def _settle_into(
+    updates: list[str | int],
+    name: str,
+    before: bytes | str | None,
+    hits: Sequence[SessionHit],
+    watermark: int,
+    timeout: int,
+    cap: int,
+    engaged_after: int,
+    counters: dict[int, dict[str, int]],
+    hashes: dict[tuple[int, str], dict[str, int]],
+) -> None:
+    """One field of :func:`settle_fields`: its closed sessions counted, its update appended."""
+    value, due, closed = settle_field(before, hits, watermark, timeout, cap)
+    for session in closed:
+        record_closed(session, engaged_after, counters, hashes)
+    if value is not None:
+        updates.append(name)
+        updates.append(value)
+        updates.append(due)
+    elif before is not None:
+        updates.append(name)
+        updates.append("")
+        updates.append(-1)
 
 
 @lru_cache(maxsize=4096)

@@ -35,9 +35,14 @@ cpdef str pack(object sessions)
 @cython.locals(out=list, text=str, parts=list, i=cython.Py_ssize_t, s=Session)
 cpdef list unpack(object value)
 
-@cython.locals(value=object, due=object, closed=list, session=Session, updates=list)
+@cython.locals(updates=list, name=object, before=object, hits=object)
 cpdef list settle_fields(object stored, object items, long long watermark, long long timeout,
                          long long cap, long long engaged_after, dict counters, dict hashes)
+
+@cython.locals(value=object, due=object, closed=list, session=Session)
+cdef void _settle_into(list updates, object name, object before, object hits,
+                       long long watermark, long long timeout, long long cap,
+                       long long engaged_after, dict counters, dict hashes) except *
 
 @cython.locals(i=cython.Py_ssize_t, name=str)
 cdef void _add(dict bucket, tuple names, Py_ssize_t measure, object n) except *
