@@ -53,15 +53,9 @@ def summary(
     n_activities: int,
     channels: Collection[str],
 ) -> tuple[list[Any], int]:
-    """One customer's batch touches as a pending record, and its earliest bucket."""
+    """One customer's batch touches as a pending record, and its earliest bucket. (The usual
+    single touch of a customer that is not read takes :func:`pending_entries`' own path.)"""
     e = events[0]
-    if len(events) == 1:  # the usual touch in a batch: what the loop below gives for one
-        ts = e.ts_ms
-        bucket = ts // bucket_ms
-        rec: list[Any] = [e.user_id, ts, ts, channel_label(e.props.channel, channels)]
-        for i in index[e.type]:
-            rec += (bucket, i, 1)
-        return rec, bucket
     counts: dict[int, int] = {}
     first = last = e.ts_ms
     for e in events:
@@ -81,7 +75,7 @@ def summary(
             label = channel_label(e.props.channel, channels)
             if channel is None or label < channel:
                 channel = label
-    rec = [events[0].user_id, last, first, channel]
+    rec: list[Any] = [events[0].user_id, last, first, channel]
     lowest = -1
     for key, count in counts.items():
         bucket = key // n_activities
@@ -111,7 +105,7 @@ def pending_entries(
         if name in read:
             continue
         merged += 1
-        if len(events) == 1:  # the usual touch: what summary() gives for one, without its list
+        if len(events) == 1:  # the usual touch: what summary() gives for one, without its dict
             e = events[0]
             ts = e.ts_ms
             bucket = ts // bucket_ms
