@@ -185,7 +185,9 @@ async def worker_batches(port: int, settings: Settings) -> tuple[float, float]:
     from stream.service.web_auth import load_token
 
     url = f"http://127.0.0.1:{port}/metrics"
-    samples = await asyncio.to_thread(scrape, url, load_token(settings))
+    # A worker in full catch-up serves the scrape between batches, and /metrics reads its
+    # business gauges from Redis in many round trips: seconds, not the usual fraction of one.
+    samples = await asyncio.to_thread(scrape, url, load_token(settings), 60.0)
     name = "stream_batch_size_events"
     return total(samples, f"{name}_sum"), total(samples, f"{name}_count")
 
