@@ -29,18 +29,27 @@ from stream.engine.records import LeanRecords, install, lean_value
 TP = TopicPartition("clickstream", 3)
 _ATTRIBUTES, _CRC = 21, 17  # byte offsets in a v2 record batch header
 _CONTROL = 0x20
+GZIP = 1
 
 
 def _identity(value: bytes | None) -> bytes | None:
     return value  # a stock consumer's deserializer: anything but lean_value
 
 
-def _batch(base: int, count: int, producer_id: int = -1, *, control: int | None = None) -> bytes:
-    """``count`` records from offset ``base``; ``control``: an abort (0) or commit (1) marker."""
+def _batch(
+    base: int,
+    count: int,
+    producer_id: int = -1,
+    *,
+    control: int | None = None,
+    compression: int = 0,
+) -> bytes:
+    """``count`` records from offset ``base``; ``control``: an abort (0) or commit (1) marker;
+    ``compression``: a Kafka codec id (1: gzip)."""
     transactional = producer_id >= 0
     builder = DefaultRecordBatchBuilder(
         magic=2,
-        compression_type=0,
+        compression_type=compression,
         is_transactional=int(transactional),
         producer_id=producer_id,
         producer_epoch=0 if transactional else -1,
@@ -111,7 +120,7 @@ def fetches(draw: st.DrawFn) -> tuple[bytes, int, list[Any], list[int | None], i
         producer = draw(st.integers(1, 2))
         if kind == "plain":
             count = draw(st.integers(1, 40))
-            raw += _batch(offset, count)
+            raw += _batch(offset, count, compression=draw(st.sampled_from([0, GZIP])))
         elif kind == "txn":
             count = draw(st.integers(1, 20))
             raw += _batch(offset, count, producer)
