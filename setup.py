@@ -12,6 +12,7 @@ from setuptools import Extension, setup
 
 COMPILED = [
     "stream/engine/dedupe_core.py",
+    "stream/engine/fold_core.py",
     "stream/metrics/session_core.py",
     "stream/metrics/score/summary_core.py",
 ]

@@ -1,14 +1,15 @@
 """The compiled hot-path cores against their Python sources, and how a process picks a build.
 
-``session_core.py``, ``score/summary_core.py`` and ``engine/dedupe_core.py`` are the only
-sources; ``setup.py`` compiles each (typed by its ``*_compiled.pxd``) into ``*_compiled``. C
-integer fields and typed locals are where a compiled build could part from its source
-(overflow, bool arithmetic, floor division, a tuple subclass), so random inputs go through both
-and every result must agree: for the sessionizer, random streams batch by batch, each keeping
-its own stored string as Redis would (stored value, due time and closed sessions at every
-step); for the scores, random touches of a customer (their summary, and whether they need the
-stored state read) and random bucket counts packed and unpacked; for the duplicate window,
-random logs of ids.
+``session_core.py``, ``score/summary_core.py``, ``engine/dedupe_core.py`` and
+``engine/fold_core.py`` are the only sources; ``setup.py`` compiles each (typed by its
+``*_compiled.pxd``) into ``*_compiled``. C integer fields and typed locals are where a compiled
+build could part from its source (overflow, bool arithmetic, floor division, a tuple subclass),
+so random inputs go through both and every result must agree: for the sessionizer, random
+streams batch by batch, each keeping its own stored string as Redis would (stored value, due
+time and closed sessions at every step); for the scores, random touches of a customer (their
+summary, and whether they need the stored state read) and random bucket counts packed and
+unpacked; for the duplicate window, random logs of ids; for the fold, random records of every
+kind folded in random slices.
 
 Set ``STREAM_REQUIRE_COMPILED=1`` (the README's test command does) to fail instead of skipping
 when a compiled build is missing or stale.
@@ -21,14 +22,22 @@ import os
 import sys
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
+import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from stream.config.settings import Settings
+from stream.config.wiring import build_fold_context
 from stream.contract.decode import Event, Properties
+from stream.contract.types import EventType
 from stream.engine import compiled, dedupe
 from stream.engine import dedupe_core as dedupe_source
+from stream.engine import fold as fold_module
+from stream.engine import fold_core as fold_source
+from stream.engine.windows import Windows
 from stream.metrics import session_core as source
 from stream.metrics import sessions
 from stream.metrics.score import state as score_state
@@ -57,6 +66,8 @@ def test_the_process_runs_the_compiled_cores_when_they_are_built() -> None:
     assert compiled.CORES["stream.metrics.session_core"] is True
     assert compiled.CORES["stream.metrics.score.summary_core"] is True
     assert dedupe.CORE == "compiled" and compiled.CORES["stream.engine.dedupe_core"] is True
+    assert fold_module._core.__name__ == "stream.engine.fold_core_compiled"
+    assert compiled.CORES["stream.engine.fold_core"] is True
 
 
 MIN = 60_000
@@ -219,6 +230,93 @@ def test_compiled_duplicate_window_is_the_sources(log: list[tuple[int, str]], si
         offset += step
         assert ours.admit(offset, ident) == theirs.admit(offset, ident)
     assert len(ours) == len(theirs) and ours.capacity == theirs.capacity
+
+
+class _Record:
+    """A Kafka record as the fold reads it (aiokafka's C records have these attributes)."""
+
+    def __init__(self, offset: int, value: bytes | None, headers: list[Any]) -> None:
+        self.offset, self.value, self.key, self.timestamp = offset, value, b"u", 0
+        self.headers = headers
+
+
+FOLD_SETTINGS = Settings(_env_file=None, allowed_lateness_seconds=600)  # type: ignore[call-arg]
+FOLD_CTX = build_fold_context(FOLD_SETTINGS, Windows(FOLD_SETTINGS.zone))
+FOLD_KINDS = [t.value for t in EventType]
+FOLD_NOW = 1_800_000_000_000
+
+record_st = st.one_of(
+    st.tuples(  # an event: type, id (few: duplicates), user, seconds before now, author, props
+        st.sampled_from(FOLD_KINDS),
+        st.integers(0, 30),
+        st.sampled_from(["u1", "u2", "u3"]),
+        st.integers(-60, 4000),
+        st.sampled_from([None, "agent", "requester"]),
+        st.sampled_from([{}, {"ticket_id": "t1"}, {"score": 4, "ticket_id": "t2"}]),
+    ),
+    st.sampled_from([None, b"", b"{", b"[1]", b'{"type":"click"}']),  # tombstone, bad input
+    st.tuples(
+        st.integers(0, 40), st.sampled_from([b"social.1:0", b"social.1:x"])
+    ),  # relayed (or bad)
+)
+
+
+def _fold_records(drawn: list[Any]) -> list[_Record]:
+    records = []
+    for offset, item in enumerate(drawn):
+        if item is None or isinstance(item, bytes):
+            records.append(_Record(offset, item, []))
+            continue
+        if len(item) == 2:
+            seq, header = item
+            body = {"event_id": f"r{seq}", "type": "like", "ts": FOLD_NOW - 1000, "user_id": "u1"}
+            lane = header.replace(b":0", b":%d" % seq)
+            records.append(_Record(offset, orjson.dumps(body), [("es-relay", lane)]))
+            continue
+        kind, ident, user, ago, author, props = item
+        props = {**props, "page": "/", "campaign": "c", "placement": "p", "platform": "web"}
+        if author is not None:
+            props["author"] = author
+        body = {"event_id": f"e{ident}", "type": kind, "ts": FOLD_NOW - ago * 1000,
+                "user_id": user, "session_id": "s", "properties": props}  # fmt: skip
+        records.append(_Record(offset, orjson.dumps(body), []))
+    return records
+
+
+def _folded(core: ModuleType, records: list[_Record], cuts: list[int]) -> list[Any]:
+    """Fold ``records`` in slices (a continued result, as the engine does); what came out."""
+    window = dedupe.PartitionWindow(16)
+    result = None
+    start = 0
+    for cut in [*sorted(set(cuts)), len(records)]:
+        if not start < cut <= len(records):
+            continue
+        result = core.fold_records(
+            records[start:cut], FOLD_CTX, FOLD_NOW - 3_000_000, FOLD_NOW, result, window, 2,
+            {"social.1": 0},
+        )  # fmt: skip
+        start = cut
+    if result is None:
+        return [None]
+    deltas = result.deltas
+    return [
+        (result.first_offset, result.last_offset, result.max_ts, result.accepted),
+        result.rejected,
+        result.lag_sample_ts,
+        result.relay_hw,
+        result.relayed,
+        *(getattr(deltas, name) for name in deltas.__slots__),
+    ]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(record_st, min_size=1, max_size=60), st.lists(st.integers(1, 59), max_size=4))
+def test_compiled_fold_is_the_sources(drawn: list[Any], cuts: list[int]) -> None:
+    """Every kind of record (events of every type, late, duplicate, bad, tombstones, relayed,
+    warm-up records before offset 2), folded in random slices: the same result."""
+    built = _compiled_core(fold_source)
+    records = _fold_records(drawn)
+    assert _folded(built, records, cuts) == _folded(fold_source, records, cuts)
 
 
 def test_a_run_character_stands_for_its_index_in_the_digits() -> None:
