@@ -2,8 +2,8 @@
 
 The only source of this code: ``setup.py`` compiles it with Cython (typed by the ``.pxd`` beside
 it) into ``fold_core_compiled``, which :func:`stream.engine.fold.fold_records` runs when built
-(:mod:`stream.engine.compiled`). The types it works with live in :mod:`stream.engine.fold`;
-what a fold decides is explained there.
+(:mod:`stream.engine.compiled`). The types it works with live in
+:mod:`stream.engine.fold_types`; what a fold decides is explained in :mod:`stream.engine.fold`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from stream.contract.decode import Event, Rejection
 from stream.contract.types import Reason
 from stream.engine.dedupe import PartitionWindow
 from stream.engine.deltas import Deltas
-from stream.engine.fold import (
+from stream.engine.fold_types import (
     ACTIVE,
     ACTIVE_SET,
     AUTHORED,

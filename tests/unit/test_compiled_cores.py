@@ -66,7 +66,7 @@ def test_the_process_runs_the_compiled_cores_when_they_are_built() -> None:
     assert compiled.CORES["stream.metrics.session_core"] is True
     assert compiled.CORES["stream.metrics.score.summary_core"] is True
     assert dedupe.CORE == "compiled" and compiled.CORES["stream.engine.dedupe_core"] is True
-    assert fold_module._core.__name__ == "stream.engine.fold_core_compiled"
+    assert fold_module.fold_records.__module__ == "stream.engine.fold_core_compiled"
     assert compiled.CORES["stream.engine.fold_core"] is True
 
 
