@@ -1,7 +1,7 @@
 """Fold one partition's records into deltas: decode, validate, watermark, dispatch. Pure.
 
-The loop is :mod:`stream.engine.fold_core`'s, run compiled when built; its types are
-:mod:`stream.engine.fold_types`'. Both are imported from here.
+The loop is :mod:`stream.engine.fold_core`'s, run compiled when built; its types live in
+:mod:`stream.engine.fold_types`. The rest of the code imports both from here.
 
 The watermark (highest event time seen on the partition − allowed lateness) advances record by
 record in offset order and is carried between batches (stored in Redis with the offset), so the
