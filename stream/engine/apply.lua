@@ -44,11 +44,15 @@ the offset (the home shard's relay high-water marks, stream/engine/relay.py). Th
         the record, which the worker has then folded in.
 Returns {1} when applied, {0, stored_offset, stored_max_ts} when refused.
 
-es_read_keyed_v1 (read-only) -- KEYS[1] state hash, KEYS[2] due set; ARGV: due_until, limit,
-fields... Returns MessagePack [field, value-or-false, ...] for the named fields and for up to
-`limit` entries due at or before due_until, so one round trip fetches everything a batch must
-settle. es_read_keyed_split_v1: the same for a state with pending records (op A), as
-[field, value-or-false, pending-record-or-false, ...].
+es_read_keyed_v2 (read-only) -- KEYS[1] state hash, KEYS[2] due set; ARGV: due_until, limit,
+the fields as one MessagePack array of str. Returns MessagePack [field, value-or-false, ...] for
+the named fields and for up to `limit` entries due at or before due_until, so one round trip
+fetches everything a batch must settle. es_read_keyed_split_v2: the same for a state with
+pending records (op A), as [field, value-or-false, pending-record-or-false, ...]. One packed
+argument instead of one per field: the client encoded each field argument on its own (~0.2 us a
+field in redis-py), and Redis parses one bulk string instead of thousands.
+es_read_keyed_v1 and es_read_keyed_split_v1 take the fields as ARGV[3..] instead; kept so that a
+worker of the release before can still read while the next one rolls out.
 ]]
 
 -- Variadic commands over a long argument list, in slices that stay far below Lua's C stack
@@ -335,12 +339,12 @@ local function apply_batch(keys, args)
   return {1}
 end
 
-local function read_keyed(keys, args, split)
+local function read_keyed(keys, args, named, split)
   local out = {}
   local seen = {}
   local fields = {}
-  for j = 3, #args do
-    local f = args[j]
+  for j = 1, #named do
+    local f = named[j]
     if not seen[f] then
       seen[f] = true
       fields[#fields + 1] = f
@@ -376,14 +380,23 @@ local function read_keyed(keys, args, split)
   return cmsgpack.pack(out)
 end
 
+local function packed_fields(args) return cmsgpack.unpack(args[3]) end
+local function listed_fields(args)
+  local fields = {}
+  for j = 3, #args do fields[j - 2] = args[j] end
+  return fields
+end
+
+local function register_read(name, fields_of, split)
+  redis.register_function{
+    function_name = name,
+    callback = function(keys, args) return read_keyed(keys, args, fields_of(args), split) end,
+    flags = {'no-writes'},
+  }
+end
+
 redis.register_function('es_apply_v1', apply_batch)
-redis.register_function{
-  function_name = 'es_read_keyed_v1',
-  callback = function(keys, args) return read_keyed(keys, args, false) end,
-  flags = {'no-writes'},
-}
-redis.register_function{
-  function_name = 'es_read_keyed_split_v1',
-  callback = function(keys, args) return read_keyed(keys, args, true) end,
-  flags = {'no-writes'},
-}
+register_read('es_read_keyed_v2', packed_fields, false)
+register_read('es_read_keyed_split_v2', packed_fields, true)
+register_read('es_read_keyed_v1', listed_fields, false)
+register_read('es_read_keyed_split_v1', listed_fields, true)

@@ -47,8 +47,8 @@ __all__ = [
 ]
 
 FUNCTION_NAME = "es_apply_v1"
-READ_KEYED_FUNCTION = "es_read_keyed_v1"
-READ_KEYED_SPLIT_FUNCTION = "es_read_keyed_split_v1"
+READ_KEYED_FUNCTION = "es_read_keyed_v2"
+READ_KEYED_SPLIT_FUNCTION = "es_read_keyed_split_v2"
 
 
 def function_source() -> str:
@@ -216,7 +216,8 @@ async def apply_then_read(
             pipe.fcall(FUNCTION_NAME, len(call.keys), *call.keys, *call.argv)
         for r in reads:
             function = READ_KEYED_SPLIT_FUNCTION if r.split else READ_KEYED_FUNCTION
-            pipe.fcall_ro(function, 2, r.state_key, r.due_key, r.due_until, r.limit, *r.fields)
+            fields = msgspec.msgpack.encode(r.fields)  # one argument: see es_read_keyed_v2
+            pipe.fcall_ro(function, 2, r.state_key, r.due_key, r.due_until, r.limit, fields)
         replies = await pipe.execute()
     outcomes = []
     for call, reply in zip(calls, replies[: len(calls)], strict=True):

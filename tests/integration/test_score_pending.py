@@ -1,5 +1,5 @@
 """Customer scores through the real apply.lua: pending records merged in Redis (op A, ZADD LT),
-read back with the state when due (es_read_keyed_v1 with a pending hash) and folded in (op D)
+read back with the state when due (es_read_keyed_split_v2) and folded in (op D)
 give exactly the batch reference, over many small batches and out-of-order arrival."""
 
 from __future__ import annotations
