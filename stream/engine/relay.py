@@ -39,12 +39,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Protocol
 
 import msgspec
-import orjson
 
-from stream.contract.decode import Event
 from stream.contract.identity import key_partition
 from stream.contract.types import Family
 from stream.engine.deltas import Deltas
@@ -60,9 +58,9 @@ __all__ = [
     "BadHeader",
     "RelayConfig",
     "RelayPublisher",
+    "Relayed",
     "admit",
     "collect",
-    "envelope",
     "home_partition",
     "hw_fields",
     "hw_from_state",
@@ -107,33 +105,25 @@ def home_partition(user_id: str, partitions: int) -> int:
     return key_partition(user_id.encode(), partitions)
 
 
-def envelope(event: Event) -> str:
-    """The event in our native envelope (a Segment message arrives normalised)."""
-    msg: dict[str, Any] = {
-        "event_id": event.event_id,
-        "type": event.type,
-        "ts": event.ts_ms,
-        "user_id": event.user_id,
-    }
-    if event.session_id is not None:
-        msg["session_id"] = event.session_id
-    if event.account_id is not None:
-        msg["account_id"] = event.account_id
-    props = {k: v for k, v in msgspec.structs.asdict(event.props).items() if v is not None}
-    if props:
-        msg["properties"] = props
-    return orjson.dumps(msg).decode()
+class Relayed(Protocol):
+    """An item of the relayed state (customer scores: ``stream.metrics.score.touch``)."""
+
+    user_id: str
+
+    def relay_message(self) -> str:
+        """The item as a native-envelope event, the relayed record's value."""
+        ...
 
 
 def collect(deltas: Deltas, state: str, partitions: int) -> int:
     """Turn a source batch's items of ``state`` into lane outbox messages; how many."""
-    per_user: dict[str, list[Event]] = deltas.keyed.pop(state, {})
+    per_user: dict[str, list[Relayed]] = deltas.keyed.pop(state, {})
     n = 0
-    for user, events in per_user.items():
+    for user, items in per_user.items():
         messages = deltas.outbox.setdefault(lane(home_partition(user, partitions)), [])
-        for e in events:
-            messages.append(envelope(e))
-        n += len(events)
+        for item in items:
+            messages.append(item.relay_message())
+        n += len(items)
     return n
 
 

@@ -31,7 +31,6 @@ from hypothesis import strategies as st
 
 from stream.config.settings import Settings
 from stream.config.wiring import build_fold_context
-from stream.contract.decode import Event, Properties
 from stream.contract.types import EventType
 from stream.engine import compiled, dedupe
 from stream.engine import dedupe_core as dedupe_source
@@ -42,6 +41,7 @@ from stream.metrics import session_core as source
 from stream.metrics import sessions
 from stream.metrics.score import state as score_state
 from stream.metrics.score import summary_core as summary_source
+from stream.metrics.score.touch import ScoreTouch
 
 REQUIRED = os.environ.get("STREAM_REQUIRE_COMPILED") == "1"
 
@@ -117,6 +117,12 @@ def test_compiled_sessions_pack_and_compare_like_the_source() -> None:
 
 
 DAY = 86_400_000
+
+
+def _touch(event_id: str, kind: str, ts: int, user: str, channel: str | None) -> ScoreTouch:
+    return ScoreTouch(event_id, kind, ts, user, channel, None, None, None, None)
+
+
 touch_st = st.tuples(
     st.sampled_from(["page_view", "feature_used", "like"]),
     st.integers(0, 5 * DAY) | st.integers(2**40, 2**41),  # small, and today's epoch ms
@@ -132,8 +138,7 @@ def test_compiled_summary_is_the_sources(
     built = _compiled_core(summary_source)
     index = {"page_view": [0, 2], "feature_used": [1], "like": [2]}
     events = [
-        Event(f"e{j}", kind, ts, "u1", None, None, Properties(channel=channel))
-        for j, (kind, ts, channel) in enumerate(touches)
+        _touch(f"e{j}", kind, ts, "u1", channel) for j, (kind, ts, channel) in enumerate(touches)
     ]
     channels = frozenset({"organic", ""})
     expected = summary_source.summary(events, index, bucket_ms, 3, channels)
@@ -153,9 +158,7 @@ def test_compiled_pending_entries_are_the_sources(
     index = {"page_view": [0, 2], "feature_used": [1], "like": [2]}
     channels = frozenset({"organic", ""})
     items = {
-        f"c{n}": [
-            Event("e", k, ts, f"u{n}", None, None, Properties(channel=ch)) for k, ts, ch in touches
-        ]
+        f"c{n}": [_touch("e", k, ts, f"u{n}", ch) for k, ts, ch in touches]
         for n, touches in enumerate(customers)
     }
     stored = {f"c{n}": None for n in read}
@@ -202,7 +205,7 @@ def test_compiled_reads_are_the_sources(
 ) -> None:
     built = _compiled_core(summary_source)
     items = {
-        f"c{n}": [Event("e", k, ts, f"u{n}", None, None, Properties()) for k, ts, _ in touches]
+        f"c{n}": [_touch("e", k, ts, f"u{n}", None) for k, ts, _ in touches]
         for n, touches in enumerate(customers)
     }
     additive = frozenset({"page_view", "like"})

@@ -29,7 +29,6 @@ from stream.engine.relay import (
     BadHeader,
     admit,
     collect,
-    envelope,
     home_partition,
     hw_fields,
     hw_from_state,
@@ -37,6 +36,7 @@ from stream.engine.relay import (
     parse_header,
 )
 from stream.engine.windows import Windows
+from stream.metrics.score.touch import ScoreTouch
 from tests.support.events import event
 
 NOW = int(time.time() * 1000)
@@ -180,11 +180,24 @@ def _decoder() -> Any:
     return build_fold_context(Settings(_env_file=None), Windows(Settings().zone)).decoder  # type: ignore[call-arg]
 
 
-def test_envelope_decodes_to_the_same_event_native_and_segment() -> None:
+def _touch_of(ev: Event) -> ScoreTouch:
+    """The customer score's item of an event, as its fold handler makes it."""
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    (state,) = [k for k in build_keyed_states(settings) if k.name == "cus"]
+    deltas = Deltas()
+    state.handlers()[ev.type](ev, 0, deltas)
+    ((touch,),) = deltas.keyed["cus"].values()
+    assert isinstance(touch, ScoreTouch)
+    return touch
+
+
+def test_a_relayed_touch_decodes_to_the_same_touch_native_and_segment() -> None:
     decoder = _decoder()
     native = orjson.dumps(
         {
-            **event("ticket_replied", "u1", NOW - 5000, ticket_id="T1", author="agent"),
+            **event(
+                "ticket_replied", "u1", NOW - 5000, ticket_id="T1", author="agent", public=False
+            ),
             "session_id": "s1",
             "account_id": "a1",
             "extra": {"ignored": True},
@@ -202,12 +215,17 @@ def test_envelope_decodes_to_the_same_event_native_and_segment() -> None:
             "context": {"ip": "1.2.3.4"},
         }
     )
-    for raw in (native, segment):
+    survey = orjson.dumps(event("nps_response", "u3", NOW - 7000, score=0, channel="paid"))
+    for raw in (native, segment, survey):
         ev = decoder.decode(raw, NOW)
         assert isinstance(ev, Event)
-        again = decoder.decode(envelope(ev).encode(), NOW)
-        assert again == ev
-    assert orjson.loads(envelope(decoder.decode(segment, NOW)))["type"] == "subscription_renewed"
+        touch = _touch_of(ev)
+        again = decoder.decode(touch.relay_message().encode(), NOW)
+        assert isinstance(again, Event)
+        assert _touch_of(again) == touch
+    relayed = orjson.loads(_touch_of(decoder.decode(segment, NOW)).relay_message())
+    assert relayed["type"] == "subscription_renewed"
+    assert relayed["event_id"] == "m-1" and relayed["user_id"] == "u2"
 
 
 def test_collect_puts_each_customers_items_on_its_home_lane() -> None:

@@ -21,6 +21,7 @@ from stream.metrics.score import ScoreRules, ScoreState
 from stream.metrics.score.codec import pack, unpack
 from stream.metrics.score.evaluation import Customer, blend, engagement_score
 from stream.metrics.score.pending import absorb_pending, merge_pending
+from stream.metrics.score.touch import ScoreTouch
 from tests.support.score_reference import reference_scores
 
 DAY = 86_400_000
@@ -308,7 +309,7 @@ def test_health_judges_first_replies_in_business_time_when_the_mode_is_on(busine
     assert c.health_at(0, rules) == want == (80 if business else 40)  # t1 is still open
 
 
-def _summary_by_definition(state: ScoreState, events: list[Event]) -> tuple[list[Any], int]:
+def _summary_by_definition(state: ScoreState, events: list[ScoreTouch]) -> tuple[list[Any], int]:
     """A customer's pending record as the rule says, event by event (buckets in the order the
     events first reach them)."""
     counts: dict[tuple[int, int], int] = {}
@@ -317,7 +318,7 @@ def _summary_by_definition(state: ScoreState, events: list[Event]) -> tuple[list
             key = (e.ts_ms // state.rules.bucket_ms, i)
             counts[key] = counts.get(key, 0) + 1
     first = min(e.ts_ms for e in events)
-    channels = [e.props.channel for e in events if e.ts_ms == first]
+    channels = [e.channel for e in events if e.ts_ms == first]
     labels = [NOT_SET if c is None else c if c == "organic" else OTHER for c in channels]
     rec: list[Any] = [events[0].user_id, max(e.ts_ms for e in events), first, min(labels)]
     for (bucket, i), count in counts.items():
@@ -342,7 +343,7 @@ def test_a_batch_summary_follows_the_definition(
     """One customer's additive touches in a batch become its pending record (op A)."""
     state = ScoreState(rules_of(), frozenset({"organic"}))
     events = [
-        Event(f"e{j}", kind, ts, "u1", None, None, Properties(channel=channel))
+        ScoreTouch(f"e{j}", kind, ts, "u1", channel, None, None, None, None)
         for j, (kind, ts, channel) in enumerate(touches)
     ]
     assert state._summary(events) == _summary_by_definition(state, events)

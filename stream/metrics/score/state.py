@@ -44,6 +44,7 @@ from stream.metrics.score.evaluation import (
 from stream.metrics.score.pending import absorb_pending
 from stream.metrics.score.rules import AT_RISK, HOME_FAMILY, ScoreRules, band_of, bucket_label
 from stream.metrics.score.summary_core import channel_label
+from stream.metrics.score.touch import ScoreTouch
 
 __all__ = [
     "AT_RISK_SET",
@@ -140,16 +141,28 @@ class ScoreState:
         return {t: self.hit for t in self._types}
 
     def hit(self, event: Event, minute: int, deltas: Deltas) -> None:
-        # Hot path: the decoded event itself is the item (no object per event); settle takes
-        # what it needs from it once per customer.
+        # Hot path: the item is a touch, not the event (stream.metrics.score.touch says why);
+        # settle reads it once per customer.
+        props = event.props
+        touch = ScoreTouch(
+            event.event_id,
+            event.type,
+            event.ts_ms,
+            event.user_id,
+            props.channel,
+            props.ticket_id,
+            props.score,
+            props.author,
+            props.public,
+        )
         per_key = deltas.keyed.get(STATE)
         if per_key is None:
             per_key = deltas.keyed[STATE] = {}
         items = per_key.get(event.user_id)
         if items is None:
-            per_key[event.user_id] = [event]
+            per_key[event.user_id] = [touch]
         else:
-            items.append(event)
+            items.append(touch)
 
     def field_of(self, key: str) -> str:
         digest = self._fields.get(key)
@@ -159,25 +172,24 @@ class ScoreState:
             digest = self._fields[key] = pair_digest("customer", key)
         return digest
 
-    def _hit(self, event: Event) -> ActivityHit:
-        props = event.props
+    def _hit(self, touch: ScoreTouch) -> ActivityHit:
         return ActivityHit(
-            event.ts_ms,
-            event.type,
-            channel_label(props.channel, self.channels),
-            props.ticket_id or "",
-            -1 if props.score is None else props.score,
-            props.author or "",
-            props.public is not False,
+            touch.ts_ms,
+            touch.type,
+            channel_label(touch.channel, self.channels),
+            touch.ticket_id or "",
+            -1 if touch.score is None else touch.score,
+            touch.author or "",
+            touch.public is not False,
         )
 
-    def plan(self, items: Mapping[str, list[Event]], watermark: int) -> list[str]:
+    def plan(self, items: Mapping[str, list[ScoreTouch]], watermark: int) -> list[str]:
         """The touched customers whose state must be read this batch (see the class doc)."""
         edge = watermark // self.rules.bucket_ms * self.rules.bucket_ms
         additive = self._additive
         return summary_core.to_read(items, edge, additive)
 
-    def _summary(self, events: list[Event]) -> tuple[list[Any], int]:
+    def _summary(self, events: list[ScoreTouch]) -> tuple[list[Any], int]:
         """One customer's batch activity as a pending record, and its earliest bucket."""
         rules = self.rules
         return summary_core.summary(
@@ -202,7 +214,7 @@ class ScoreState:
             items, stored, self._index, rules.bucket_ms, n, self.channels
         )
         for name, (raw, pending) in stored.items():
-            events: list[Event] = items.get(name, [])
+            events: list[ScoreTouch] = items.get(name, [])
             c = unpack(raw, n) if raw is not None else None
             before = (None, -1, "") if c is None else (c.band, c.score, c.channel)
             if pending is not None:

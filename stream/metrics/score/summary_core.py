@@ -20,8 +20,8 @@ from __future__ import annotations
 from collections.abc import Collection, Container, Mapping, Sequence
 from typing import Any
 
-from stream.contract.decode import Event
 from stream.metrics.labels import NOT_SET, OTHER
+from stream.metrics.score.touch import ScoreTouch
 
 __all__ = [
     "DIGITS",
@@ -47,7 +47,7 @@ def channel_label(channel: str | None, channels: Collection[str]) -> str:
 
 
 def summary(
-    events: Sequence[Event],
+    events: Sequence[ScoreTouch],
     index: Mapping[str, Sequence[int]],
     bucket_ms: int,
     n_activities: int,
@@ -72,7 +72,7 @@ def summary(
     channel: str | None = None
     for e in events:
         if e.ts_ms == first:
-            label = channel_label(e.props.channel, channels)
+            label = channel_label(e.channel, channels)
             if channel is None or label < channel:
                 channel = label
     rec: list[Any] = [events[0].user_id, last, first, channel]
@@ -86,7 +86,7 @@ def summary(
 
 
 def pending_entries(
-    items: Mapping[str, Sequence[Event]],
+    items: Mapping[str, Sequence[ScoreTouch]],
     read: Container[str],
     index: Mapping[str, Sequence[int]],
     bucket_ms: int,
@@ -115,7 +115,7 @@ def pending_entries(
             entries.append(e.user_id)
             entries.append(ts)
             entries.append(ts)
-            entries.append(channel_label(e.props.channel, channels))
+            entries.append(channel_label(e.channel, channels))
             entries.append(len(runs))
             for i in runs:
                 entries.append(bucket)
@@ -132,7 +132,7 @@ def pending_entries(
 
 
 def to_read(
-    items: Mapping[str, Sequence[Event]], edge: int, additive: Collection[str]
+    items: Mapping[str, Sequence[ScoreTouch]], edge: int, additive: Collection[str]
 ) -> list[str]:
     """The touched customers whose state the batch must read: those with a touch that is not
     additive (a health event) or falls in a bucket that ended before ``edge`` (due)."""
