@@ -178,8 +178,9 @@ async def wait_ready(port: int, proc: subprocess.Popen[bytes], limit_s: float = 
     raise TimeoutError("worker not ready")
 
 
-async def worker_batches(port: int, settings: Settings) -> tuple[float, float]:
-    """Records and batches the worker has folded so far, from its own batch-size histogram."""
+async def worker_batches(port: int, settings: Settings) -> tuple[float, float, float]:
+    """Records and batches the worker has folded so far, from its own batch-size histogram, and
+    the seconds its batch loop waited for Redis."""
     # Imported here: web_auth brings faust and aiohttp, which `stream engine-profile` (it
     # imports this module) would otherwise load and count as its own set-up.
     from stream.service.web_auth import load_token
@@ -187,7 +188,8 @@ async def worker_batches(port: int, settings: Settings) -> tuple[float, float]:
     url = f"http://127.0.0.1:{port}/metrics"
     samples = await asyncio.to_thread(scrape, url, load_token(settings), 30.0)
     name = "stream_batch_size_events"
-    return total(samples, f"{name}_sum"), total(samples, f"{name}_count")
+    waited = total(samples, "stream_redis_wait_seconds_total")
+    return total(samples, f"{name}_sum"), total(samples, f"{name}_count"), waited
 
 
 def cpu_seconds(pid: int) -> float:
@@ -357,8 +359,9 @@ async def run_bench(
         # Scraped only now: /metrics also renders the business gauges, reading Redis in many
         # round trips, work that must not count in the catch-up's worker or Redis CPU. The
         # worker's batches so far are the catch-up's (any before it was seen ready included).
-        records, batches = await worker_batches(port, settings)
+        records, batches, redis_waited = await worker_batches(port, settings)
         result.mean_batch_records = records / max(batches, 1)
+        result.worker_redis_wait_share = redis_waited / (finished - ready)
         result.redis_function_us_per_event = (functions_done - functions_ready) / produced * 1e6
         per_node = {
             n: (redis_done[n] - redis_ready.get(n, 0.0)) / produced * 1e6 for n in redis_done

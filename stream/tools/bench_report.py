@@ -32,6 +32,8 @@ class BenchResult:
     worker_cpu_us_per_event: float = 0.0
     #: worker CPU time / wall time while catching up: below 1, it waited (on Redis, Kafka)
     worker_busy_share: float = 0.0
+    #: share of the catch-up the worker's batch loop waited for Redis (its own counter)
+    worker_redis_wait_share: float = 0.0
     #: Redis CPU time (user + system, every thread) per event while catching up: one Redis core
     #: serves about 1e6 / this events/s, whatever the number of workers
     redis_cpu_us_per_event: float = 0.0
@@ -140,7 +142,8 @@ def report(result: BenchResult) -> str:
         f"produce (bench publisher)          {result.produce_events_per_s:,.0f} events/s",
         f"raw aiokafka getmany+orjson loop   {result.raw_loop_events_per_s:,.0f} events/s",
         f"worker CPU per event               {result.worker_cpu_us_per_event:,.2f} µs "
-        f"(busy {result.worker_busy_share:.0%} of the catch-up)",
+        f"(busy {result.worker_busy_share:.0%} of the catch-up, "
+        f"waiting for Redis {result.worker_redis_wait_share:.0%})",
         f"records per batch (catch-up mean)  {result.mean_batch_records:,.0f}",
         f"Redis CPU per event                {result.redis_cpu_us_per_event:,.2f} µs "
         f"({result.redis_function_us_per_event:,.2f} wall time inside FCALL)",
