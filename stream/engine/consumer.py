@@ -89,6 +89,11 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         await self.engine.on_assigned(assigned)
 
 
+#: How long one wait for more records lasts while Redis is busy (the batch loop waits this long
+#: at most after Redis is done; it would have waited for Redis anyway).
+TOPUP_WAIT_MS = 5
+
+
 class BatchEngine(mode.Service):
     def __init__(
         self,
@@ -383,15 +388,52 @@ class BatchEngine(mode.Service):
     async def _process(self, batch: dict[TopicPartition, list[Any]]) -> None:
         started = time.perf_counter()
         now_ms = int(self.clock() * 1000)
-        folds: list[Folded] = []
+        folds: dict[TopicPartition, Folded] = {}
+        total = await self._fold(self._states_of(batch), folds, now_ms)
+        # Redis still busy with the pipeline in flight: fold what has arrived since, into the
+        # same batch, rather than wait idle (up to the batch's size). The records of a fetch
+        # follow those of the fetch before on each partition, so they continue its fold.
+        while (
+            self._inflight is not None
+            and not self._inflight.done()
+            and total < self.config.batch_max_records
+        ):
+            assert self._consumer is not None
+            more = await self._consumer.getmany(
+                timeout_ms=TOPUP_WAIT_MS, max_records=self.config.batch_max_records - total
+            )
+            if not more:
+                continue  # nothing yet: Redis may be done by now
+            self.metrics.batch_topups.inc()
+            total += await self._fold(self._states_of(more), folds, now_ms)
+        if folds:
+            plan = self._plan(list(folds.values()), started, total, now_ms)
+            await self._settle_held_and_send(plan)
+
+    def _states_of(
+        self, batch: dict[TopicPartition, list[Any]]
+    ) -> list[tuple[TopicPartition, PartitionState | None, list[Any]]]:
+        # Taken before any await: a partition re-seeked while we fold (a refused apply) gets a
+        # new state, and what we fetched for it is stale -- its fold is dropped.
+        return [(tp, self.partitions.get(tp), records) for tp, records in batch.items()]
+
+    async def _fold(
+        self,
+        states: list[tuple[TopicPartition, PartitionState | None, list[Any]]],
+        folds: dict[TopicPartition, Folded],
+        now_ms: int,
+    ) -> int:
+        """Fold fetched records into ``folds`` (a partition's fold continues its earlier one in
+        the batch); how many records were folded."""
         total = 0
-        # Taken before the first await: a partition re-seeked while we fold (a refused apply)
-        # gets a new state, and what we fetched for it is stale -- its fold is dropped.
-        states = [(tp, self.partitions.get(tp), records) for tp, records in batch.items()]
         for tp, state, records in states:
             if state is None or not records:
                 continue  # revoked while fetched
-            result = None
+            earlier = folds.get(tp)
+            if earlier is not None and earlier.state is not state:
+                continue  # re-seeked since its earlier records were folded: these are stale
+            result = earlier.result if earlier is not None else None
+            folded_to = result.last_offset if result is not None else None
             for i in range(0, len(records), FOLD_SLICE):
                 if self.partitions.get(tp) is not state:
                     break
@@ -410,14 +452,16 @@ class BatchEngine(mode.Service):
                     # of the event loop lets Redis receive it and work while we fold.
                     await asyncio.sleep(0)
             if result is None or self.partitions.get(tp) is not state:
-                continue  # only warm-up records (already applied), or re-seeked meanwhile
-            total += result.last_offset - result.first_offset + 1
-            folds.append(Folded(tp, state, result, state.relay_hw or {}))
+                folds.pop(tp, None)  # only warm-up records, or re-seeked meanwhile
+                continue
+            from_offset = result.first_offset if folded_to is None else folded_to + 1
+            total += result.last_offset - from_offset + 1
+            if earlier is None:
+                folds[tp] = Folded(tp, state, result, state.relay_hw or {})
             # Fold progress: the next batch of this partition folds on from here.
             state.max_ts = result.max_ts
             state.relay_hw = result.relay_hw
-        if folds:
-            await self._settle_held_and_send(self._plan(folds, started, total, now_ms))
+        return total
 
     def _plan(self, folds: list[Folded], started: float, total: int, now_ms: int) -> HeldBatch:
         plans, reads = plan_keyed_reads(

@@ -121,6 +121,12 @@ class WorkerMetrics:
             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1),
             registry=r,
         )
+        self.batch_topups = Counter(
+            "stream_batch_topups",
+            "Fetches folded into a batch because the Redis pipeline in flight was still busy "
+            "when the batch's own records were folded (instead of waiting for it idle).",
+            registry=r,
+        )
         self.redis_wait = Counter(
             "stream_redis_wait_seconds",
             "Time the batch loop waited for the Redis pipeline in flight (the last apply and the "
