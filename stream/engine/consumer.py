@@ -89,9 +89,9 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         await self.engine.on_assigned(assigned)
 
 
-#: How long one wait for more records lasts while Redis is busy (the batch loop waits this long
-#: at most after Redis is done; it would have waited for Redis anyway).
-TOPUP_WAIT_MS = 5
+#: While Redis is busy, how long the batch loop waits for it before it looks for newly fetched
+#: records again (it is woken at once when Redis is done).
+TOPUP_WAIT_S = 0.005
 
 
 class BatchEngine(mode.Service):
@@ -397,18 +397,30 @@ class BatchEngine(mode.Service):
             self._inflight is not None
             and not self._inflight.done()
             and total < self.config.batch_max_records
+            and not self._reassigning()
         ):
             assert self._consumer is not None
+            # timeout 0: getmany returns at once with what the fetcher holds; it awaits nothing
+            # unless a rebalance is under way, which _reassigning() has just ruled out.
             more = await self._consumer.getmany(
-                timeout_ms=TOPUP_WAIT_MS, max_records=self.config.batch_max_records - total
+                timeout_ms=0, max_records=self.config.batch_max_records - total
             )
-            if not more:
-                continue  # nothing yet: Redis may be done by now
+            if not more:  # nothing yet: wait a little for Redis (records arrive meanwhile)
+                await asyncio.wait([self._inflight], timeout=TOPUP_WAIT_S)
+                continue
             self.metrics.batch_topups.inc()
             total += await self._fold(self._states_of(more), folds, now_ms)
         if folds:
             plan = self._plan(list(folds.values()), started, total, now_ms)
             await self._settle_held_and_send(plan)
+
+    def _reassigning(self) -> bool:
+        """Is a rebalance under way? Then getmany waits for the new assignment, and that waits
+        for the revocation callback, which waits for the lock this batch holds: a top-up must not
+        fetch. aiokafka says so only in its subscription state (no public API); if a release
+        renames it, the answer is yes, and batches are simply not topped up."""
+        subscription = getattr(self._consumer, "_subscription", None)
+        return bool(getattr(subscription, "reassignment_in_progress", True))
 
     def _states_of(
         self, batch: dict[TopicPartition, list[Any]]

@@ -42,28 +42,64 @@ def trickle(round_: int) -> list[dict[str, object]]:
     return evs
 
 
-async def test_records_folded_while_redis_is_busy_count_once(
-    settings: Settings, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture
+def busy_redis(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Redis that takes its time: each round trip 600 ms more, longer than a fetch's long poll
+    (aiokafka's ``fetch_max_wait_ms``, 500), so that records arrive meanwhile."""
     real = store.apply_then_read
 
-    async def busy_redis(client: Any, calls: Any, reads: Any) -> Any:
-        await asyncio.sleep(0.25)  # a Redis that takes its time: records arrive meanwhile
+    async def slow(client: Any, calls: Any, reads: Any) -> Any:
+        await asyncio.sleep(0.6)
         return await real(client, calls, reads)
 
-    monkeypatch.setattr(store, "apply_then_read", busy_redis)
-    settings = settings.with_overrides(batch_max_records=2_000)
-    await ensure_topics(settings)
-    events: list[dict[str, object]] = []
-    harness = EngineHarness(settings)
-    async with harness, BatchPublisher(settings.kafka_bootstrap_servers) as pub:
-        for round_ in range(40):  # a round every ~50 ms: records keep arriving while Redis works
+    monkeypatch.setattr(store, "apply_then_read", slow)
+
+
+async def _publish_rounds(
+    settings: Settings, rounds: range, events: list[dict[str, object]]
+) -> None:
+    """A round every ~50 ms: records keep arriving while Redis works."""
+    async with BatchPublisher(settings.kafka_bootstrap_servers) as pub:
+        for round_ in rounds:
             for e in trickle(round_):
                 await pub.send(topic_for(settings, e), str(e["user_id"]).encode(), orjson.dumps(e))
                 events.append(e)
             await pub.flush()
             await asyncio.sleep(0.05)
+
+
+@pytest.mark.usefixtures("busy_redis")
+async def test_records_folded_while_redis_is_busy_count_once(settings: Settings) -> None:
+    await ensure_topics(settings)
+    events: list[dict[str, object]] = []
+    harness = EngineHarness(settings)
+    async with harness:
+        await _publish_rounds(settings, range(60), events)
         await wait_caught_up(settings, timeout=120)
     assert harness.metrics.batch_topups._value.get() > 0  # the path under test ran
+    problems = await compare_all(settings, Reference.build(events, settings))
+    assert not problems, "\n".join(problems[:20])
+
+
+@pytest.mark.usefixtures("busy_redis")
+async def test_a_rebalance_while_batches_are_topped_up_neither_stalls_nor_double_counts(
+    settings: Settings,
+) -> None:
+    """A second worker joins while the first tops its batches up: the rebalance's revocation
+    waits for the batch's lock, so a top-up that fetched during it would wait for the new
+    assignment forever (getmany waits for it). The batch loop stops topping up instead."""
+    await ensure_topics(settings)
+    events: list[dict[str, object]] = []
+    first = EngineHarness(settings)
+    async with first:
+        publishing = asyncio.ensure_future(_publish_rounds(settings, range(120), events))
+        for _ in range(500):  # until it tops up a batch (asserted below), 10 s at most
+            if first.metrics.batch_topups._value.get() > 0:
+                break
+            await asyncio.sleep(0.02)
+        assert first.metrics.batch_topups._value.get() > 0
+        async with EngineHarness(settings):  # joins the group: partitions move mid-stream
+            await publishing
+            await wait_caught_up(settings, timeout=120)
     problems = await compare_all(settings, Reference.build(events, settings))
     assert not problems, "\n".join(problems[:20])
