@@ -6,11 +6,13 @@ continue across fetches within one batch."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
 import pytest
 
+from stream.config import wiring
 from stream.config.settings import Settings
 from stream.engine import store
 from stream.infra.topics import ensure_topics
@@ -42,64 +44,83 @@ def trickle(round_: int) -> list[dict[str, object]]:
     return evs
 
 
+class AppsPublishingWhileRedisWorks:
+    """A Redis round trip that takes its time, in the middle of which the apps publish the next
+    round of events: records arrive while the pipeline is in flight, after the worker folded
+    the batch it had."""
+
+    def __init__(self, settings: Settings, rounds: int) -> None:
+        self.settings = settings
+        self.rounds = iter(range(rounds))
+        self.events: list[dict[str, object]] = []
+        self.publisher = BatchPublisher(settings.kafka_bootstrap_servers)
+        self.real = store.apply_then_read
+        self.all_published = asyncio.Event()
+
+    async def publish_next(self) -> None:
+        round_ = next(self.rounds, None)
+        if round_ is None:
+            self.all_published.set()
+            return
+        for e in trickle(round_):
+            topic = topic_for(self.settings, e)
+            await self.publisher.send(topic, str(e["user_id"]).encode(), orjson.dumps(e))
+            self.events.append(e)
+        await self.publisher.flush()
+
+    async def apply_then_read(self, client: Any, calls: Any, reads: Any) -> Any:
+        await asyncio.sleep(0.1)  # the worker has folded what it fetched by now
+        await self.publish_next()
+        await asyncio.sleep(0.25)
+        return await self.real(client, calls, reads)
+
+
 @pytest.fixture
-def busy_redis(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A Redis that takes its time: each round trip 600 ms more, longer than a fetch's long poll
-    (aiokafka's ``fetch_max_wait_ms``, 500), so that records arrive meanwhile."""
-    real = store.apply_then_read
-
-    async def slow(client: Any, calls: Any, reads: Any) -> Any:
-        await asyncio.sleep(0.6)
-        return await real(client, calls, reads)
-
-    monkeypatch.setattr(store, "apply_then_read", slow)
-
-
-async def _publish_rounds(
-    settings: Settings, rounds: range, events: list[dict[str, object]]
-) -> None:
-    """A round every ~50 ms: records keep arriving while Redis works."""
-    async with BatchPublisher(settings.kafka_bootstrap_servers) as pub:
-        for round_ in rounds:
-            for e in trickle(round_):
-                await pub.send(topic_for(settings, e), str(e["user_id"]).encode(), orjson.dumps(e))
-                events.append(e)
-            await pub.flush()
-            await asyncio.sleep(0.05)
-
-
-@pytest.mark.usefixtures("busy_redis")
-async def test_records_folded_while_redis_is_busy_count_once(settings: Settings) -> None:
+async def apps(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[AppsPublishingWhileRedisWorks]:
     await ensure_topics(settings)
-    events: list[dict[str, object]] = []
+    apps = AppsPublishingWhileRedisWorks(settings, rounds=16)
+    # Fetches answer within 20 ms (a broker may hold a fetch for fetch_max_wait_ms, 500 by
+    # default, before it answers with records that arrived meanwhile).
+    real_kwargs = wiring.kafka_client_kwargs
+    monkeypatch.setattr(
+        wiring, "kafka_client_kwargs", lambda s: {**real_kwargs(s), "fetch_max_wait_ms": 20}
+    )
+    async with apps.publisher:
+        monkeypatch.setattr(store, "apply_then_read", apps.apply_then_read)
+        yield apps
+
+
+async def test_records_folded_while_redis_is_busy_count_once(
+    settings: Settings, apps: AppsPublishingWhileRedisWorks
+) -> None:
     harness = EngineHarness(settings)
     async with harness:
-        await _publish_rounds(settings, range(60), events)
+        await apps.publish_next()  # the rest follow, one round per Redis round trip
+        await asyncio.wait_for(apps.all_published.wait(), 60)
         await wait_caught_up(settings, timeout=120)
     assert harness.metrics.batch_topups._value.get() > 0  # the path under test ran
-    problems = await compare_all(settings, Reference.build(events, settings))
+    problems = await compare_all(settings, Reference.build(apps.events, settings))
     assert not problems, "\n".join(problems[:20])
 
 
-@pytest.mark.usefixtures("busy_redis")
 async def test_a_rebalance_while_batches_are_topped_up_neither_stalls_nor_double_counts(
-    settings: Settings,
+    settings: Settings, apps: AppsPublishingWhileRedisWorks
 ) -> None:
     """A second worker joins while the first tops its batches up: the rebalance's revocation
     waits for the batch's lock, so a top-up that fetched during it would wait for the new
     assignment forever (getmany waits for it). The batch loop stops topping up instead."""
-    await ensure_topics(settings)
-    events: list[dict[str, object]] = []
     first = EngineHarness(settings)
     async with first:
-        publishing = asyncio.ensure_future(_publish_rounds(settings, range(120), events))
+        await apps.publish_next()
         for _ in range(500):  # until it tops up a batch (asserted below), 10 s at most
             if first.metrics.batch_topups._value.get() > 0:
                 break
             await asyncio.sleep(0.02)
         assert first.metrics.batch_topups._value.get() > 0
         async with EngineHarness(settings):  # joins the group: partitions move mid-stream
-            await publishing
+            await asyncio.wait_for(apps.all_published.wait(), 60)
             await wait_caught_up(settings, timeout=120)
-    problems = await compare_all(settings, Reference.build(events, settings))
+    problems = await compare_all(settings, Reference.build(apps.events, settings))
     assert not problems, "\n".join(problems[:20])
