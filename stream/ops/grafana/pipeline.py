@@ -154,6 +154,20 @@ PIPELINE = Dashboard(
                     "partition count). Growing with load: Redis is (its CPU, or the network).",
                 ),
                 Panel(
+                    "Batches topped up while Redis worked",
+                    (
+                        Target(
+                            "sum by (instance) (rate(stream_batch_topups_total"
+                            f'{{job=~"$job"}}{RATE}))',
+                            "{{instance}}",
+                        ),
+                    ),
+                    unit="ops",
+                    description="Fetches folded into a batch while the Redis pipeline in flight "
+                    "was still busy, instead of waiting for it idle. Frequent in a catch-up, "
+                    "rare at live rates; the wait on Redis that remains is the panel before.",
+                ),
+                Panel(
                     "Redis and DLQ publish errors",
                     (
                         Target(
