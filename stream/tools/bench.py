@@ -26,7 +26,7 @@ import tempfile
 import time
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -178,9 +178,16 @@ async def wait_ready(port: int, proc: subprocess.Popen[bytes], limit_s: float = 
     raise TimeoutError("worker not ready")
 
 
-async def worker_batches(port: int, settings: Settings) -> tuple[float, float, float]:
-    """Records and batches the worker has folded so far, from its own batch-size histogram, and
-    the seconds its batch loop waited for Redis."""
+class WorkerLoopTotals(NamedTuple):
+    """What the worker's batch loop reports of itself on ``/metrics``, since it started."""
+
+    records: float  # folded into batches (the batch-size histogram's sum)
+    batches: float
+    redis_wait_s: float  # waiting for the Redis pipeline in flight instead of folding
+
+
+async def worker_loop_totals(port: int, settings: Settings) -> WorkerLoopTotals:
+    """Scrape the worker's own totals: the bench's mean batch and Redis wait come from them."""
     # Imported here: web_auth brings faust and aiohttp, which `stream engine-profile` (it
     # imports this module) would otherwise load and count as its own set-up.
     from stream.service.web_auth import load_token
@@ -188,8 +195,11 @@ async def worker_batches(port: int, settings: Settings) -> tuple[float, float, f
     url = f"http://127.0.0.1:{port}/metrics"
     samples = await asyncio.to_thread(scrape, url, load_token(settings), 30.0)
     name = "stream_batch_size_events"
-    waited = total(samples, "stream_redis_wait_seconds_total")
-    return total(samples, f"{name}_sum"), total(samples, f"{name}_count"), waited
+    return WorkerLoopTotals(
+        total(samples, f"{name}_sum"),
+        total(samples, f"{name}_count"),
+        total(samples, "stream_redis_wait_seconds_total"),
+    )
 
 
 def cpu_seconds(pid: int) -> float:
@@ -359,9 +369,9 @@ async def run_bench(
         # Scraped only now: /metrics also renders the business gauges, reading Redis in many
         # round trips, work that must not count in the catch-up's worker or Redis CPU. The
         # worker's batches so far are the catch-up's (any before it was seen ready included).
-        records, batches, redis_waited = await worker_batches(port, settings)
-        result.mean_batch_records = records / max(batches, 1)
-        result.worker_redis_wait_share = redis_waited / (finished - ready)
+        loop = await worker_loop_totals(port, settings)
+        result.mean_batch_records = loop.records / max(loop.batches, 1)
+        result.worker_redis_wait_share = loop.redis_wait_s / (finished - ready)
         result.redis_function_us_per_event = (functions_done - functions_ready) / produced * 1e6
         per_node = {
             n: (redis_done[n] - redis_ready.get(n, 0.0)) / produced * 1e6 for n in redis_done
