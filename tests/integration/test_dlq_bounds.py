@@ -59,7 +59,11 @@ async def test_dead_letters_are_dropped_and_counted_only_once_kafka_is_down() ->
         await admin.start()
         await admin.create_topics([NewTopic("dlq", 1, 1)])
         await admin.close()
-        producer = AIOKafkaProducer(bootstrap_servers=own.kafka_bootstrap, acks="all")
+        # Requests time out after 5 s (aiokafka's default is 40 s): the sends the policy gave up
+        # on stay queued in the producer until then, and stop() waits for them.
+        producer = AIOKafkaProducer(
+            bootstrap_servers=own.kafka_bootstrap, acks="all", request_timeout_ms=5000
+        )
         await producer.start()
 
         async def send(topic: str, key: bytes | None, value: bytes) -> Any:
@@ -73,3 +77,5 @@ async def test_dead_letters_are_dropped_and_counted_only_once_kafka_is_down() ->
             assert _dropped(metrics) == len(rejects)
         finally:
             await producer.stop()
+        # The abandoned sends failed for good inside stop(): still counted once each.
+        assert _dropped(metrics) == len(rejects)
