@@ -14,6 +14,7 @@ from itertools import pairwise
 from typing import cast
 from zoneinfo import ZoneInfo
 
+import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
@@ -42,6 +43,7 @@ DIVISOR = 64
 assert MAX_RELATIVE_ERROR == 1 / DIVISOR
 
 
+@pytest.mark.slow  # ten million seconds, one by one
 def test_every_second_up_to_ten_million_is_in_its_bucket_within_the_bound() -> None:
     indexes = list(map(bucket_of, range(TOP + 1)))
     spans = [bucket_span(i) for i in range(indexes[-1] + 1)]

@@ -12,6 +12,7 @@ import re
 from typing import Any
 
 import msgspec
+import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
@@ -25,6 +26,9 @@ from stream.engine.keys import FIELD_SEP, escape, field, unescape
 from stream.engine.windows import Windows
 from stream.metrics.export import OTHER, cap_labels
 from tests.unit.test_decode import DECODER, NOW
+
+# Thousands of hypothesis examples a test: the full run only (not the working tier).
+pytestmark = pytest.mark.slow
 
 #: Characters that mean something in our key scheme, Redis Cluster hash tags or percent-encoding.
 DELIMITERS = ":{}|%,;\x00 \n\\/"

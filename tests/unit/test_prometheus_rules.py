@@ -153,6 +153,7 @@ def test_groups_are_evaluated_in_file_order(path: Path) -> None:
     assert spec.get("group_eval_order") == in_order
 
 
+@pytest.mark.slow  # promtool evaluates every test file's series: ~20 s
 @pytest.mark.parametrize("path", TEST_FILES, ids=lambda p: p.name)
 def test_alert_unit_tests_pass(path: Path, tmp_path: Path) -> None:
     spec = with_annotations(load_yaml(path))
