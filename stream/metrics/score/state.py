@@ -189,11 +189,11 @@ class ScoreState:
         additive = self._additive
         return summary_core.to_read(items, edge, additive)
 
-    def _summary(self, events: list[ScoreTouch]) -> tuple[list[Any], int]:
+    def _summary(self, touches: list[ScoreTouch]) -> tuple[list[Any], int]:
         """One customer's batch activity as a pending record, and its earliest bucket."""
         rules = self.rules
         return summary_core.summary(
-            events, self._index, rules.bucket_ms, len(rules.activities), self.channels
+            touches, self._index, rules.bucket_ms, len(rules.activities), self.channels
         )
 
     def settle(
@@ -214,7 +214,7 @@ class ScoreState:
             items, stored, self._index, rules.bucket_ms, n, self.channels
         )
         for name, (raw, pending) in stored.items():
-            events: list[ScoreTouch] = items.get(name, [])
+            touches: list[ScoreTouch] = items.get(name, [])
             c = unpack(raw, n) if raw is not None else None
             before = (None, -1, "") if c is None else (c.band, c.score, c.channel)
             if pending is not None:
@@ -223,13 +223,13 @@ class ScoreState:
                     c = Customer(rec[0])
                 absorb_pending(c, rec, rules)  # the new value (op K) drops the record
             hits: list[ActivityHit] = []
-            if events:
+            if touches:
                 if c is None:
-                    c = Customer(events[0].user_id)
-                if all(e.type in additive for e in events):
-                    absorb_pending(c, self._summary(events)[0], rules)
+                    c = Customer(touches[0].user_id)
+                if all(e.type in additive for e in touches):
+                    absorb_pending(c, self._summary(touches)[0], rules)
                 else:
-                    hits = sorted(self._hit(e) for e in events)
+                    hits = sorted(self._hit(e) for e in touches)
             if c is None:
                 continue
             transitions, due = advance(c, hits, watermark, rules)
