@@ -88,6 +88,30 @@ class Event(msgspec.Struct, gc=False):
     props: Properties
 
 
+class NativeMessage(Event, gc=False):
+    """Our own envelope, decoded straight into an :class:`Event` (the hot path's one struct).
+
+    Its fields accept a subset of what :class:`RawMessage`'s do (an integer ``ts``, no null
+    ``properties``), so whatever this decodes, the full path would have decoded to the same
+    values; anything else fails here and takes the full path. The Segment fields are kept (and
+    checked) only so that both paths accept and reject the same messages.
+    """
+
+    event_id: Id
+    type: Name
+    ts_ms: int = msgspec.field(name="ts")
+    user_id: Id
+    session_id: Id | None = None
+    account_id: Id | None = None
+    props: Properties = msgspec.field(default_factory=Properties, name="properties")
+    messageId: Id | None = None
+    userId: Id | None = None
+    anonymousId: Id | None = None
+    timestamp: Timestamp | None = None
+    event: Name | None = None
+    name: Name | None = None
+
+
 class Rejection(msgspec.Struct, gc=False):
     reason: Reason
     detail: str
@@ -96,6 +120,7 @@ class Rejection(msgspec.Struct, gc=False):
 _EMPTY_PROPS = Properties()
 _NATIVE_TYPES: frozenset[str] = frozenset(t.value for t in EventType if t != EventType.IDENTIFY)
 _decoder = msgspec.json.Decoder(RawMessage)
+_native_decoder = msgspec.json.Decoder(NativeMessage)
 # The field a validation error points at decides the reason code.
 _PATH_REASON: tuple[tuple[str, Reason], ...] = (
     ("`$.ts`", Reason.BAD_TIMESTAMP),
@@ -120,10 +145,51 @@ class Decoder:
         self.segment_event_map = dict(segment_event_map)
         # ``csat_scale``: CSAT answers are 1–5, or 0–5 where a survey tool offers a 0
         self._checks = {**_CHECKS, EventType.CSAT_RESPONSE.value: _score_check(csat_min, 5)}
+        #: Messages in a row that the fast path passed on to the full path. A stream of
+        #: Segment messages (or of ISO timestamps) would pay for a failed fast decode each:
+        #: after _FAST_MISSES_TO_SKIP of them, only every _FAST_PROBE_EVERY-th message tries
+        #: the fast path, and one that it takes turns it back on. Either path decides alike.
+        self._fast_misses = 0
 
     def decode(self, data: bytes, now_ms: int) -> Event | Rejection:
         if len(data) > self.max_message_bytes:
             return Rejection(Reason.OVERSIZED, f"{len(data)} bytes > {self.max_message_bytes}")
+        misses = self._fast_misses
+        if misses >= _FAST_MISSES_TO_SKIP and misses % _FAST_PROBE_EVERY:
+            self._fast_misses = misses + 1
+            return self._decode_raw(data, now_ms)
+        try:
+            event = _native_decoder.decode(data)
+        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+            # (msgspec.ValidationError is a DecodeError.) Not our envelope with an integer
+            # ts, or bad input: the full path decides, and says why.
+            self._fast_misses = misses + 1
+            return self._decode_raw(data, now_ms)
+        # The fast path: the common case, one decode and no second struct. Only the checks
+        # the struct's types cannot make remain; a failed one takes the full path, which
+        # gives the reason.
+        kind = event.type
+        ts = event.ts_ms
+        if (
+            kind not in _NATIVE_TYPES
+            or not event.event_id
+            or not event.user_id
+            or not _MIN_TS_MS <= ts <= _MAX_TS_MS
+        ):
+            self._fast_misses = misses + 1
+            return self._decode_raw(data, now_ms)
+        self._fast_misses = 0
+        if ts > now_ms + self.max_future_skew_ms:
+            return Rejection(Reason.FUTURE_TIMESTAMP, f"ts {ts} is ahead of now {now_ms}")
+        check = self._checks.get(kind)
+        if check is not None:
+            problem = check(kind, event.props)
+            if problem is not None:
+                return problem
+        return event
+
+    def _decode_raw(self, data: bytes, now_ms: int) -> Event | Rejection:
+        """The full path: every shape the contract accepts, and the reason for what it rejects."""
         try:
             raw = _decoder.decode(data)
         except msgspec.ValidationError as exc:
@@ -150,8 +216,9 @@ class Decoder:
             return Rejection(Reason.SCHEMA, "nesting too deep")
         kind = raw.type
         if kind in _NATIVE_TYPES:
-            # Fast path (the common case): our own envelope with an integer timestamp. The user
-            # is `user_id`, as message_user_id() says for native types (without the call).
+            # Our own envelope that the fast path in decode() did not take: a float or ISO ts,
+            # null properties, or something to reject. The user is `user_id`, as
+            # message_user_id() says for native types (without the call).
             event_id, user_id, ts = raw.event_id, raw.user_id, raw.ts
             if not event_id:
                 return Rejection(Reason.MISSING_EVENT_ID, "missing event_id")
@@ -220,6 +287,9 @@ class Decoder:
             return None
         return self.segment_event_map.get(event_name)
 
+
+_FAST_MISSES_TO_SKIP = 16
+_FAST_PROBE_EVERY = 64
 
 # Timestamps before 2000 or after 2200 are not events, they are bugs (seconds sent as ms, …).
 _MIN_TS_MS = 946_684_800_000

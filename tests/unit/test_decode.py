@@ -222,6 +222,68 @@ def test_arbitrary_envelopes_never_raise(body: dict[str, object]) -> None:
     assert isinstance(DECODER.decode(json.dumps(body).encode(), NOW), Event | Rejection)
 
 
+def _outcome(out: Event | Rejection) -> tuple[object, ...]:
+    """What a decode decided, whichever struct carries it."""
+    if isinstance(out, Rejection):
+        return ("rejected", out.reason, out.detail)
+    fields = ("event_id", "type", "ts_ms", "user_id", "session_id", "account_id", "props")
+    return ("event", *(getattr(out, name) for name in fields))
+
+
+envelope_values = st.one_of(
+    json_values,
+    st.sampled_from([t.value for t in EventType] + ["track", "page", "", "e1", "u1"]),
+    st.integers(min_value=NOW - 10**9, max_value=NOW + 10**9),
+    st.fixed_dictionaries(
+        {}, optional={"page": st.text(max_size=5), "score": json_values, "ticket_id": json_values}
+    ),
+    st.text(min_size=190, max_size=300),  # around the length bounds of ids and names
+)
+
+
+ENVELOPE_KEYS = [
+    "event_id",
+    "type",
+    "ts",
+    "user_id",
+    "properties",
+    "session_id",
+    "account_id",
+    "messageId",
+    "userId",
+    "anonymousId",
+    "timestamp",
+    "event",
+    "name",
+]
+
+
+@given(
+    st.sampled_from([t.value for t in EventType]),
+    st.dictionaries(st.sampled_from(ENVELOPE_KEYS), envelope_values, max_size=3),
+    st.sets(st.sampled_from(ENVELOPE_KEYS), max_size=2),
+)
+def test_the_fast_path_decides_as_the_full_path(
+    kind: str, overrides: dict[str, object], dropped: set[str]
+) -> None:
+    """``decode`` takes our envelope in one struct; ``_decode_raw`` reads every shape. On a
+    valid event with a few keys changed or dropped, both accept the same event or reject it
+    with the same reason."""
+    body = {**json.loads(native(kind)), "session_id": "s1", **overrides}
+    data = json.dumps({k: v for k, v in body.items() if k not in dropped}).encode()
+    assert _outcome(DECODER.decode(data, NOW)) == _outcome(DECODER._decode_raw(data, NOW))
+
+
+def test_the_fast_path_keeps_no_second_struct() -> None:
+    """The common case is one decode: the event is the decoded struct, properties included."""
+    decoder = Decoder(max_message_bytes=65536, max_future_skew_ms=300_000, segment_event_map={})
+    out = decoder.decode(native("page_view", properties={"page": "/"}), NOW)
+    assert isinstance(out, Event) and type(out) is not Event and out.props.page == "/"
+    assert _outcome(out) == _outcome(
+        DECODER._decode_raw(native("page_view", properties={"page": "/"}), NOW)
+    )
+
+
 @given(st.binary(max_size=64))
 def test_bytes_that_are_no_json_document_are_not_json(raw: bytes) -> None:
     """Whatever they start with (a digit, a quote, a bracket): bytes that the standard
@@ -231,3 +293,26 @@ def test_bytes_that_are_no_json_document_are_not_json(raw: bytes) -> None:
     except ValueError:
         out = DECODER.decode(raw, NOW)
         assert isinstance(out, Rejection) and out.reason == Reason.NOT_JSON, (raw, out)
+
+
+def test_a_stream_the_fast_path_cannot_take_stops_trying_it_and_comes_back() -> None:
+    """Segment messages would each pay a failed fast decode: after a run of them the decoder
+    goes to the full path first, probing now and then, and a native event brings it back."""
+    decoder = Decoder(
+        max_message_bytes=65536, max_future_skew_ms=300_000, segment_event_map={"Liked": "like"}
+    )
+    track = orjson.dumps(
+        {"type": "track", "event": "Liked", "messageId": "m1", "userId": "u1", "timestamp": NOW}
+    )
+    for _ in range(100):
+        out = decoder.decode(track, NOW)
+        assert type(out) is Event and out.type == "like"  # the full path's struct
+    assert decoder._fast_misses == 100
+    taken_by = []
+    for i in range(64):
+        out = decoder.decode(native("page_view"), NOW)
+        assert isinstance(out, Event) and out.type == "page_view"
+        if type(out) is not Event:
+            taken_by.append(i)
+    assert taken_by and taken_by == list(range(taken_by[0], 64))  # fast again from the probe on
+    assert decoder._fast_misses == 0
