@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import msgspec
 
@@ -88,6 +88,15 @@ class Event(msgspec.Struct, gc=False):
     props: Properties
 
 
+_NATIVE_TYPES: frozenset[str] = frozenset(t.value for t in EventType if t != EventType.IDENTIFY)
+if TYPE_CHECKING:
+    NativeType = str
+else:
+    # A literal: msgspec hands out the one interned string of each type (no new string, its
+    # hash kept), and a Segment call (`track`, `page`, ...) fails as soon as its type is read.
+    NativeType = Literal[tuple(sorted(_NATIVE_TYPES))]
+
+
 class NativeMessage(Event, gc=False):
     """Our own envelope, decoded straight into an :class:`Event` (the hot path's one struct).
 
@@ -98,7 +107,7 @@ class NativeMessage(Event, gc=False):
     """
 
     event_id: Id
-    type: Name
+    type: NativeType
     ts_ms: int = msgspec.field(name="ts")
     user_id: Id
     session_id: Id | None = None
@@ -118,7 +127,6 @@ class Rejection(msgspec.Struct, gc=False):
 
 
 _EMPTY_PROPS = Properties()
-_NATIVE_TYPES: frozenset[str] = frozenset(t.value for t in EventType if t != EventType.IDENTIFY)
 _decoder = msgspec.json.Decoder(RawMessage)
 _native_decoder = msgspec.json.Decoder(NativeMessage)
 # The field a validation error points at decides the reason code.
@@ -170,12 +178,7 @@ class Decoder:
         # gives the reason.
         kind = event.type
         ts = event.ts_ms
-        if (
-            kind not in _NATIVE_TYPES
-            or not event.event_id
-            or not event.user_id
-            or not _MIN_TS_MS <= ts <= _MAX_TS_MS
-        ):
+        if not event.event_id or not event.user_id or not _MIN_TS_MS <= ts <= _MAX_TS_MS:
             self._fast_misses = misses + 1
             return self._decode_raw(data, now_ms)
         self._fast_misses = 0
