@@ -97,13 +97,14 @@ else:
     NativeType = Literal[tuple(sorted(_NATIVE_TYPES))]
 
 
-class NativeMessage(Event, gc=False):
+class NativeEnvelope(Event, gc=False):
     """Our own envelope, decoded straight into an :class:`Event` (the hot path's one struct).
 
     Its fields accept a subset of what :class:`RawMessage`'s do (an integer ``ts``, no null
-    ``properties``), so whatever this decodes, the full path would have decoded to the same
-    values; anything else fails here and takes the full path. The Segment fields are kept (and
-    checked) only so that both paths accept and reject the same messages.
+    ``properties``, a native type), so whatever this decodes, the full path would have decoded to
+    the same values; anything else fails here and takes the full path. :data:`NativeMessage` is
+    this plus the Segment spec's own fields, checked as the full path checks them (and then
+    ignored), so that both paths accept and reject the same messages.
     """
 
     event_id: Id
@@ -113,12 +114,23 @@ class NativeMessage(Event, gc=False):
     session_id: Id | None = None
     account_id: Id | None = None
     props: Properties = msgspec.field(default_factory=Properties, name="properties")
-    messageId: Id | None = None
-    userId: Id | None = None
-    anonymousId: Id | None = None
-    timestamp: Timestamp | None = None
-    event: Name | None = None
-    name: Name | None = None
+
+
+#: :class:`RawMessage`'s Segment / RudderStack spec fields, which our envelope does not use.
+SEGMENT_ONLY_FIELDS = ("messageId", "userId", "anonymousId", "timestamp", "event", "name")
+#: What the fast path decodes: :class:`NativeEnvelope` and RawMessage's own declarations of the
+#: Segment-only fields (one source for their types and bounds).
+NativeMessage = msgspec.defstruct(
+    "NativeMessage",
+    [
+        (f.name, f.type, f.default)
+        for f in msgspec.structs.fields(RawMessage)
+        if f.name in SEGMENT_ONLY_FIELDS
+    ],
+    bases=(NativeEnvelope,),
+    module=__name__,
+    gc=False,
+)
 
 
 class Rejection(msgspec.Struct, gc=False):
@@ -128,7 +140,7 @@ class Rejection(msgspec.Struct, gc=False):
 
 _EMPTY_PROPS = Properties()
 _decoder = msgspec.json.Decoder(RawMessage)
-_native_decoder = msgspec.json.Decoder(NativeMessage)
+_native_decoder: msgspec.json.Decoder[Event] = msgspec.json.Decoder(NativeMessage)
 # The field a validation error points at decides the reason code.
 _PATH_REASON: tuple[tuple[str, Reason], ...] = (
     ("`$.ts`", Reason.BAD_TIMESTAMP),

@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import json
 
+import msgspec
 import orjson
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from stream.config.settings import _default_segment_map
-from stream.contract.decode import Decoder, Event, Rejection
+from stream.contract.decode import (
+    SEGMENT_ONLY_FIELDS,
+    Decoder,
+    Event,
+    NativeMessage,
+    RawMessage,
+    Rejection,
+)
 from stream.contract.types import FAMILY_OF, EventType, Reason
 
 NOW = 1_767_225_600_000
@@ -190,6 +198,22 @@ def test_arbitrary_bytes_never_raise(data: bytes) -> None:
     assert isinstance(DECODER.decode(data, NOW), Event | Rejection)
 
 
+ENVELOPE_KEYS = [
+    "event_id",
+    "type",
+    "ts",
+    "user_id",
+    "properties",
+    "session_id",
+    "account_id",
+    "messageId",
+    "userId",
+    "anonymousId",
+    "timestamp",
+    "event",
+    "name",
+]
+
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
     lambda children: (
@@ -199,25 +223,7 @@ json_values = st.recursive(
 )
 
 
-@given(
-    st.dictionaries(
-        st.sampled_from(
-            [
-                "event_id",
-                "type",
-                "ts",
-                "user_id",
-                "properties",
-                "session_id",
-                "messageId",
-                "userId",
-                "timestamp",
-                "event",
-            ]
-        ),
-        json_values,
-    )
-)
+@given(st.dictionaries(st.sampled_from(ENVELOPE_KEYS), json_values))
 def test_arbitrary_envelopes_never_raise(body: dict[str, object]) -> None:
     assert isinstance(DECODER.decode(json.dumps(body).encode(), NOW), Event | Rejection)
 
@@ -239,23 +245,6 @@ envelope_values = st.one_of(
     ),
     st.text(min_size=190, max_size=300),  # around the length bounds of ids and names
 )
-
-
-ENVELOPE_KEYS = [
-    "event_id",
-    "type",
-    "ts",
-    "user_id",
-    "properties",
-    "session_id",
-    "account_id",
-    "messageId",
-    "userId",
-    "anonymousId",
-    "timestamp",
-    "event",
-    "name",
-]
 
 
 @given(
@@ -316,3 +305,13 @@ def test_a_stream_the_fast_path_cannot_take_stops_trying_it_and_comes_back() -> 
             taken_by.append(i)
     assert taken_by and taken_by == list(range(taken_by[0], 64))  # fast again from the probe on
     assert decoder._fast_misses == 0
+
+
+def test_the_fast_path_checks_every_field_the_full_path_checks() -> None:
+    """Every RawMessage field is our envelope's (renamed or not) or a Segment-only one, and
+    the fast path's struct declares each Segment-only one with RawMessage's own type."""
+    raw = {f.name: f for f in msgspec.structs.fields(RawMessage)}
+    fast = {f.encode_name: f for f in msgspec.structs.fields(NativeMessage)}
+    assert set(raw) == set(fast)
+    for name in SEGMENT_ONLY_FIELDS:
+        assert (fast[name].type, fast[name].default) == (raw[name].type, raw[name].default)
