@@ -49,7 +49,6 @@ class ClickstreamFold:
         # (campaign, placement) -> (impression field, click field, orphan field, esc c, esc p)
         self._ad_fields: dict[tuple[str | None, str | None], tuple[str, str, str, str, str]] = {}
         self._feature_fields: dict[str | None, str] = {}  # feature -> escaped counter field
-        self._days: dict[int, int] = {}  # minute -> its local day (Windows.day_of_minute)
 
     def handlers(self) -> dict[str, Handler]:
         return {
@@ -62,7 +61,7 @@ class ClickstreamFold:
         }
 
     # The handlers run once per event: dict work inlined, no helper calls (Deltas.count and
-    # Deltas.add_user, an ad pair's entry and its day spelled out).
+    # Deltas.add_user, an ad pair's entry spelled out).
 
     def page_view(self, event: Event, minute: int, deltas: Deltas) -> None:
         counters = deltas.counters
@@ -93,8 +92,8 @@ class ClickstreamFold:
         return cached
 
     def ad(self, event: Event, minute: int, deltas: Deltas) -> None:
-        """An impression or a click: one handler, its pair's entry and the day spelled out (this
-        runs for a quarter of clickstream events)."""
+        """An impression or a click: one handler with its pair's entry spelled out (this runs
+        for a quarter of clickstream events)."""
         which = 1 if event.type == _CLICK else 0  # the index into the pair's counts too
         props = event.props
         fields = self._ad_fields.get((props.campaign, props.placement))
@@ -106,12 +105,7 @@ class ClickstreamFold:
         if bucket is None:
             bucket = counters[minute] = {}
         bucket[name] = bucket.get(name, 0) + 1
-        day = self._days.get(minute)
-        if day is None:
-            if len(self._days) > 100_000:
-                self._days.clear()
-            day = self._days[minute] = self.windows.day_of_minute(minute)
-        key = (day, event.user_id, fields[3], fields[4])
+        key = (self.windows.day_of_minute(minute), event.user_id, fields[3], fields[4])
         pairs = deltas.orphan_pairs
         entry = pairs.get(key)
         if entry is None:
