@@ -1,8 +1,10 @@
 """Bytes -> validated :class:`Event`, or a :class:`Rejection` with a reason code.
 
-This is the hot path's first step, so it is one msgspec decode into a permissive struct that
-covers both our native envelope and Segment/RudderStack spec messages, followed by a few cheap
-checks. It never raises on bad input: every failure becomes a Rejection, because a worker must
+This is the hot path's first step. Our own envelope, the common case, is one msgspec decode
+straight into the :class:`Event` (:data:`NativeMessage`) and a few cheap checks; anything else
+(Segment/RudderStack spec messages, other timestamp forms, bad input) takes the full path, one
+decode into a permissive struct that covers both shapes, which decides alike and says why it
+rejects. It never raises on bad input: every failure becomes a Rejection, because a worker must
 never crash on (or silently drop) a message.
 """
 
