@@ -60,8 +60,9 @@ class ClickstreamFold:
             EventType.FEATURE_USED: self.feature_used,
         }
 
-    # The handlers run once per event: dict work inlined, no helper calls (Deltas.count and
-    # Deltas.add_user, an ad pair's entry spelled out).
+    # The frequent handlers (page and screen views, ads, feature use) run once per such event:
+    # dict work inlined, no helper calls (Deltas.count and Deltas.add_user, an ad pair's entry
+    # spelled out). Conversions are rare and keep the helpers.
 
     def page_view(self, event: Event, minute: int, deltas: Deltas) -> None:
         counters = deltas.counters
